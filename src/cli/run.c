@@ -1,0 +1,153 @@
+/* ferry run: boot a VM — the built-in Linux guest by default, a kernel of
+ * the user's, or a bare-metal ELF with --bios. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "machine/machine.h"
+#include "machine/vclock.h"
+
+#define DEFAULT_APPEND "console=ttyS0 quiet"
+
+static void run_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ferry run [options]\n"
+            "\n"
+            "  --kernel FILE     RISC-V Linux Image (default: the built-in guest)\n"
+            "  --initrd FILE     initramfs (default: the built-in guest's)\n"
+            "  --append ARGS     kernel command line (default: \"" DEFAULT_APPEND "\")\n"
+            "  --mem SIZE        guest RAM, e.g. 256M or 1G (default 256M)\n"
+            "  --smp N           number of harts, 1..8 (default 1)\n"
+            "  --bios FILE       run a bare-metal RV64 ELF in M-mode instead of Linux;\n"
+            "                    the exit status is the code it writes to `tohost`\n"
+            "  --console SPEC    stdio (default), socket:PATH, file:PATH or none\n"
+            "  --stats           print instructions executed and MIPS at exit\n"
+            "\n"
+            "On a terminal, Ctrl-A x quits.\n"
+            "The built-in guest is looked up in $FERRY_GUEST_DIR, then next to the\n"
+            "ferry binary (guest/ or ../guest/).\n");
+}
+
+/* Finds the built-in guest directory holding Image and initramfs.cpio.gz. */
+static int find_guest_dir(char *out, size_t cap)
+{
+    const char *env = getenv("FERRY_GUEST_DIR");
+    if (env && *env) {
+        snprintf(out, cap, "%s", env);
+        return 0;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return -1;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    const char *candidates[] = {"guest", "../guest"};
+    for (size_t i = 0; i < 2; i++) {
+        char probe[PATH_MAX + 64];
+        snprintf(probe, sizeof probe, "%s/%s/Image", exe, candidates[i]);
+        if (access(probe, R_OK) == 0) {
+            snprintf(out, cap, "%s/%s", exe, candidates[i]);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct machine_config cfg = {.ram_size = 256ull << 20, .nharts = 1};
+    const char *mem = NULL, *smp = NULL;
+    bool stats = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        int r;
+#define FLAG(name, dst)                                          \
+    if ((r = cli_flag_value(argc, argv, &i, name, &v)) != 0) {   \
+        if (r < 0)                                               \
+            return EXIT_USAGE;                                   \
+        dst = v;                                                 \
+        continue;                                                \
+    }
+        FLAG("--kernel", cfg.kernel)
+        FLAG("--initrd", cfg.initrd)
+        FLAG("--append", cfg.append)
+        FLAG("--mem", mem)
+        FLAG("--smp", smp)
+        FLAG("--bios", cfg.bios)
+        FLAG("--console", cfg.console)
+#undef FLAG
+        if (strcmp(argv[i], "--stats") == 0) {
+            stats = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            run_usage(stdout);
+            return 0;
+        }
+        cli_error("unknown option '%s' for 'ferry run' (try 'ferry run --help')", argv[i]);
+        return EXIT_USAGE;
+    }
+
+    struct error err;
+    if (mem && cli_parse_size(mem, &cfg.ram_size, &err) < 0) {
+        cli_error("--mem: %s", err.msg);
+        return EXIT_USAGE;
+    }
+    if (smp) {
+        char *end;
+        long n = strtol(smp, &end, 10);
+        if (*smp == '\0' || *end != '\0' || n < 1 || n > MACHINE_MAX_HARTS) {
+            cli_error("--smp must be a number from 1 to %d, not '%s'", MACHINE_MAX_HARTS, smp);
+            return EXIT_USAGE;
+        }
+        cfg.nharts = (unsigned)n;
+    }
+
+    char guest_dir[PATH_MAX], kernel_path[PATH_MAX + 32], initrd_path[PATH_MAX + 32];
+    if (!cfg.bios && !cfg.kernel) {
+        if (find_guest_dir(guest_dir, sizeof guest_dir) < 0) {
+            cli_error("no --kernel given and the built-in guest was not found "
+                      "(build it with 'make guest' or set FERRY_GUEST_DIR)");
+            return 1;
+        }
+        snprintf(kernel_path, sizeof kernel_path, "%s/Image", guest_dir);
+        cfg.kernel = kernel_path;
+        if (!cfg.initrd) {
+            snprintf(initrd_path, sizeof initrd_path, "%s/initramfs.cpio.gz", guest_dir);
+            cfg.initrd = initrd_path;
+        }
+    }
+    if (!cfg.append)
+        cfg.append = DEFAULT_APPEND;
+
+    static struct machine m; /* large: keep it off the stack */
+    int status;
+    uint64_t start_ns = vclock_host_ns(), instructions = 0;
+    for (;;) {
+        if (machine_init(&m, &cfg, &err) < 0) {
+            cli_error("%s", err.msg);
+            return 1;
+        }
+        status = machine_run(&m);
+        instructions += machine_instructions(&m);
+        bool reboot = m.stop == MACHINE_REBOOT;
+        machine_destroy(&m);
+        if (!reboot)
+            break;
+    }
+    if (stats) {
+        double secs = (double)(vclock_host_ns() - start_ns) / 1e9;
+        fprintf(stderr, "ferry: stats: instructions=%llu seconds=%.3f mips=%.1f\n",
+                (unsigned long long)instructions, secs,
+                secs > 0 ? (double)instructions / secs / 1e6 : 0.0);
+    }
+    return status;
+}

@@ -1,0 +1,51 @@
+/* Shared between the CPU's own files (executor, MMU, CSRs, SBI, FPU). */
+#ifndef FERRY_CPU_INTERNAL_H
+#define FERRY_CPU_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cpu/hart.h"
+
+/* TLB tags are (vaddr >> 12) | context; a context occupies bits 52 and up,
+ * which a virtual page number (at most 52 bits) never reaches. */
+#define TLB_CTX_SHIFT 52
+
+enum access { ACCESS_READ = 0, ACCESS_WRITE = 1, ACCESS_FETCH = 2 };
+
+void hart_update_ctx(struct hart *h);
+bool hart_take_interrupt(struct hart *h);
+void hart_mret(struct hart *h);
+void hart_sret(struct hart *h);
+
+/* Translates vaddr for one access that does not cross a page. On success
+ * returns true with the physical address; on failure raises nothing and
+ * returns false with the exception cause in *cause. */
+bool mmu_translate(struct hart *h, uint64_t vaddr, enum access access, uint64_t *paddr,
+                   uint64_t *cause);
+
+/* Slow-path instruction fetch (TLB miss, MMIO, page-crossing). Raises the
+ * exception itself and returns false on failure. */
+bool cpu_fetch_slow(struct hart *h, uint64_t pc, uint32_t *insn);
+
+/* Host pointer to `size` bytes at vaddr for a read-modify-write (AMO, SC),
+ * which must be naturally aligned and in RAM. Returns NULL after raising an
+ * exception. Marks the page dirty. *paddr receives the physical address. */
+uint8_t *cpu_amo_ptr(struct hart *h, uint64_t vaddr, unsigned size, uint64_t *paddr);
+/* Host pointer for LR (read access), or NULL after raising an exception. */
+uint8_t *cpu_lr_ptr(struct hart *h, uint64_t vaddr, unsigned size, uint64_t *paddr);
+
+static inline uint64_t hart_mstatus_read(const struct hart *h)
+{
+    uint64_t s = h->mstatus & ~MSTATUS_SD;
+    if ((s & MSTATUS_FS) == MSTATUS_FS)
+        s |= MSTATUS_SD;
+    return s;
+}
+
+static inline void hart_fs_dirty(struct hart *h)
+{
+    h->mstatus |= MSTATUS_FS;
+}
+
+#endif

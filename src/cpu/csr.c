@@ -1,0 +1,186 @@
+/* Control and status registers: access rules and WARL behaviour. */
+#include "cpu/cpu_internal.h"
+#include "machine/machine.h"
+
+/* Writable bits of mstatus (UXL/SXL are fixed at 64-bit, SD is derived). */
+#define MSTATUS_WRITABLE (MSTATUS_SIE | MSTATUS_MIE | MSTATUS_SPIE | MSTATUS_MPIE | \
+                          MSTATUS_SPP | MSTATUS_MPP | MSTATUS_FS | MSTATUS_MPRV |      \
+                          MSTATUS_SUM | MSTATUS_MXR | MSTATUS_TVM | MSTATUS_TW |       \
+                          MSTATUS_TSR)
+#define SSTATUS_MASK (MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_FS | MSTATUS_XS | \
+                      MSTATUS_SUM | MSTATUS_MXR | MSTATUS_UXL | MSTATUS_SD)
+#define SSTATUS_WRITABLE (MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_FS | \
+                          MSTATUS_SUM | MSTATUS_MXR)
+#define S_INTERRUPTS (MIP_SSIP | MIP_STIP | MIP_SEIP)
+#define ALL_INTERRUPTS (S_INTERRUPTS | MIP_MSIP | MIP_MTIP | MIP_MEIP)
+/* Exceptions that may be delegated: everything but ecall from M. */
+#define MEDELEG_WRITABLE 0xb3ffull
+
+static bool counter_allowed(const struct hart *h, uint32_t csr)
+{
+    uint64_t bit = 1ull << (csr & 31);
+    if (h->priv < PRIV_M && !(h->mcounteren & bit))
+        return false;
+    if (h->priv < PRIV_S && !(h->scounteren & bit))
+        return false;
+    return true;
+}
+
+static bool fs_enabled(const struct hart *h)
+{
+    return (h->mstatus & MSTATUS_FS) != 0;
+}
+
+bool csr_read(struct hart *h, uint32_t csr, uint64_t *v)
+{
+    /* Bits 9:8 give the lowest privilege that may access the CSR. */
+    if (((csr >> 8) & 3) > h->priv)
+        return false;
+    switch (csr) {
+    case CSR_FFLAGS: if (!fs_enabled(h)) return false; *v = h->fflags; return true;
+    case CSR_FRM: if (!fs_enabled(h)) return false; *v = h->frm; return true;
+    case CSR_FCSR: if (!fs_enabled(h)) return false; *v = (uint64_t)h->frm << 5 | h->fflags; return true;
+    case CSR_CYCLE: case CSR_INSTRET: case CSR_TIME:
+        if (!counter_allowed(h, csr))
+            return false;
+        *v = csr == CSR_TIME ? machine_time_ticks(h->machine) : h->instret;
+        return true;
+    case CSR_SSTATUS: *v = hart_mstatus_read(h) & SSTATUS_MASK; return true;
+    case CSR_SIE: *v = h->mie & h->mideleg; return true;
+    case CSR_SIP: *v = h->mip & h->mideleg; return true;
+    case CSR_STVEC: *v = h->stvec; return true;
+    case CSR_SCOUNTEREN: *v = h->scounteren; return true;
+    case CSR_SENVCFG: *v = h->senvcfg; return true;
+    case CSR_SSCRATCH: *v = h->sscratch; return true;
+    case CSR_SEPC: *v = h->sepc; return true;
+    case CSR_SCAUSE: *v = h->scause; return true;
+    case CSR_STVAL: *v = h->stval; return true;
+    case CSR_SATP:
+        if (h->priv == PRIV_S && (h->mstatus & MSTATUS_TVM))
+            return false;
+        *v = h->satp;
+        return true;
+    case CSR_MVENDORID: case CSR_MARCHID: case CSR_MIMPID: case CSR_MCONFIGPTR:
+        *v = 0;
+        return true;
+    case CSR_MHARTID: *v = h->hartid; return true;
+    case CSR_MSTATUS: *v = hart_mstatus_read(h); return true;
+    case CSR_MISA: *v = h->misa; return true;
+    case CSR_MEDELEG: *v = h->medeleg; return true;
+    case CSR_MIDELEG: *v = h->mideleg; return true;
+    case CSR_MIE: *v = h->mie; return true;
+    case CSR_MTVEC: *v = h->mtvec; return true;
+    case CSR_MCOUNTEREN: *v = h->mcounteren; return true;
+    case CSR_MENVCFG: *v = h->menvcfg; return true;
+    case CSR_MCOUNTINHIBIT: *v = 0; return true;
+    case CSR_MSCRATCH: *v = h->mscratch; return true;
+    case CSR_MEPC: *v = h->mepc; return true;
+    case CSR_MCAUSE: *v = h->mcause; return true;
+    case CSR_MTVAL: *v = h->mtval; return true;
+    case CSR_MIP: *v = h->mip; return true;
+    case CSR_MCYCLE: case CSR_MINSTRET: *v = h->instret; return true;
+    case CSR_TSELECT: *v = 0; return true; /* no triggers: reads as 0 */
+    default:
+        /* No PMP entries and no extra hardware counters: all read as zero
+         * (hpmcounters 3..31 and their M-mode twins, mhpmevent). */
+        if ((csr >= CSR_PMPCFG0 && csr < CSR_PMPCFG0 + 16) ||
+            (csr >= CSR_PMPADDR0 && csr < CSR_PMPADDR0 + 64) ||
+            (csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f)) {
+            *v = 0;
+            return true;
+        }
+        if (csr >= 0xc03 && csr <= 0xc1f) {
+            if (!counter_allowed(h, csr))
+                return false;
+            *v = 0;
+            return true;
+        }
+        return false;
+    }
+}
+
+bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
+{
+    if (((csr >> 8) & 3) > h->priv || (csr >> 10) == 3) /* read-only range */
+        return false;
+    switch (csr) {
+    case CSR_FFLAGS:
+        if (!fs_enabled(h)) return false;
+        h->fflags = v & 0x1f; hart_fs_dirty(h); return true;
+    case CSR_FRM:
+        if (!fs_enabled(h)) return false;
+        h->frm = v & 7; hart_fs_dirty(h); return true;
+    case CSR_FCSR:
+        if (!fs_enabled(h)) return false;
+        h->fflags = v & 0x1f; h->frm = (v >> 5) & 7; hart_fs_dirty(h); return true;
+    case CSR_SSTATUS:
+        h->mstatus = (h->mstatus & ~SSTATUS_WRITABLE) | (v & SSTATUS_WRITABLE);
+        hart_update_ctx(h);
+        return true;
+    case CSR_SIE:
+        h->mie = (h->mie & ~h->mideleg) | (v & h->mideleg);
+        h->interrupt_check = true;
+        return true;
+    case CSR_SIP:
+        /* Only SSIP is writable from S-mode (when delegated). */
+        h->mip = (h->mip & ~(MIP_SSIP & h->mideleg)) | (v & MIP_SSIP & h->mideleg);
+        h->interrupt_check = true;
+        return true;
+    case CSR_STVEC: h->stvec = v & ~2ull; return true;
+    case CSR_SCOUNTEREN: h->scounteren = v & 0xffffffff; return true;
+    case CSR_SENVCFG: h->senvcfg = 0; return true; /* no fields implemented */
+    case CSR_SSCRATCH: h->sscratch = v; return true;
+    case CSR_SEPC: h->sepc = v & ~1ull; return true;
+    case CSR_SCAUSE: h->scause = v; return true;
+    case CSR_STVAL: h->stval = v; return true;
+    case CSR_SATP: {
+        if (h->priv == PRIV_S && (h->mstatus & MSTATUS_TVM))
+            return false;
+        uint64_t mode = v >> SATP_MODE_SHIFT;
+        /* WARL: unsupported modes leave satp unchanged (Linux probes Sv57
+         * and Sv48 this way). ASIDs are not implemented: the field is 0. */
+        if (mode != SATP_MODE_BARE && mode != SATP_MODE_SV39 && mode != SATP_MODE_SV48)
+            return true;
+        h->satp = (mode << SATP_MODE_SHIFT) | (v & SATP_PPN_MASK);
+        hart_tlb_flush(h);
+        return true;
+    }
+    case CSR_MSTATUS: {
+        uint64_t nv = (h->mstatus & ~MSTATUS_WRITABLE) | (v & MSTATUS_WRITABLE);
+        /* MPP is WARL: the reserved value 2 (H) becomes U. */
+        if (((nv & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT) == 2)
+            nv &= ~MSTATUS_MPP;
+        h->mstatus = nv;
+        hart_update_ctx(h);
+        return true;
+    }
+    case CSR_MISA: return true; /* WARL: the extensions cannot be switched off */
+    case CSR_MEDELEG: h->medeleg = v & MEDELEG_WRITABLE; return true;
+    case CSR_MIDELEG: h->mideleg = v & S_INTERRUPTS; h->interrupt_check = true; return true;
+    case CSR_MIE: h->mie = v & ALL_INTERRUPTS; h->interrupt_check = true; return true;
+    case CSR_MTVEC: h->mtvec = v & ~2ull; return true;
+    case CSR_MCOUNTEREN: h->mcounteren = v & 0xffffffff; return true;
+    case CSR_MENVCFG: h->menvcfg = 0; return true;
+    case CSR_MCOUNTINHIBIT: return true;
+    case CSR_MSCRATCH: h->mscratch = v; return true;
+    case CSR_MEPC: h->mepc = v & ~1ull; return true;
+    case CSR_MCAUSE: h->mcause = v; return true;
+    case CSR_MTVAL: h->mtval = v; return true;
+    case CSR_MIP: {
+        /* Software may write SSIP, STIP and SEIP; the M bits come from
+         * the ACLINT and PLIC. */
+        uint64_t writable = MIP_SSIP | MIP_STIP | MIP_SEIP;
+        h->mip = (h->mip & ~writable) | (v & writable);
+        h->interrupt_check = true;
+        return true;
+    }
+    case CSR_MCYCLE: case CSR_MINSTRET: h->instret = v; return true;
+    case CSR_TSELECT: return true;
+    default:
+        if ((csr >= CSR_PMPCFG0 && csr < CSR_PMPCFG0 + 16) ||
+            (csr >= CSR_PMPADDR0 && csr < CSR_PMPADDR0 + 64) ||
+            (csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f))
+            return true;
+        return false;
+    }
+}

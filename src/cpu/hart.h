@@ -1,0 +1,137 @@
+/* One RISC-V hart (RV64IMAFDC, Zicsr, Zifencei; M/S/U; Sv39/Sv48).
+ *
+ * The architectural state lives in plain fields; the TLB and fetch cache are
+ * derived caches, rebuilt (flushed) whenever translation-relevant state
+ * changes and after a state load. */
+#ifndef FERRY_CPU_HART_H
+#define FERRY_CPU_HART_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cpu/riscv.h"
+
+struct bus;
+struct machine;
+
+#define TLB_SIZE 256 /* direct-mapped, per access kind */
+
+/* A TLB entry maps one guest virtual page to host memory: for a hit,
+ * host = vaddr + addend. Only RAM is entered; MMIO always takes the slow
+ * path. `tag` is the virtual page number, or TLB_INVALID. Write entries are
+ * only filled for pages already marked dirty, so a store hitting the TLB
+ * needs no dirty bookkeeping. */
+#define TLB_INVALID UINT64_MAX
+struct tlb_entry {
+    uint64_t tag;
+    uintptr_t addend;
+    uint64_t paddr_page; /* guest physical page base, for LR/SC and dirty */
+};
+
+enum hsm_state {
+    HSM_STARTED = 0,
+    HSM_STOPPED = 1,
+    HSM_START_PENDING = 2,
+    HSM_STOP_PENDING = 3,
+};
+
+struct hart {
+    /* ---- architectural state (migratable) ---- */
+    uint64_t x[32];
+    uint64_t f[32];          /* single-precision values are NaN-boxed */
+    uint64_t pc;
+    uint8_t priv;            /* PRIV_U, PRIV_S, PRIV_M */
+    uint8_t fflags;          /* accrued exceptions, low 5 bits */
+    uint8_t frm;             /* dynamic rounding mode, 3 bits */
+    bool wfi;                /* stalled in WFI until an interrupt is pending */
+
+    uint64_t mstatus;        /* SD is recomputed from FS on read */
+    uint64_t misa;
+    uint64_t medeleg, mideleg;
+    uint64_t mie, mip;
+    uint64_t mtvec, mscratch, mepc, mcause, mtval;
+    uint64_t mcounteren, scounteren;
+    uint64_t menvcfg, senvcfg;
+    uint64_t stvec, sscratch, sepc, scause, stval;
+    uint64_t satp;
+    uint64_t instret;        /* also read as mcycle/cycle */
+
+    uint64_t reservation;    /* physical address of the LR reservation */
+    bool reserved;
+
+    /* SBI-in-emulator state (only used when the machine implements SBI). */
+    uint64_t sbi_timecmp;    /* STIP is raised while time >= sbi_timecmp */
+    uint8_t hsm;             /* enum hsm_state */
+    uint64_t hsm_start_addr, hsm_start_arg;
+
+    /* ---- identity and wiring (not migrated) ---- */
+    uint32_t hartid;
+    struct machine *machine;
+    struct bus *bus;
+
+    /* ---- derived caches (never migrated, flushed on change) ---- */
+    struct tlb_entry tlb_read[TLB_SIZE];
+    struct tlb_entry tlb_write[TLB_SIZE];
+    struct tlb_entry tlb_fetch[TLB_SIZE];
+    bool interrupt_check;    /* set when mip/mie/mstatus/priv changed */
+    uint8_t data_priv;       /* privilege for loads/stores (MPRV applied) */
+    uint64_t ctx_data;       /* TLB tag context for loads/stores */
+    uint64_t ctx_fetch;      /* TLB tag context for instruction fetch */
+};
+
+void hart_init(struct hart *h, uint32_t hartid, struct machine *m, struct bus *bus);
+void hart_reset(struct hart *h, uint64_t pc);
+
+/* Enters S-mode at addr with a0 = hartid, a1 = arg, translation off (the
+ * state SBI HSM hart_start and the boot ROM hand to a kernel). */
+void hart_start_supervisor(struct hart *h, uint64_t addr, uint64_t arg);
+
+/* Drops every cached translation (satp, sfence.vma, privilege or MPRV/SUM/
+ * MXR changes, state load, dirty-log harvest). */
+void hart_tlb_flush(struct hart *h);
+/* Drops only write entries: after a dirty-log harvest, the next store to each
+ * page must re-mark it. */
+void hart_tlb_flush_writes(struct hart *h);
+
+/* Raises or lowers bits of mip from a device or timer, and notes that the
+ * hart must re-check interrupts (waking it from WFI). */
+void hart_set_pending(struct hart *h, uint64_t mip_bits, bool level);
+
+/* Runs up to `budget` instructions; returns how many were executed. Stops
+ * early when the hart enters WFI. */
+uint64_t hart_run(struct hart *h, uint64_t budget);
+
+/* True when an enabled interrupt is pending for this hart (used to wake it). */
+bool hart_interrupt_pending(const struct hart *h);
+
+/* ---- used by the executor, FPU and SBI; not by devices ---- */
+
+/* Takes an exception: sets the trap CSRs and pc to the handler. The faulting
+ * instruction's address is h->pc at the time of the call. */
+void hart_raise_exception(struct hart *h, uint64_t cause, uint64_t tval);
+
+/* Virtual-memory accesses with the hart's current translation. On failure
+ * they have already raised the right exception and return false; the
+ * instruction must then stop without touching pc. Misaligned accesses are
+ * performed (split), never trapped. */
+bool cpu_load(struct hart *h, uint64_t vaddr, unsigned size, uint64_t *value);
+bool cpu_store(struct hart *h, uint64_t vaddr, unsigned size, uint64_t value);
+
+/* CSR access with privilege checks; false means illegal instruction (not yet
+ * raised: the caller raises it with the instruction bits). */
+bool csr_read(struct hart *h, uint32_t csr, uint64_t *value);
+bool csr_write(struct hart *h, uint32_t csr, uint64_t value);
+
+/* Executes one F/D instruction (opcodes LOAD-FP, STORE-FP, FMADD, FMSUB,
+ * FNMSUB, FNMADD, OP-FP; compressed FP loads/stores arrive expanded).
+ * Returns true when it completed (the caller advances pc), false when it
+ * raised an exception (pc already points at the handler). Raises illegal
+ * instruction when mstatus.FS is Off or the encoding is invalid. Marks FS
+ * Dirty when it writes an f register or fflags. */
+bool fpu_exec(struct hart *h, uint32_t insn);
+
+/* Handles an ECALL from S-mode when the machine implements SBI itself.
+ * Returns true if handled (caller advances pc by 4). */
+bool sbi_ecall(struct hart *h);
+
+#endif

@@ -1,0 +1,176 @@
+/* The Supervisor Binary Interface, implemented inside the emulator instead
+ * of by M-mode firmware: BASE, TIME, IPI, RFENCE, HSM, SRST and the legacy
+ * console calls. */
+#include "cpu/cpu_internal.h"
+#include "machine/machine.h"
+
+#define SBI_SUCCESS 0
+#define SBI_ERR_FAILED (-1)
+#define SBI_ERR_NOT_SUPPORTED (-2)
+#define SBI_ERR_INVALID_PARAM (-3)
+#define SBI_ERR_ALREADY_AVAILABLE (-6)
+
+#define EXT_LEGACY_SET_TIMER 0x00
+#define EXT_LEGACY_PUTCHAR 0x01
+#define EXT_LEGACY_GETCHAR 0x02
+#define EXT_LEGACY_SHUTDOWN 0x08
+#define EXT_BASE 0x10
+#define EXT_TIME 0x54494D45
+#define EXT_IPI 0x735049
+#define EXT_RFENCE 0x52464E43
+#define EXT_HSM 0x48534D
+#define EXT_SRST 0x53525354
+
+#define SBI_SPEC_VERSION ((1u << 24) | 0) /* v1.0 */
+#define SBI_IMPL_ID 0xfe77                  /* "ferry"; not a registered id */
+
+struct sbi_ret {
+    int64_t error;
+    uint64_t value;
+};
+
+static bool ext_supported(uint64_t ext)
+{
+    switch (ext) {
+    case EXT_BASE: case EXT_TIME: case EXT_IPI: case EXT_RFENCE: case EXT_HSM: case EXT_SRST:
+    case EXT_LEGACY_SET_TIMER: case EXT_LEGACY_PUTCHAR: case EXT_LEGACY_GETCHAR:
+    case EXT_LEGACY_SHUTDOWN:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Calls fn on each hart selected by (mask, mask_base); base -1 means all. */
+static int64_t for_each_hart(struct machine *m, uint64_t mask, uint64_t base,
+                             void (*fn)(struct machine *, struct hart *))
+{
+    for (unsigned i = 0; i < m->nharts; i++) {
+        bool selected;
+        if (base == UINT64_MAX)
+            selected = true;
+        else
+            selected = i >= base && i - base < 64 && ((mask >> (i - base)) & 1);
+        if (selected)
+            fn(m, &m->harts[i]);
+    }
+    if (base != UINT64_MAX && base < 64 * 1024 && mask) {
+        /* Reject masks naming harts that do not exist. */
+        for (unsigned bit = 0; bit < 64; bit++)
+            if (((mask >> bit) & 1) && base + bit >= m->nharts)
+                return SBI_ERR_INVALID_PARAM;
+    }
+    return SBI_SUCCESS;
+}
+
+static void ipi_one(struct machine *m, struct hart *t) { machine_send_ipi(m, t->hartid); }
+static void fence_one(struct machine *m, struct hart *t) { hart_tlb_flush(t); }
+
+static struct sbi_ret hsm_call(struct hart *h, uint64_t fid)
+{
+    struct machine *m = h->machine;
+    uint64_t id = h->x[10];
+    switch (fid) {
+    case 0: { /* hart_start(hartid, start_addr, opaque) */
+        if (id >= m->nharts)
+            return (struct sbi_ret){SBI_ERR_INVALID_PARAM, 0};
+        struct hart *t = &m->harts[id];
+        if (t->hsm != HSM_STOPPED)
+            return (struct sbi_ret){SBI_ERR_ALREADY_AVAILABLE, 0};
+        machine_start_hart(m, t, h->x[11], h->x[12]);
+        return (struct sbi_ret){SBI_SUCCESS, 0};
+    }
+    case 1: /* hart_stop */
+        h->hsm = HSM_STOPPED;
+        h->wfi = false;
+        return (struct sbi_ret){SBI_SUCCESS, 0};
+    case 2: /* hart_get_status */
+        if (id >= m->nharts)
+            return (struct sbi_ret){SBI_ERR_INVALID_PARAM, 0};
+        return (struct sbi_ret){SBI_SUCCESS, m->harts[id].hsm};
+    default:
+        return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
+    }
+}
+
+static struct sbi_ret sbi_dispatch(struct hart *h, uint64_t ext, uint64_t fid)
+{
+    struct machine *m = h->machine;
+    uint64_t *a = &h->x[10];
+    switch (ext) {
+    case EXT_BASE:
+        switch (fid) {
+        case 0: return (struct sbi_ret){0, SBI_SPEC_VERSION};
+        case 1: return (struct sbi_ret){0, SBI_IMPL_ID};
+        case 2: return (struct sbi_ret){0, 1};
+        case 3: return (struct sbi_ret){0, ext_supported(a[0]) ? 1 : 0};
+        case 4: case 5: case 6: return (struct sbi_ret){0, 0}; /* mvendorid, marchid, mimpid */
+        default: return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
+        }
+    case EXT_TIME:
+        if (fid != 0)
+            return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
+        h->sbi_timecmp = a[0];
+        machine_update_hart_timer(m, h);
+        return (struct sbi_ret){0, 0};
+    case EXT_IPI:
+        if (fid != 0)
+            return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
+        return (struct sbi_ret){for_each_hart(m, a[0], a[1], ipi_one), 0};
+    case EXT_RFENCE:
+        /* remote fence.i needs nothing (no decoded-code cache); remote
+         * sfence.vma variants flush the targets' TLBs. */
+        if (fid > 6)
+            return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
+        if (fid == 0)
+            return (struct sbi_ret){0, 0};
+        return (struct sbi_ret){for_each_hart(m, a[0], a[1], fence_one), 0};
+    case EXT_HSM:
+        return hsm_call(h, fid);
+    case EXT_SRST:
+        if (fid != 0)
+            return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
+        if (a[0] == 0) {
+            machine_request_stop(m, MACHINE_POWEROFF, a[1] == 0 ? 0 : 1);
+            return (struct sbi_ret){0, 0};
+        }
+        if (a[0] == 1 || a[0] == 2) {
+            machine_request_stop(m, MACHINE_REBOOT, 0);
+            return (struct sbi_ret){0, 0};
+        }
+        return (struct sbi_ret){SBI_ERR_INVALID_PARAM, 0};
+    default:
+        return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
+    }
+}
+
+bool sbi_ecall(struct hart *h)
+{
+    uint64_t ext = h->x[17], fid = h->x[16];
+    struct machine *m = h->machine;
+    switch (ext) {
+    case EXT_LEGACY_SET_TIMER:
+        h->sbi_timecmp = h->x[10];
+        machine_update_hart_timer(m, h);
+        h->x[10] = 0;
+        return true;
+    case EXT_LEGACY_PUTCHAR: {
+        uint8_t c = (uint8_t)h->x[10];
+        console_write(&m->console, &c, 1);
+        h->x[10] = 0;
+        return true;
+    }
+    case EXT_LEGACY_GETCHAR:
+        h->x[10] = (uint64_t)-1;
+        return true;
+    case EXT_LEGACY_SHUTDOWN:
+        machine_request_stop(m, MACHINE_POWEROFF, 0);
+        return true;
+    default: {
+        struct sbi_ret r = sbi_dispatch(h, ext, fid);
+        h->x[10] = (uint64_t)r.error;
+        h->x[11] = r.value;
+        return true;
+    }
+    }
+}

@@ -1,0 +1,336 @@
+/* Machine assembly and the event loop: the harts run in slices on this one
+ * thread, and between slices the loop updates timers, checks HTIF and
+ * services host file descriptors. An idle guest (all harts in WFI) sleeps
+ * in ppoll until its next timer deadline or console input. */
+#include "machine/machine.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "machine/boot.h"
+#include "machine/fdt.h"
+
+/* Instructions a hart runs before the loop looks at timers and devices:
+ * about 0.1 ms, well below the guest's timer resolution needs. */
+#define SLICE_INSNS 20000
+#define FDT_MAX_SIZE (64 * 1024)
+#define MIN_RAM (16ull << 20)
+
+/* Boot ROM: a0 = mhartid, a1 = DTB address, mstatus.MPP = S, mepc = kernel
+ * entry, mret. The two data words follow at offsets 48 and 56. */
+static const uint32_t bootrom_code[] = {
+    0x00000297, /* auipc t0, 0 */
+    0x0302b583, /* ld    a1, 48(t0) */
+    0x0382b303, /* ld    t1, 56(t0) */
+    0xf1402573, /* csrr  a0, mhartid */
+    0x00100393, /* li    t2, 1 */
+    0x00b39393, /* slli  t2, t2, 11 */
+    0x30039073, /* csrw  mstatus, t2 */
+    0x34131073, /* csrw  mepc, t1 */
+    0x30200073, /* mret */
+};
+#define BOOTROM_DTB_OFFSET 48
+#define BOOTROM_ENTRY_OFFSET 56
+
+static uint64_t bootrom_read(void *opaque, uint64_t offset, unsigned size)
+{
+    const uint8_t *rom = opaque;
+    uint64_t v = 0;
+    memcpy(&v, rom + offset, size);
+    return v;
+}
+
+static const struct mmio_ops bootrom_ops = {.read = bootrom_read, .write = NULL};
+
+static volatile sig_atomic_t quit_signal;
+static void on_quit_signal(int sig) { quit_signal = sig; }
+
+void machine_request_stop(struct machine *m, enum machine_stop why, int exit_code)
+{
+    if (m->stop == MACHINE_RUNNING) {
+        m->stop = why;
+        m->exit_code = exit_code;
+    }
+}
+
+uint64_t machine_time_ticks(const struct machine *m)
+{
+    return vclock_ticks(&m->clock);
+}
+
+void machine_update_hart_timer(struct machine *m, struct hart *h)
+{
+    if (m->sbi)
+        hart_set_pending(h, MIP_STIP, machine_time_ticks(m) >= h->sbi_timecmp);
+}
+
+void machine_send_ipi(struct machine *m, unsigned hartid)
+{
+    if (hartid < m->nharts) {
+        hart_set_pending(&m->harts[hartid], MIP_SSIP, true);
+    }
+}
+
+void machine_start_hart(struct machine *m, struct hart *h, uint64_t addr, uint64_t arg)
+{
+    (void)m;
+    hart_start_supervisor(h, addr, arg);
+    h->hsm = HSM_STARTED;
+}
+
+uint64_t machine_instructions(const struct machine *m)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; i < m->nharts; i++)
+        total += m->harts[i].instret;
+    return total;
+}
+
+uint64_t machine_dirty_sync(struct machine *m, uint64_t *out)
+{
+    uint64_t n = ram_dirty_harvest(&m->bus.ram, out);
+    for (unsigned i = 0; i < m->nharts; i++)
+        hart_tlb_flush_writes(&m->harts[i]);
+    return n;
+}
+
+static int machine_add_devices(struct machine *m, struct error *err)
+{
+    aclint_init(&m->aclint, m->harts, m->nharts, &m->clock);
+    plic_init(&m->plic, m->harts, m->nharts);
+    struct irq_line uart_irq = {.set = plic_set_irq, .controller = &m->plic,
+                                .irq = MEMMAP_UART0_IRQ};
+    uart_init(&m->uart, uart_irq, &m->console);
+    syscon_init(&m->syscon, m);
+    const struct mmio_region regions[] = {
+        {"bootrom", MEMMAP_BOOTROM_BASE, MEMMAP_BOOTROM_SIZE, &bootrom_ops, m->bootrom},
+        {"syscon", MEMMAP_SYSCON_BASE, MEMMAP_SYSCON_SIZE, &syscon_mmio_ops, &m->syscon},
+        {"aclint", MEMMAP_ACLINT_BASE, MEMMAP_ACLINT_SIZE, &aclint_mmio_ops, &m->aclint},
+        {"plic", MEMMAP_PLIC_BASE, MEMMAP_PLIC_SIZE, &plic_mmio_ops, &m->plic},
+        {"uart0", MEMMAP_UART0_BASE, MEMMAP_UART0_SIZE, &uart_mmio_ops, &m->uart},
+    };
+    for (size_t i = 0; i < sizeof regions / sizeof regions[0]; i++)
+        if (bus_add_mmio(&m->bus, &regions[i], err) < 0)
+            return -1;
+    return 0;
+}
+
+/* Linux boot: kernel at the RAM base (there is no firmware below it), DTB
+ * at the top of RAM, initrd just below the DTB. */
+static int machine_load_linux(struct machine *m, struct error *err)
+{
+    struct ram *ram = &m->bus.ram;
+    uint64_t kernel_end;
+    if (boot_load_linux_image(ram, m->cfg.kernel, ram->base, &kernel_end, err) < 0)
+        return -1;
+    uint64_t ram_end = ram->base + ram->size;
+    uint64_t fdt_addr = (ram_end - FDT_MAX_SIZE) & ~0xfffull;
+    struct fdt_params params = {.bootargs = m->cfg.append ? m->cfg.append : ""};
+    if (m->cfg.initrd) {
+        uint8_t *data;
+        size_t size;
+        if (boot_read_file(m->cfg.initrd, &data, &size, err) < 0)
+            return -1;
+        uint64_t start = (fdt_addr - size) & ~0xfffull;
+        if (size > fdt_addr - ram->base || start < kernel_end) {
+            free(data);
+            return error_set(err, "RAM too small: %llu MiB cannot hold the kernel (%llu KiB) "
+                             "and the initrd (%zu KiB)", (unsigned long long)ram->size >> 20,
+                             (unsigned long long)(kernel_end - ram->base) / 1024, size / 1024);
+        }
+        memcpy(ram_host(ram, start), data, size);
+        ram_mark_dirty(ram, start, size);
+        free(data);
+        params.initrd_start = start;
+        params.initrd_end = start + size;
+    }
+    if (kernel_end > fdt_addr || fdt_addr - kernel_end < (4ull << 20))
+        return error_set(err, "RAM too small: %llu MiB leaves the kernel no room to run",
+                         (unsigned long long)ram->size >> 20);
+    int fdt_size = fdt_build(m, &params, ram_host(ram, fdt_addr), FDT_MAX_SIZE, err);
+    if (fdt_size < 0)
+        return -1;
+    ram_mark_dirty(ram, fdt_addr, (uint64_t)fdt_size);
+
+    memcpy(m->bootrom, bootrom_code, sizeof bootrom_code);
+    uint64_t entry = ram->base;
+    memcpy(m->bootrom + BOOTROM_DTB_OFFSET, &fdt_addr, 8);
+    memcpy(m->bootrom + BOOTROM_ENTRY_OFFSET, &entry, 8);
+
+    m->sbi = true;
+    for (unsigned i = 0; i < m->nharts; i++) {
+        struct hart *h = &m->harts[i];
+        /* What M-mode firmware would set up before entering S-mode: every
+         * exception but ecalls, and the supervisor interrupts, go to S;
+         * the counters are readable from S. */
+        h->medeleg = 0xb1ff;
+        h->mideleg = MIP_SSIP | MIP_STIP | MIP_SEIP;
+        h->mcounteren = 7;
+        h->pc = MEMMAP_BOOTROM_BASE;
+        h->hsm = i == 0 ? HSM_STARTED : HSM_STOPPED;
+    }
+    return 0;
+}
+
+static int machine_load_bios(struct machine *m, struct error *err)
+{
+    struct elf_info info;
+    if (boot_load_elf(&m->bus.ram, m->cfg.bios, &info, err) < 0)
+        return -1;
+    m->sbi = false;
+    m->has_tohost = info.tohost != 0;
+    m->tohost_addr = info.tohost;
+    for (unsigned i = 0; i < m->nharts; i++)
+        m->harts[i].pc = info.entry;
+    return 0;
+}
+
+int machine_init(struct machine *m, const struct machine_config *cfg, struct error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->console.in_fd = m->console.out_fd = m->console.listen_fd = -1;
+    if (cfg->nharts < 1 || cfg->nharts > MACHINE_MAX_HARTS)
+        return error_set(err, "--smp must be between 1 and %d", MACHINE_MAX_HARTS);
+    if (cfg->ram_size < MIN_RAM)
+        return error_set(err, "--mem must be at least %llu MiB", MIN_RAM >> 20);
+    m->nharts = cfg->nharts;
+    if (ram_init(&m->bus.ram, MEMMAP_RAM_BASE, cfg->ram_size, err) < 0)
+        return -1;
+    vclock_init(&m->clock);
+    for (unsigned i = 0; i < m->nharts; i++)
+        hart_init(&m->harts[i], i, m, &m->bus);
+    if (console_open(&m->console, cfg->console ? cfg->console : "stdio", err) < 0)
+        goto fail;
+    if (machine_add_devices(m, err) < 0)
+        goto fail;
+    if ((cfg->bios ? machine_load_bios(m, err) : machine_load_linux(m, err)) < 0)
+        goto fail;
+    return 0;
+fail:
+    machine_destroy(m);
+    return -1;
+}
+
+void machine_destroy(struct machine *m)
+{
+    console_close(&m->console);
+    ram_destroy(&m->bus.ram);
+}
+
+static void machine_update_timers(struct machine *m)
+{
+    aclint_update(&m->aclint);
+    if (m->sbi) {
+        uint64_t now = machine_time_ticks(m);
+        for (unsigned i = 0; i < m->nharts; i++) {
+            struct hart *h = &m->harts[i];
+            bool due = now >= h->sbi_timecmp;
+            if (due != ((h->mip & MIP_STIP) != 0))
+                hart_set_pending(h, MIP_STIP, due);
+        }
+    }
+}
+
+/* HTIF: a bare-metal program ends by writing (code << 1) | 1 to tohost. */
+static void machine_check_tohost(struct machine *m)
+{
+    uint64_t v;
+    memcpy(&v, ram_host(&m->bus.ram, m->tohost_addr), 8);
+    if (!v)
+        return;
+    if (v & 1) {
+        machine_request_stop(m, MACHINE_POWEROFF, (int)((v >> 1) & 0x7fffffff));
+    } else {
+        fprintf(stderr, "ferry: unsupported HTIF request 0x%llx in tohost\n",
+                (unsigned long long)v);
+        machine_request_stop(m, MACHINE_POWEROFF, 1);
+    }
+}
+
+/* Nanoseconds until the earliest armed timer, or -1 for none. */
+static int64_t machine_next_timer_ns(struct machine *m)
+{
+    uint64_t deadline = aclint_next_deadline(&m->aclint);
+    if (m->sbi)
+        for (unsigned i = 0; i < m->nharts; i++)
+            if (m->harts[i].hsm == HSM_STARTED && m->harts[i].sbi_timecmp < deadline)
+                deadline = m->harts[i].sbi_timecmp;
+    if (deadline == UINT64_MAX)
+        return -1;
+    uint64_t now = machine_time_ticks(m);
+    return deadline <= now ? 0 : (int64_t)vclock_ticks_to_ns(deadline - now);
+}
+
+static void machine_poll(struct machine *m, int64_t timeout_ns)
+{
+    struct pollfd fds[1];
+    nfds_t nfds = 0;
+    int con_fd = console_poll_fd(&m->console);
+    if (con_fd >= 0 && uart_can_receive(&m->uart)) {
+        fds[nfds].fd = con_fd;
+        fds[nfds].events = POLLIN;
+        nfds++;
+    }
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000;
+        ts.tv_nsec = timeout_ns % 1000000000;
+        tsp = &ts;
+    }
+    int n = ppoll(fds, nfds, tsp, NULL);
+    if (n <= 0)
+        return;
+    if (nfds && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+        uint8_t buf[UART_FIFO_SIZE];
+        int got = console_read(&m->console, buf, sizeof buf);
+        if (got == CONSOLE_QUIT) {
+            machine_request_stop(m, MACHINE_QUIT, 0);
+            return;
+        }
+        for (int i = 0; i < got; i++)
+            uart_receive(&m->uart, buf[i]);
+    }
+}
+
+int machine_run(struct machine *m)
+{
+    struct sigaction sa = {.sa_handler = on_quit_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    while (m->stop == MACHINE_RUNNING) {
+        bool busy = false;
+        for (unsigned i = 0; i < m->nharts; i++) {
+            struct hart *h = &m->harts[i];
+            if (h->hsm != HSM_STARTED)
+                continue;
+            if (h->wfi) {
+                if (!hart_interrupt_pending(h))
+                    continue;
+                h->wfi = false;
+            }
+            hart_run(h, SLICE_INSNS);
+            busy |= !h->wfi && h->hsm == HSM_STARTED;
+            /* Other harts run before this one continues: a store of theirs
+             * could hit the reservation, so an SC across slices must fail. */
+            if (m->nharts > 1)
+                h->reserved = false;
+        }
+        machine_update_timers(m);
+        if (m->has_tohost)
+            machine_check_tohost(m);
+        if (quit_signal)
+            machine_request_stop(m, MACHINE_QUIT, 128 + quit_signal);
+        if (m->stop != MACHINE_RUNNING)
+            break;
+        machine_poll(m, busy ? 0 : machine_next_timer_ns(m));
+    }
+    return m->stop == MACHINE_QUIT ? m->exit_code : m->exit_code;
+}

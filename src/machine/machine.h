@@ -1,0 +1,95 @@
+/* The whole virtual machine: RAM and bus, harts, platform devices, clock and
+ * the event loop that runs the harts in slices between device events. */
+#ifndef FERRY_MACHINE_MACHINE_H
+#define FERRY_MACHINE_MACHINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/console.h"
+#include "base/error.h"
+#include "cpu/hart.h"
+#include "dev/aclint.h"
+#include "dev/plic.h"
+#include "dev/syscon.h"
+#include "dev/uart.h"
+#include "machine/memmap.h"
+#include "machine/vclock.h"
+#include "mem/bus.h"
+
+#define MACHINE_MAX_HARTS 8
+
+struct machine_config {
+    uint64_t ram_size;
+    unsigned nharts;
+    const char *kernel;     /* Linux Image (NULL with bios) */
+    const char *initrd;     /* optional */
+    const char *append;     /* kernel command line */
+    const char *bios;       /* bare-metal M-mode ELF instead of a kernel */
+    const char *console;    /* console spec, see console_open() */
+};
+
+enum machine_stop {
+    MACHINE_RUNNING = 0,
+    MACHINE_POWEROFF,       /* guest powered off: exit_code says how */
+    MACHINE_REBOOT,
+    MACHINE_QUIT,           /* host asked to quit (Ctrl-A x, signal) */
+};
+
+struct machine {
+    struct machine_config cfg;
+    struct bus bus;
+    struct hart harts[MACHINE_MAX_HARTS];
+    unsigned nharts;
+    struct vclock clock;
+
+    struct aclint aclint;
+    struct plic plic;
+    struct uart uart;
+    struct syscon syscon;
+    struct console console;
+    uint8_t bootrom[0x1000];
+
+    /* Linux mode: SBI is implemented by the emulator and harts start in S.
+     * Bare-metal (--bios) mode: harts start in M and ecalls trap normally. */
+    bool sbi;
+    bool has_tohost;        /* HTIF: the bios ELF has a `tohost` symbol */
+    uint64_t tohost_addr;
+
+    volatile int stop;      /* enum machine_stop */
+    int exit_code;
+};
+
+/* Builds the machine from cfg: RAM, devices, device tree, boot images. */
+int machine_init(struct machine *m, const struct machine_config *cfg, struct error *err);
+void machine_destroy(struct machine *m);
+
+/* Runs until the guest powers off or the host quits; returns the process
+ * exit code (0 for a clean poweroff). */
+int machine_run(struct machine *m);
+
+/* Called by devices and SBI to end the run. */
+void machine_request_stop(struct machine *m, enum machine_stop why, int exit_code);
+
+/* Current guest time in timebase ticks (the `time` CSR, mtime). */
+uint64_t machine_time_ticks(const struct machine *m);
+
+/* Re-evaluates timer interrupts for one hart (after set_timer). */
+void machine_update_hart_timer(struct machine *m, struct hart *h);
+
+/* SBI HSM hart_start: the hart begins in S-mode at addr with a0 = hartid,
+ * a1 = arg. */
+void machine_start_hart(struct machine *m, struct hart *h, uint64_t addr, uint64_t arg);
+
+/* Total instructions executed by all harts. */
+uint64_t machine_instructions(const struct machine *m);
+
+/* Sends a supervisor software interrupt (SBI IPI) / remote fence requests. */
+void machine_send_ipi(struct machine *m, unsigned hartid);
+
+/* Swaps out the dirty log into `out` and drops every hart's write-TLB
+ * entries, so the next store to each page marks it again. Must be called
+ * with the harts stopped at a slice boundary (from the vCPU thread). */
+uint64_t machine_dirty_sync(struct machine *m, uint64_t *out);
+
+#endif

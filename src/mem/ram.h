@@ -1,0 +1,70 @@
+/* Guest RAM: one anonymous host mapping plus a log-dirty bitmap.
+ *
+ * Every write into guest RAM — CPU stores, atomics, page-table A/D updates,
+ * device DMA — must end in ram_mark_dirty() for the pages it touched. Live
+ * migration reads the bitmap with ram_dirty_harvest(); a write that skips the
+ * marking is silently lost on the destination.
+ *
+ * Concurrency: bits are set with atomic OR from any thread and harvested
+ * with atomic exchange, so a page written after its bit was harvested is
+ * marked again and sent in the next round. */
+#ifndef FERRY_MEM_RAM_H
+#define FERRY_MEM_RAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+#define RAM_PAGE_SHIFT 12
+#define RAM_PAGE_SIZE (1ull << RAM_PAGE_SHIFT)
+
+struct ram {
+    uint8_t *host;     /* host address of guest physical `base` */
+    uint64_t base;     /* guest physical address of the first byte */
+    uint64_t size;     /* bytes, a multiple of RAM_PAGE_SIZE */
+    uint64_t npages;
+    uint64_t *dirty;   /* one bit per page; access only through the functions below */
+    size_t dirty_words;
+};
+
+int ram_init(struct ram *ram, uint64_t base, uint64_t size, struct error *err);
+void ram_destroy(struct ram *ram);
+
+static inline bool ram_contains(const struct ram *ram, uint64_t gpa, uint64_t len)
+{
+    return gpa >= ram->base && len <= ram->size && gpa - ram->base <= ram->size - len;
+}
+
+/* Host pointer for a guest physical address already checked with ram_contains. */
+static inline uint8_t *ram_host(const struct ram *ram, uint64_t gpa)
+{
+    return ram->host + (gpa - ram->base);
+}
+
+/* Marks page number `page` (0-based from ram->base). Call it after the data
+ * is written: the seq_cst OR orders the data before the bit, so a harvest
+ * that sees the bit also sees the data, and one that does not will see the
+ * bit next round. The CPU calls this only when it fills a write-TLB entry,
+ * so its cost stays off the store fast path. */
+static inline void ram_mark_dirty_page(struct ram *ram, uint64_t page)
+{
+    __atomic_fetch_or(&ram->dirty[page >> 6], 1ull << (page & 63), __ATOMIC_SEQ_CST);
+}
+
+/* Marks every page overlapping [gpa, gpa+len); gpa/len must be inside RAM. */
+void ram_mark_dirty(struct ram *ram, uint64_t gpa, uint64_t len);
+
+bool ram_page_is_dirty(const struct ram *ram, uint64_t page);
+
+/* Atomically fetches and clears the whole bitmap into `out` (ram->dirty_words
+ * words). Returns the number of dirty pages harvested. Callers that cache
+ * "page already dirty" facts (the CPU's write TLB) must drop them at the same
+ * time; see machine_dirty_sync(). */
+uint64_t ram_dirty_harvest(struct ram *ram, uint64_t *out);
+
+uint64_t ram_dirty_count(const struct ram *ram);
+void ram_dirty_clear_all(struct ram *ram);
+
+#endif
