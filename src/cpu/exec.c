@@ -10,20 +10,22 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+/* Immediates are assembled as uint32_t and sign-extended once at the end:
+ * mixing int32_t and uint32_t operands would zero-extend. */
 static inline int64_t imm_i(uint32_t insn) { return (int32_t)insn >> 20; }
 static inline int64_t imm_s(uint32_t insn)
 {
-    return ((int32_t)insn >> 25 << 5) | ((insn >> 7) & 31);
+    return (int32_t)(((uint32_t)((int32_t)insn >> 25) << 5) | ((insn >> 7) & 31));
 }
 static inline int64_t imm_b(uint32_t insn)
 {
-    return ((int32_t)(insn & 0x80000000) >> 19) | ((insn & 0x80) << 4) |
-           ((insn >> 20) & 0x7e0) | ((insn >> 7) & 0x1e);
+    return (int32_t)((uint32_t)((int32_t)(insn & 0x80000000) >> 19) | ((insn & 0x80) << 4) |
+                     ((insn >> 20) & 0x7e0) | ((insn >> 7) & 0x1e));
 }
 static inline int64_t imm_j(uint32_t insn)
 {
-    return ((int32_t)(insn & 0x80000000) >> 11) | (insn & 0xff000) | ((insn >> 9) & 0x800) |
-           ((insn >> 20) & 0x7fe);
+    return (int32_t)((uint32_t)((int32_t)(insn & 0x80000000) >> 11) | (insn & 0xff000) |
+                     ((insn >> 9) & 0x800) | ((insn >> 20) & 0x7fe));
 }
 
 static inline bool load(struct hart *h, uint64_t va, unsigned size, uint64_t *v)

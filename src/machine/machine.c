@@ -203,6 +203,7 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
     if (ram_init(&m->bus.ram, MEMMAP_RAM_BASE, cfg->ram_size, err) < 0)
         return -1;
     vclock_init(&m->clock);
+    m->trace = getenv("FERRY_TRACE") != NULL;
     for (unsigned i = 0; i < m->nharts; i++)
         hart_init(&m->harts[i], i, m, &m->bus);
     if (console_open(&m->console, cfg->console ? cfg->console : "stdio", err) < 0)
@@ -316,7 +317,16 @@ int machine_run(struct machine *m)
                     continue;
                 h->wfi = false;
             }
-            hart_run(h, SLICE_INSNS);
+            if (m->trace) {
+                /* Debug aid (FERRY_TRACE=1): one instruction at a time. */
+                for (int k = 0; k < 1000 && !h->wfi; k++) {
+                    fprintf(stderr, "trace: hart %u pc %016llx priv %u\n", h->hartid,
+                            (unsigned long long)h->pc, h->priv);
+                    hart_run(h, 1);
+                }
+            } else {
+                hart_run(h, SLICE_INSNS);
+            }
             busy |= !h->wfi && h->hsm == HSM_STARTED;
             /* Other harts run before this one continues: a store of theirs
              * could hit the reservation, so an SC across slices must fail. */
@@ -332,5 +342,5 @@ int machine_run(struct machine *m)
             break;
         machine_poll(m, busy ? 0 : machine_next_timer_ns(m));
     }
-    return m->stop == MACHINE_QUIT ? m->exit_code : m->exit_code;
+    return m->exit_code;
 }

@@ -56,6 +56,7 @@ struct machine {
     bool has_tohost;        /* HTIF: the bios ELF has a `tohost` symbol */
     uint64_t tohost_addr;
 
+    bool trace;             /* FERRY_TRACE set: log every pc (debugging) */
     volatile int stop;      /* enum machine_stop */
     int exit_code;
 };
