@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dev/virtio_mmio.h"
 #include "machine/boot.h"
 #include "machine/fdt.h"
 
@@ -117,6 +118,12 @@ static int machine_add_devices(struct machine *m, struct error *err)
     for (size_t i = 0; i < sizeof regions / sizeof regions[0]; i++)
         if (bus_add_mmio(&m->bus, &regions[i], err) < 0)
             return -1;
+    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++) {
+        struct mmio_region slot = {"virtio-mmio", MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_STRIDE,
+                                   MEMMAP_VIRTIO_STRIDE, &virtio_mmio_empty_ops, NULL};
+        if (bus_add_mmio(&m->bus, &slot, err) < 0)
+            return -1;
+    }
     return 0;
 }
 
