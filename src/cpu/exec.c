@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cpu/cpu_internal.h"
+#include "cpu/icache.h"
 #include "cpu/rvc.h"
 #include "machine/machine.h"
 #include "mem/ram.h"
@@ -10,25 +11,9 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-/* Immediates are assembled as uint32_t and sign-extended once at the end:
- * mixing int32_t and uint32_t operands would zero-extend. */
-static inline int64_t imm_i(uint32_t insn) { return (int32_t)insn >> 20; }
-static inline int64_t imm_s(uint32_t insn)
-{
-    return (int32_t)(((uint32_t)((int32_t)insn >> 25) << 5) | ((insn >> 7) & 31));
-}
-static inline int64_t imm_b(uint32_t insn)
-{
-    return (int32_t)((uint32_t)((int32_t)(insn & 0x80000000) >> 19) | ((insn & 0x80) << 4) |
-                     ((insn >> 20) & 0x7e0) | ((insn >> 7) & 0x1e));
-}
-static inline int64_t imm_j(uint32_t insn)
-{
-    return (int32_t)((uint32_t)((int32_t)(insn & 0x80000000) >> 11) | (insn & 0xff000) |
-                     ((insn >> 9) & 0x800) | ((insn >> 20) & 0x7fe));
-}
-
-static inline bool load(struct hart *h, uint64_t va, unsigned size, uint64_t *v)
+/* Loads and stores: a TLB hit is a host memory access; a miss sets h->pc
+ * (so a fault reports the right instruction) and takes the slow path. */
+static inline bool load(struct hart *h, uint64_t va, unsigned size, uint64_t *v, uint64_t pc)
 {
     struct tlb_entry *e = &h->tlb_read[(va >> 12) & (TLB_SIZE - 1)];
     if (likely(e->tag == ((va >> 12) | h->ctx_data) && (va & 0xfff) <= 4096 - size)) {
@@ -41,27 +26,19 @@ static inline bool load(struct hart *h, uint64_t va, unsigned size, uint64_t *v)
         }
         return true;
     }
+    h->pc = pc;
     return cpu_load(h, va, size, v);
 }
 
-static inline bool store(struct hart *h, uint64_t va, unsigned size, uint64_t v)
+static inline bool store(struct hart *h, uint64_t va, unsigned size, uint64_t v, uint64_t pc)
 {
     struct tlb_entry *e = &h->tlb_write[(va >> 12) & (TLB_SIZE - 1)];
     if (likely(e->tag == ((va >> 12) | h->ctx_data) && (va & 0xfff) <= 4096 - size)) {
         memcpy((void *)(uintptr_t)(va + e->addend), &v, size); /* little-endian host */
         return true;
     }
+    h->pc = pc;
     return cpu_store(h, va, size, v);
-}
-
-static inline bool fetch(struct hart *h, uint64_t pc, uint32_t *insn)
-{
-    struct tlb_entry *e = &h->tlb_fetch[(pc >> 12) & (TLB_SIZE - 1)];
-    if (likely(e->tag == ((pc >> 12) | h->ctx_fetch) && (pc & 0xfff) <= 4092)) {
-        memcpy(insn, (const void *)(uintptr_t)(pc + e->addend), 4);
-        return true;
-    }
-    return cpu_fetch_slow(h, pc, insn);
 }
 
 static void illegal(struct hart *h, uint32_t insn)
@@ -94,6 +71,76 @@ static uint64_t rem_s(int64_t a, int64_t b)
 static uint64_t div_u(uint64_t a, uint64_t b) { return b ? a / b : UINT64_MAX; }
 static uint64_t rem_u(uint64_t a, uint64_t b) { return b ? a % b : a; }
 static uint64_t sx32(uint64_t v) { return (uint64_t)(int64_t)(int32_t)v; }
+static uint64_t divw(uint64_t a, uint64_t b)
+{
+    int32_t sa = (int32_t)a, sb = (int32_t)b;
+    if (sb == 0) return UINT64_MAX;
+    if (sa == INT32_MIN && sb == -1) return sx32((uint32_t)sa);
+    return sx32((uint32_t)(sa / sb));
+}
+static uint64_t divuw(uint64_t a, uint64_t b)
+{
+    return (uint32_t)b == 0 ? UINT64_MAX : sx32((uint32_t)a / (uint32_t)b);
+}
+static uint64_t remw(uint64_t a, uint64_t b)
+{
+    int32_t sa = (int32_t)a, sb = (int32_t)b;
+    if (sb == 0) return sx32((uint32_t)sa);
+    if (sa == INT32_MIN && sb == -1) return 0;
+    return sx32((uint32_t)(sa % sb));
+}
+static uint64_t remuw(uint64_t a, uint64_t b)
+{
+    return (uint32_t)b == 0 ? sx32(a) : sx32((uint32_t)a % (uint32_t)b);
+}
+
+/* ALU operations for the uncached path (the cached path inlines them). */
+static uint64_t alu_op(unsigned op, uint64_t a, uint64_t b, int64_t imm)
+{
+    switch (op) {
+    case OP_ADDI: return a + (uint64_t)imm;
+    case OP_SLTI: return (int64_t)a < imm;
+    case OP_SLTIU: return a < (uint64_t)imm;
+    case OP_XORI: return a ^ (uint64_t)imm;
+    case OP_ORI: return a | (uint64_t)imm;
+    case OP_ANDI: return a & (uint64_t)imm;
+    case OP_SLLI: return a << imm;
+    case OP_SRLI: return a >> imm;
+    case OP_SRAI: return (uint64_t)((int64_t)a >> imm);
+    case OP_ADDIW: return sx32(a + (uint64_t)imm);
+    case OP_SLLIW: return sx32((uint32_t)a << imm);
+    case OP_SRLIW: return sx32((uint32_t)a >> imm);
+    case OP_SRAIW: return sx32((uint64_t)((int32_t)a >> imm));
+    case OP_ADD: return a + b;
+    case OP_SUB: return a - b;
+    case OP_SLL: return a << (b & 63);
+    case OP_SLT: return (int64_t)a < (int64_t)b;
+    case OP_SLTU: return a < b;
+    case OP_XOR: return a ^ b;
+    case OP_SRL: return a >> (b & 63);
+    case OP_SRA: return (uint64_t)((int64_t)a >> (b & 63));
+    case OP_OR: return a | b;
+    case OP_AND: return a & b;
+    case OP_MUL: return a * b;
+    case OP_MULH: return mulh((int64_t)a, (int64_t)b);
+    case OP_MULHSU: return mulhsu((int64_t)a, b);
+    case OP_MULHU: return mulhu(a, b);
+    case OP_DIV: return div_s((int64_t)a, (int64_t)b);
+    case OP_DIVU: return div_u(a, b);
+    case OP_REM: return rem_s((int64_t)a, (int64_t)b);
+    case OP_REMU: return rem_u(a, b);
+    case OP_ADDW: return sx32(a + b);
+    case OP_SUBW: return sx32(a - b);
+    case OP_SLLW: return sx32((uint32_t)a << (b & 31));
+    case OP_SRLW: return sx32((uint32_t)a >> (b & 31));
+    case OP_SRAW: return sx32((uint64_t)((int32_t)a >> (b & 31)));
+    case OP_MULW: return sx32(a * b);
+    case OP_DIVW: return divw(a, b);
+    case OP_DIVUW: return divuw(a, b);
+    case OP_REMW: return remw(a, b);
+    default: return remuw(a, b); /* OP_REMUW */
+    }
+}
 
 static bool exec_amo(struct hart *h, uint32_t insn)
 {
@@ -242,224 +289,301 @@ static bool exec_system(struct hart *h, uint32_t insn)
     }
 }
 
+
+/* Fills the fetch TLB entry for pc. Returns the entry, or NULL when pc is
+ * not in RAM (the boot ROM) or the code cache is full: the caller then
+ * executes one instruction uncached. *faulted is set when an exception was
+ * raised instead. */
+static struct tlb_entry *fetch_fill(struct hart *h, uint64_t pc, bool *faulted)
+{
+    uint64_t paddr, cause;
+    *faulted = false;
+    if (!mmu_translate(h, pc, ACCESS_FETCH, &paddr, &cause)) {
+        hart_raise_exception(h, cause, pc);
+        *faulted = true;
+        return NULL;
+    }
+    struct ram *ram = &h->bus->ram;
+    uint64_t ppage = paddr & ~0xfffull;
+    if (!ram_contains(ram, ppage, RAM_PAGE_SIZE))
+        return NULL;
+    struct code_page *cp = icache_page(h->icache, ppage);
+    if (!cp)
+        return NULL;
+    struct tlb_entry *e = &h->tlb_fetch[(pc >> 12) & (TLB_SIZE - 1)];
+    e->tag = (pc >> 12) | h->ctx_fetch;
+    e->addend = (uintptr_t)ram_host(ram, ppage) - (pc & ~0xfffull);
+    e->paddr_page = ppage;
+    e->code = cp;
+    return e;
+}
+
+/* Instructions the fast path hands to the general executors. Returns false
+ * when the instruction trapped or redirected pc itself. */
+static bool exec_generic(struct hart *h, const struct decoded *d)
+{
+    bool ok;
+    switch (d->op) {
+    case OP_AMO: ok = exec_amo(h, d->raw); break;
+    case OP_FP: ok = fpu_exec(h, d->raw); break;
+    case OP_SYSTEM: ok = exec_system(h, d->raw); break;
+    case OP_FENCE_I: machine_fence_i(h->machine); ok = true; break;
+    default: illegal(h, d->raw); ok = false; break;
+    }
+    h->x[0] = 0;
+    return ok;
+}
+
+/* Executes one instruction without the code cache (boot ROM, MMIO, a full
+ * cache, a 32-bit instruction straddling two pages). */
+static void exec_uncached(struct hart *h)
+{
+    uint32_t insn;
+    if (!cpu_fetch_slow(h, h->pc, &insn))
+        return;
+    struct decoded d;
+    icache_decode(&d, insn);
+    uint64_t pc = h->pc, *x = h->x;
+    uint64_t a = x[d.rs1], b = x[d.rs2], v = 0;
+    int64_t imm = d.imm;
+    uint64_t next = pc + d.len;
+    switch (d.op) {
+    case OP_NOP: break;
+    case OP_LUI: x[d.rd] = (uint64_t)imm; break;
+    case OP_AUIPC: x[d.rd] = pc + (uint64_t)imm; break;
+    case OP_JAL: x[d.rd] = next; next = pc + (uint64_t)imm; break;
+    case OP_JALR: x[d.rd] = next; next = (a + (uint64_t)imm) & ~1ull; break;
+    case OP_BEQ: if (a == b) next = pc + (uint64_t)imm; break;
+    case OP_BNE: if (a != b) next = pc + (uint64_t)imm; break;
+    case OP_BLT: if ((int64_t)a < (int64_t)b) next = pc + (uint64_t)imm; break;
+    case OP_BGE: if ((int64_t)a >= (int64_t)b) next = pc + (uint64_t)imm; break;
+    case OP_BLTU: if (a < b) next = pc + (uint64_t)imm; break;
+    case OP_BGEU: if (a >= b) next = pc + (uint64_t)imm; break;
+    case OP_LB: case OP_LH: case OP_LW: case OP_LD: case OP_LBU: case OP_LHU: case OP_LWU: {
+        static const uint8_t size[] = {1, 2, 4, 8, 1, 2, 4};
+        unsigned k = d.op - OP_LB;
+        if (!cpu_load(h, a + (uint64_t)imm, size[k], &v))
+            return;
+        if (k == 0) v = (uint64_t)(int64_t)(int8_t)v;
+        else if (k == 1) v = (uint64_t)(int64_t)(int16_t)v;
+        else if (k == 2) v = sx32(v);
+        x[d.rd] = v;
+        break;
+    }
+    case OP_SB: case OP_SH: case OP_SW: case OP_SD:
+        if (!cpu_store(h, a + (uint64_t)imm, 1u << (d.op - OP_SB), b))
+            return;
+        break;
+    case OP_AMO: case OP_FP: case OP_SYSTEM: case OP_FENCE_I: case OP_ILLEGAL:
+        if (!exec_generic(h, &d))
+            return;
+        break;
+    default:
+        x[d.rd] = alu_op(d.op, a, b, imm);
+        break;
+    }
+    h->x[0] = 0;
+    h->pc = next;
+    h->instret++;
+}
+
 uint64_t hart_run(struct hart *h, uint64_t budget)
 {
-    uint64_t n = 0;
+    static const void *const labels[OP_COUNT] = {
+#define L(op) [OP_##op] = &&do_##op
+        L(UNDECODED), L(ILLEGAL), L(NOP), L(CROSS), L(LUI), L(AUIPC), L(JAL), L(JALR),
+        L(BEQ), L(BNE), L(BLT), L(BGE), L(BLTU), L(BGEU),
+        L(LB), L(LH), L(LW), L(LD), L(LBU), L(LHU), L(LWU), L(SB), L(SH), L(SW), L(SD),
+        L(ADDI), L(SLTI), L(SLTIU), L(XORI), L(ORI), L(ANDI), L(SLLI), L(SRLI), L(SRAI),
+        L(ADDIW), L(SLLIW), L(SRLIW), L(SRAIW),
+        L(ADD), L(SUB), L(SLL), L(SLT), L(SLTU), L(XOR), L(SRL), L(SRA), L(OR), L(AND),
+        L(MUL), L(MULH), L(MULHSU), L(MULHU), L(DIV), L(DIVU), L(REM), L(REMU),
+        L(ADDW), L(SUBW), L(SLLW), L(SRLW), L(SRAW),
+        L(MULW), L(DIVW), L(DIVUW), L(REMW), L(REMUW),
+        L(FENCE_I), L(AMO), L(SYSTEM), L(FP),
+#undef L
+    };
     uint64_t *x = h->x;
+    uint64_t n = 0;
+    uint64_t instret0 = h->instret;
+
     while (n < budget) {
         if (unlikely(h->interrupt_check))
             hart_take_interrupt(h);
         if (unlikely(h->wfi))
             break;
         uint64_t pc = h->pc;
-        uint32_t insn;
-        if (unlikely(!fetch(h, pc, &insn)))
-            continue;
-        n++;
-        unsigned len = 4;
-        uint32_t raw = insn;
-        if ((insn & 3) != 3) {
-            uint16_t c = (uint16_t)insn;
-            insn = rvc_expand(c);
-            len = 2;
-            if (unlikely(!insn)) {
-                illegal(h, c);
-                continue;
-            }
-        }
-        unsigned rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31;
-        unsigned f3 = (insn >> 12) & 7;
-        uint64_t a = x[rs1], b = x[rs2], v;
-        switch (insn & 0x7f) {
-        case 0x37: x[rd] = (uint64_t)(int64_t)(int32_t)(insn & 0xfffff000); break; /* LUI */
-        case 0x17: x[rd] = pc + (uint64_t)(int64_t)(int32_t)(insn & 0xfffff000); break;
-        case 0x6f: /* JAL */
-            x[rd] = pc + len;
-            x[0] = 0;
-            h->pc = pc + (uint64_t)imm_j(insn);
-            h->instret++;
-            continue;
-        case 0x67: /* JALR */
-            if (f3) goto illegal_insn;
-            x[rd] = pc + len;
-            x[0] = 0;
-            h->pc = (a + (uint64_t)imm_i(insn)) & ~1ull;
-            h->instret++;
-            continue;
-        case 0x63: { /* branches */
-            bool taken;
-            switch (f3) {
-            case 0: taken = a == b; break;
-            case 1: taken = a != b; break;
-            case 4: taken = (int64_t)a < (int64_t)b; break;
-            case 5: taken = (int64_t)a >= (int64_t)b; break;
-            case 6: taken = a < b; break;
-            case 7: taken = a >= b; break;
-            default: goto illegal_insn;
-            }
-            if (taken) {
-                h->pc = pc + (uint64_t)imm_b(insn);
-                h->instret++;
-                continue;
-            }
-            break;
-        }
-        case 0x03: { /* loads */
-            uint64_t va = a + (uint64_t)imm_i(insn);
-            static const uint8_t size_of[8] = {1, 2, 4, 8, 1, 2, 4, 0};
-            unsigned size = size_of[f3];
-            if (!size) goto illegal_insn;
-            if (unlikely(!load(h, va, size, &v)))
-                continue;
-            switch (f3) {
-            case 0: v = (uint64_t)(int64_t)(int8_t)v; break;
-            case 1: v = (uint64_t)(int64_t)(int16_t)v; break;
-            case 2: v = sx32(v); break;
-            default: break;
-            }
-            x[rd] = v;
-            break;
-        }
-        case 0x23: { /* stores */
-            if (f3 > 3) goto illegal_insn;
-            if (unlikely(!store(h, a + (uint64_t)imm_s(insn), 1u << f3, b)))
-                continue;
-            break;
-        }
-        case 0x13: { /* OP-IMM */
-            uint64_t imm = (uint64_t)imm_i(insn);
-            switch (f3) {
-            case 0: v = a + imm; break;
-            case 2: v = (int64_t)a < (int64_t)imm; break;
-            case 3: v = a < imm; break;
-            case 4: v = a ^ imm; break;
-            case 6: v = a | imm; break;
-            case 7: v = a & imm; break;
-            case 1:
-                if (insn >> 26) goto illegal_insn;
-                v = a << (imm & 63);
-                break;
-            default: /* 5 */
-                if ((insn >> 26) == 0) v = a >> (imm & 63);
-                else if ((insn >> 26) == 0x10) v = (uint64_t)((int64_t)a >> (imm & 63));
-                else goto illegal_insn;
-                break;
-            }
-            x[rd] = v;
-            break;
-        }
-        case 0x1b: { /* OP-IMM-32 */
-            uint64_t imm = (uint64_t)imm_i(insn);
-            unsigned sh = (insn >> 20) & 31;
-            switch (f3) {
-            case 0: v = sx32(a + imm); break;
-            case 1:
-                if (insn >> 25) goto illegal_insn;
-                v = sx32((uint32_t)a << sh);
-                break;
-            case 5:
-                if ((insn >> 25) == 0) v = sx32((uint32_t)a >> sh);
-                else if ((insn >> 25) == 0x20) v = sx32((uint64_t)((int32_t)a >> sh));
-                else goto illegal_insn;
-                break;
-            default: goto illegal_insn;
-            }
-            x[rd] = v;
-            break;
-        }
-        case 0x33: { /* OP */
-            unsigned f7 = insn >> 25;
-            if (f7 == 0) {
-                switch (f3) {
-                case 0: v = a + b; break;
-                case 1: v = a << (b & 63); break;
-                case 2: v = (int64_t)a < (int64_t)b; break;
-                case 3: v = a < b; break;
-                case 4: v = a ^ b; break;
-                case 5: v = a >> (b & 63); break;
-                case 6: v = a | b; break;
-                default: v = a & b; break;
+        struct tlb_entry *e = &h->tlb_fetch[(pc >> 12) & (TLB_SIZE - 1)];
+        if (unlikely(e->tag != ((pc >> 12) | h->ctx_fetch))) {
+            bool faulted;
+            e = fetch_fill(h, pc, &faulted);
+            if (!e) {
+                if (!faulted) {
+                    h->instret = instret0 + n;
+                    exec_uncached(h);
+                    instret0 = h->instret - ++n;
                 }
-            } else if (f7 == 0x20) {
-                if (f3 == 0) v = a - b;
-                else if (f3 == 5) v = (uint64_t)((int64_t)a >> (b & 63));
-                else goto illegal_insn;
-            } else if (f7 == 1) {
-                switch (f3) {
-                case 0: v = a * b; break;
-                case 1: v = mulh((int64_t)a, (int64_t)b); break;
-                case 2: v = mulhsu((int64_t)a, b); break;
-                case 3: v = mulhu(a, b); break;
-                case 4: v = div_s((int64_t)a, (int64_t)b); break;
-                case 5: v = div_u(a, b); break;
-                case 6: v = rem_s((int64_t)a, (int64_t)b); break;
-                default: v = rem_u(a, b); break;
-                }
-            } else {
-                goto illegal_insn;
-            }
-            x[rd] = v;
-            break;
-        }
-        case 0x3b: { /* OP-32 */
-            unsigned f7 = insn >> 25;
-            uint32_t a32 = (uint32_t)a, b32 = (uint32_t)b;
-            if (f7 == 0) {
-                if (f3 == 0) v = sx32(a32 + b32);
-                else if (f3 == 1) v = sx32(a32 << (b & 31));
-                else if (f3 == 5) v = sx32(a32 >> (b & 31));
-                else goto illegal_insn;
-            } else if (f7 == 0x20) {
-                if (f3 == 0) v = sx32(a32 - b32);
-                else if (f3 == 5) v = sx32((uint64_t)((int32_t)a32 >> (b & 31)));
-                else goto illegal_insn;
-            } else if (f7 == 1) {
-                int32_t sa = (int32_t)a32, sb = (int32_t)b32;
-                switch (f3) {
-                case 0: v = sx32(a32 * b32); break;
-                case 4:
-                    v = sb == 0 ? UINT64_MAX
-                        : (sa == INT32_MIN && sb == -1) ? sx32((uint32_t)sa) : sx32((uint32_t)(sa / sb));
-                    break;
-                case 5: v = b32 == 0 ? UINT64_MAX : sx32(a32 / b32); break;
-                case 6:
-                    v = sb == 0 ? sx32(a32) : (sa == INT32_MIN && sb == -1) ? 0 : sx32((uint32_t)(sa % sb));
-                    break;
-                case 7: v = b32 == 0 ? sx32(a32) : sx32(a32 % b32); break;
-                default: goto illegal_insn;
-                }
-            } else {
-                goto illegal_insn;
-            }
-            x[rd] = v;
-            break;
-        }
-        case 0x0f: /* FENCE, FENCE.I: no reordering and no decoded-code cache here */
-            if (f3 > 1) goto illegal_insn;
-            break;
-        case 0x2f:
-            if (!exec_amo(h, insn))
-                continue;
-            break;
-        case 0x73:
-            if (!exec_system(h, insn)) {
-                x[0] = 0;
                 continue;
             }
-            break;
-        case 0x07: case 0x27: case 0x43: case 0x47: case 0x4b: case 0x4f: case 0x53:
-            if (!fpu_exec(h, insn))
-                continue;
-            break;
-        default:
-            goto illegal_insn;
         }
-        x[0] = 0;
-        h->pc = pc + len;
-        h->instret++;
-        continue;
-    illegal_insn:
-        illegal(h, len == 2 ? (uint16_t)raw : raw);
+        struct code_page *cp = e->code;
+        const uint8_t *host_page = (const uint8_t *)(uintptr_t)((pc & ~0xfffull) + e->addend);
+        uint64_t page = pc & ~0xfffull;
+        struct decoded *d;
+        uint64_t a, b;
+        int64_t imm;
+
+/* Continue at pc inside this page while the slice lasts and nothing asks
+ * for attention; otherwise leave through the outer loop. */
+#define DISPATCH()                                                           \
+    do {                                                                     \
+        if (unlikely((pc & ~0xfffull) != page || n >= budget ||              \
+                     h->interrupt_check))                                    \
+            goto leave;                                                      \
+        d = &cp->slots[(pc & 0xfff) >> 1];                                   \
+        n++;                                                                 \
+        a = x[d->rs1];                                                       \
+        b = x[d->rs2];                                                       \
+        imm = d->imm;                                                        \
+        goto *labels[d->op];                                                 \
+    } while (0)
+#define NEXT() do { pc += d->len; DISPATCH(); } while (0)
+#define JUMP(target) do { pc = (target); DISPATCH(); } while (0)
+/* The instruction trapped: pc is the handler's, set by the trap. */
+#define TRAPPED() do { pc = h->pc; goto leave; } while (0)
+
+        DISPATCH();
+
+    do_UNDECODED: {
+        unsigned off = pc & 0xfff;
+        uint16_t lo;
+        memcpy(&lo, host_page + off, 2);
+        if ((lo & 3) == 3 && off == 0xffe) {
+            d->op = OP_CROSS; /* the other half is on the next page */
+        } else {
+            uint32_t insn = lo;
+            if ((lo & 3) == 3)
+                memcpy(&insn, host_page + off, 4);
+            icache_decode(d, insn);
+        }
+        n--; /* DISPATCH counts it again, now decoded */
+        DISPATCH();
     }
+    do_CROSS:
+        h->pc = pc;
+        n--;
+        h->instret = instret0 + n;
+        exec_uncached(h);
+        n++;
+        instret0 = h->instret - n;
+        pc = h->pc;
+        goto leave;
+    do_ILLEGAL:
+        h->pc = pc;
+        illegal(h, d->raw);
+        TRAPPED();
+    do_NOP: NEXT();
+    do_LUI: x[d->rd] = (uint64_t)imm; NEXT();
+    do_AUIPC: x[d->rd] = pc + (uint64_t)imm; NEXT();
+    do_JAL: x[d->rd] = pc + d->len; JUMP(pc + (uint64_t)imm);
+    do_JALR: x[d->rd] = pc + d->len; JUMP((a + (uint64_t)imm) & ~1ull);
+    do_BEQ: if (a == b) JUMP(pc + (uint64_t)imm); NEXT();
+    do_BNE: if (a != b) JUMP(pc + (uint64_t)imm); NEXT();
+    do_BLT: if ((int64_t)a < (int64_t)b) JUMP(pc + (uint64_t)imm); NEXT();
+    do_BGE: if ((int64_t)a >= (int64_t)b) JUMP(pc + (uint64_t)imm); NEXT();
+    do_BLTU: if (a < b) JUMP(pc + (uint64_t)imm); NEXT();
+    do_BGEU: if (a >= b) JUMP(pc + (uint64_t)imm); NEXT();
+
+#define LOAD_OP(name, size, conv)                                            \
+    do_##name: {                                                             \
+        uint64_t v;                                                          \
+        if (!load(h, a + (uint64_t)imm, size, &v, pc))                       \
+            TRAPPED();                                                       \
+        x[d->rd] = conv;                                                     \
+        NEXT();                                                              \
+    }
+    LOAD_OP(LB, 1, (uint64_t)(int64_t)(int8_t)v)
+    LOAD_OP(LH, 2, (uint64_t)(int64_t)(int16_t)v)
+    LOAD_OP(LW, 4, sx32(v))
+    LOAD_OP(LD, 8, v)
+    LOAD_OP(LBU, 1, v)
+    LOAD_OP(LHU, 2, v)
+    LOAD_OP(LWU, 4, v)
+#define STORE_OP(name, size)                                                 \
+    do_##name:                                                               \
+        if (!store(h, a + (uint64_t)imm, size, b, pc))                       \
+            TRAPPED();                                                       \
+        NEXT();
+    STORE_OP(SB, 1)
+    STORE_OP(SH, 2)
+    STORE_OP(SW, 4)
+    STORE_OP(SD, 8)
+
+    do_ADDI: x[d->rd] = a + (uint64_t)imm; NEXT();
+    do_SLTI: x[d->rd] = (int64_t)a < imm; NEXT();
+    do_SLTIU: x[d->rd] = a < (uint64_t)imm; NEXT();
+    do_XORI: x[d->rd] = a ^ (uint64_t)imm; NEXT();
+    do_ORI: x[d->rd] = a | (uint64_t)imm; NEXT();
+    do_ANDI: x[d->rd] = a & (uint64_t)imm; NEXT();
+    do_SLLI: x[d->rd] = a << imm; NEXT();
+    do_SRLI: x[d->rd] = a >> imm; NEXT();
+    do_SRAI: x[d->rd] = (uint64_t)((int64_t)a >> imm); NEXT();
+    do_ADDIW: x[d->rd] = sx32(a + (uint64_t)imm); NEXT();
+    do_SLLIW: x[d->rd] = sx32((uint32_t)a << imm); NEXT();
+    do_SRLIW: x[d->rd] = sx32((uint32_t)a >> imm); NEXT();
+    do_SRAIW: x[d->rd] = sx32((uint64_t)((int32_t)a >> imm)); NEXT();
+    do_ADD: x[d->rd] = a + b; NEXT();
+    do_SUB: x[d->rd] = a - b; NEXT();
+    do_SLL: x[d->rd] = a << (b & 63); NEXT();
+    do_SLT: x[d->rd] = (int64_t)a < (int64_t)b; NEXT();
+    do_SLTU: x[d->rd] = a < b; NEXT();
+    do_XOR: x[d->rd] = a ^ b; NEXT();
+    do_SRL: x[d->rd] = a >> (b & 63); NEXT();
+    do_SRA: x[d->rd] = (uint64_t)((int64_t)a >> (b & 63)); NEXT();
+    do_OR: x[d->rd] = a | b; NEXT();
+    do_AND: x[d->rd] = a & b; NEXT();
+    do_MUL: x[d->rd] = a * b; NEXT();
+    do_MULH: x[d->rd] = mulh((int64_t)a, (int64_t)b); NEXT();
+    do_MULHSU: x[d->rd] = mulhsu((int64_t)a, b); NEXT();
+    do_MULHU: x[d->rd] = mulhu(a, b); NEXT();
+    do_DIV: x[d->rd] = div_s((int64_t)a, (int64_t)b); NEXT();
+    do_DIVU: x[d->rd] = div_u(a, b); NEXT();
+    do_REM: x[d->rd] = rem_s((int64_t)a, (int64_t)b); NEXT();
+    do_REMU: x[d->rd] = rem_u(a, b); NEXT();
+    do_ADDW: x[d->rd] = sx32(a + b); NEXT();
+    do_SUBW: x[d->rd] = sx32(a - b); NEXT();
+    do_SLLW: x[d->rd] = sx32((uint32_t)a << (b & 31)); NEXT();
+    do_SRLW: x[d->rd] = sx32((uint32_t)a >> (b & 31)); NEXT();
+    do_SRAW: x[d->rd] = sx32((uint64_t)((int32_t)a >> (b & 31))); NEXT();
+    do_MULW: x[d->rd] = sx32(a * b); NEXT();
+    do_DIVW: x[d->rd] = divw(a, b); NEXT();
+    do_DIVUW: x[d->rd] = divuw(a, b); NEXT();
+    do_REMW: x[d->rd] = remw(a, b); NEXT();
+    do_REMUW: x[d->rd] = remuw(a, b); NEXT();
+
+    do_AMO:
+    do_FP:
+        h->pc = pc;
+        if (!exec_generic(h, d))
+            TRAPPED();
+        NEXT();
+    do_FENCE_I:
+    do_SYSTEM:
+        /* May change privilege, translation, interrupts or the code cache:
+         * always go back through the outer loop. */
+        h->pc = pc;
+        h->instret = instret0 + n;
+        if (exec_generic(h, d))
+            h->pc = pc + d->len;
+        instret0 = h->instret - n;
+        continue;
+    leave:
+        h->pc = pc;
+#undef DISPATCH
+#undef NEXT
+#undef JUMP
+#undef TRAPPED
+    }
+    h->instret = instret0 + n;
     return n;
 }

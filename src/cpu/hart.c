@@ -15,6 +15,7 @@ void hart_init(struct hart *h, uint32_t hartid, struct machine *m, struct bus *b
     h->hartid = hartid;
     h->machine = m;
     h->bus = bus;
+    h->icache = m ? &m->icache : NULL;
     hart_reset(h, 0);
 }
 
@@ -23,10 +24,12 @@ void hart_reset(struct hart *h, uint64_t pc)
     struct machine *m = h->machine;
     struct bus *bus = h->bus;
     uint32_t hartid = h->hartid;
+    struct icache *icache = h->icache;
     memset(h, 0, sizeof *h);
     h->hartid = hartid;
     h->machine = m;
     h->bus = bus;
+    h->icache = icache;
     h->pc = pc;
     h->priv = PRIV_M;
     h->misa = MISA_RV64 | MISA_EXT('I') | MISA_EXT('M') | MISA_EXT('A') | MISA_EXT('F') |

@@ -22,10 +22,13 @@ struct machine;
  * only filled for pages already marked dirty, so a store hitting the TLB
  * needs no dirty bookkeeping. */
 #define TLB_INVALID UINT64_MAX
+struct code_page;
+struct icache;
 struct tlb_entry {
     uint64_t tag;
     uintptr_t addend;
-    uint64_t paddr_page; /* guest physical page base, for LR/SC and dirty */
+    uint64_t paddr_page;     /* guest physical page base */
+    struct code_page *code;  /* fetch entries: the page's decoded slots, or NULL */
 };
 
 enum hsm_state {
@@ -37,7 +40,8 @@ enum hsm_state {
 
 struct hart {
     /* ---- architectural state (migratable) ---- */
-    uint64_t x[32];
+    uint64_t x[33];          /* x[32] is not architectural: the decoded fast
+                                path writes results for rd = x0 there */
     uint64_t f[32];          /* single-precision values are NaN-boxed */
     uint64_t pc;
     uint8_t priv;            /* PRIV_U, PRIV_S, PRIV_M */
@@ -68,6 +72,7 @@ struct hart {
     uint32_t hartid;
     struct machine *machine;
     struct bus *bus;
+    struct icache *icache;   /* shared by the machine's harts */
 
     /* ---- derived caches (never migrated, flushed on change) ---- */
     struct tlb_entry tlb_read[TLB_SIZE];

@@ -94,7 +94,8 @@ static void tlb_fill(struct hart *h, enum access access, uint64_t vaddr, uint64_
     struct tlb_entry *tlb;
     uint64_t ctx;
     switch (access) {
-    case ACCESS_FETCH: tlb = h->tlb_fetch; ctx = h->ctx_fetch; break;
+    case ACCESS_FETCH:
+        return; /* fetch entries also carry decoded code: exec.c fills them */
     case ACCESS_WRITE:
         tlb = h->tlb_write; ctx = h->ctx_data;
         /* Writes through this entry skip the dirty log until the next

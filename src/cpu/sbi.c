@@ -122,8 +122,10 @@ static struct sbi_ret sbi_dispatch(struct hart *h, uint64_t ext, uint64_t fid)
          * sfence.vma variants flush the targets' TLBs. */
         if (fid > 6)
             return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
-        if (fid == 0)
+        if (fid == 0) {
+            machine_fence_i(m);
             return (struct sbi_ret){0, 0};
+        }
         return (struct sbi_ret){for_each_hart(m, a[0], a[1], fence_one), 0};
     case EXT_HSM:
         return hsm_call(h, fid);

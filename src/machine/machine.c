@@ -92,6 +92,13 @@ uint64_t machine_instructions(const struct machine *m)
     return total;
 }
 
+void machine_fence_i(struct machine *m)
+{
+    icache_invalidate(&m->icache);
+    for (unsigned i = 0; i < m->nharts; i++)
+        memset(m->harts[i].tlb_fetch, 0xff, sizeof m->harts[i].tlb_fetch);
+}
+
 uint64_t machine_dirty_sync(struct machine *m, uint64_t *out)
 {
     uint64_t n = ram_dirty_harvest(&m->bus.ram, out);
@@ -227,6 +234,7 @@ fail:
 
 void machine_destroy(struct machine *m)
 {
+    icache_free(&m->icache);
     console_close(&m->console);
     ram_destroy(&m->bus.ram);
 }
@@ -339,6 +347,12 @@ int machine_run(struct machine *m)
              * could hit the reservation, so an SC across slices must fail. */
             if (m->nharts > 1)
                 h->reserved = false;
+        }
+        if (m->icache.flush_pending) {
+            /* The code cache filled up: start over (no hart is inside a
+             * slice now, so no decoded page is in use). */
+            machine_fence_i(m);
+            icache_free(&m->icache);
         }
         machine_update_timers(m);
         if (m->has_tohost)

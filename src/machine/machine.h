@@ -9,6 +9,7 @@
 #include "backend/console.h"
 #include "base/error.h"
 #include "cpu/hart.h"
+#include "cpu/icache.h"
 #include "dev/aclint.h"
 #include "dev/plic.h"
 #include "dev/syscon.h"
@@ -42,6 +43,7 @@ struct machine {
     struct hart harts[MACHINE_MAX_HARTS];
     unsigned nharts;
     struct vclock clock;
+    struct icache icache;   /* decoded code, shared by all harts */
 
     struct aclint aclint;
     struct plic plic;
@@ -87,6 +89,9 @@ uint64_t machine_instructions(const struct machine *m);
 
 /* Sends a supervisor software interrupt (SBI IPI) / remote fence requests. */
 void machine_send_ipi(struct machine *m, unsigned hartid);
+
+/* FENCE.I on any hart (or SBI remote fence.i): drop decoded code. */
+void machine_fence_i(struct machine *m);
 
 /* Swaps out the dirty log into `out` and drops every hart's write-TLB
  * entries, so the next store to each page marks it again. Must be called

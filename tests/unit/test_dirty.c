@@ -54,6 +54,7 @@ static uint64_t harvested[64];
 static void load_program(const uint32_t *code, size_t n)
 {
     memcpy(m.bus.ram.host, code, n * 4);
+    machine_fence_i(&m); /* new code is visible only after a FENCE.I */
 }
 
 /* Runs the hart until it parks on `jal x0, 0`. */

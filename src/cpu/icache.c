@@ -1,0 +1,197 @@
+#include "cpu/icache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/rvc.h"
+
+static unsigned bucket_of(const struct icache *c, uint64_t ppage)
+{
+    return (unsigned)((ppage >> 12) * 0x9E3779B97F4A7C15ull >> 40) & (c->nbuckets - 1);
+}
+
+struct code_page *icache_page(struct icache *c, uint64_t ppage)
+{
+    if (!c->buckets) {
+        c->nbuckets = 4096;
+        c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
+        if (!c->buckets)
+            return NULL;
+    }
+    unsigned b = bucket_of(c, ppage);
+    for (struct code_page *p = c->buckets[b]; p; p = p->next) {
+        if (p->ppage == ppage) {
+            if (p->epoch != c->epoch) {
+                memset(p->slots, 0, sizeof p->slots);
+                p->epoch = c->epoch;
+            }
+            return p;
+        }
+    }
+    if (c->npages >= ICACHE_MAX_PAGES) {
+        c->flush_pending = true;
+        return NULL;
+    }
+    struct code_page *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->ppage = ppage;
+    p->epoch = c->epoch;
+    p->next = c->buckets[b];
+    c->buckets[b] = p;
+    c->npages++;
+    return p;
+}
+
+void icache_invalidate(struct icache *c)
+{
+    c->epoch++;
+}
+
+void icache_free(struct icache *c)
+{
+    for (unsigned b = 0; b < c->nbuckets; b++) {
+        struct code_page *p = c->buckets[b];
+        while (p) {
+            struct code_page *next = p->next;
+            free(p);
+            p = next;
+        }
+    }
+    free(c->buckets);
+    uint64_t epoch = c->epoch;
+    memset(c, 0, sizeof *c);
+    c->epoch = epoch + 1;
+}
+
+static int32_t imm_i(uint32_t insn) { return (int32_t)insn >> 20; }
+static int32_t imm_s(uint32_t insn)
+{
+    return (int32_t)(((uint32_t)((int32_t)insn >> 25) << 5) | ((insn >> 7) & 31));
+}
+static int32_t imm_b(uint32_t insn)
+{
+    return (int32_t)((uint32_t)((int32_t)(insn & 0x80000000) >> 19) | ((insn & 0x80) << 4) |
+                     ((insn >> 20) & 0x7e0) | ((insn >> 7) & 0x1e));
+}
+static int32_t imm_j(uint32_t insn)
+{
+    return (int32_t)((uint32_t)((int32_t)(insn & 0x80000000) >> 11) | (insn & 0xff000) |
+                     ((insn >> 9) & 0x800) | ((insn >> 20) & 0x7fe));
+}
+
+/* The operation of a 32-bit instruction, or OP_ILLEGAL. Operations that
+ * only write rd become OP_NOP when rd is x0. */
+static uint8_t decode_op(uint32_t insn, int32_t *imm)
+{
+    unsigned f3 = (insn >> 12) & 7, f7 = insn >> 25;
+    switch (insn & 0x7f) {
+    case 0x37: *imm = (int32_t)(insn & 0xfffff000); return OP_LUI;
+    case 0x17: *imm = (int32_t)(insn & 0xfffff000); return OP_AUIPC;
+    case 0x6f: *imm = imm_j(insn); return OP_JAL;
+    case 0x67: *imm = imm_i(insn); return f3 ? OP_ILLEGAL : OP_JALR;
+    case 0x63: {
+        static const uint8_t ops[8] = {OP_BEQ, OP_BNE, OP_ILLEGAL, OP_ILLEGAL,
+                                       OP_BLT, OP_BGE, OP_BLTU, OP_BGEU};
+        *imm = imm_b(insn);
+        return ops[f3];
+    }
+    case 0x03: {
+        static const uint8_t ops[8] = {OP_LB, OP_LH, OP_LW, OP_LD,
+                                       OP_LBU, OP_LHU, OP_LWU, OP_ILLEGAL};
+        *imm = imm_i(insn);
+        return ops[f3];
+    }
+    case 0x23: {
+        static const uint8_t ops[8] = {OP_SB, OP_SH, OP_SW, OP_SD,
+                                       OP_ILLEGAL, OP_ILLEGAL, OP_ILLEGAL, OP_ILLEGAL};
+        *imm = imm_s(insn);
+        return ops[f3];
+    }
+    case 0x13:
+        *imm = imm_i(insn);
+        switch (f3) {
+        case 0: return OP_ADDI;
+        case 2: return OP_SLTI;
+        case 3: return OP_SLTIU;
+        case 4: return OP_XORI;
+        case 6: return OP_ORI;
+        case 7: return OP_ANDI;
+        case 1: *imm &= 63; return (insn >> 26) ? OP_ILLEGAL : OP_SLLI;
+        default:
+            *imm &= 63;
+            if ((insn >> 26) == 0) return OP_SRLI;
+            if ((insn >> 26) == 0x10) return OP_SRAI;
+            return OP_ILLEGAL;
+        }
+    case 0x1b:
+        *imm = imm_i(insn);
+        switch (f3) {
+        case 0: return OP_ADDIW;
+        case 1: *imm &= 31; return f7 ? OP_ILLEGAL : OP_SLLIW;
+        case 5:
+            *imm &= 31;
+            if (f7 == 0) return OP_SRLIW;
+            if (f7 == 0x20) return OP_SRAIW;
+            return OP_ILLEGAL;
+        default: return OP_ILLEGAL;
+        }
+    case 0x33: {
+        static const uint8_t base[8] = {OP_ADD, OP_SLL, OP_SLT, OP_SLTU,
+                                        OP_XOR, OP_SRL, OP_OR, OP_AND};
+        static const uint8_t muldiv[8] = {OP_MUL, OP_MULH, OP_MULHSU, OP_MULHU,
+                                          OP_DIV, OP_DIVU, OP_REM, OP_REMU};
+        if (f7 == 0) return base[f3];
+        if (f7 == 1) return muldiv[f3];
+        if (f7 == 0x20 && f3 == 0) return OP_SUB;
+        if (f7 == 0x20 && f3 == 5) return OP_SRA;
+        return OP_ILLEGAL;
+    }
+    case 0x3b:
+        if (f7 == 0) return f3 == 0 ? OP_ADDW : f3 == 1 ? OP_SLLW : f3 == 5 ? OP_SRLW : OP_ILLEGAL;
+        if (f7 == 0x20) return f3 == 0 ? OP_SUBW : f3 == 5 ? OP_SRAW : OP_ILLEGAL;
+        if (f7 == 1) {
+            static const uint8_t ops[8] = {OP_MULW, OP_ILLEGAL, OP_ILLEGAL, OP_ILLEGAL,
+                                           OP_DIVW, OP_DIVUW, OP_REMW, OP_REMUW};
+            return ops[f3];
+        }
+        return OP_ILLEGAL;
+    case 0x0f: return f3 == 0 ? OP_NOP : f3 == 1 ? OP_FENCE_I : OP_ILLEGAL;
+    case 0x2f: return OP_AMO;
+    case 0x73: return OP_SYSTEM;
+    case 0x07: case 0x27: case 0x43: case 0x47: case 0x4b: case 0x4f: case 0x53: return OP_FP;
+    default: return OP_ILLEGAL;
+    }
+}
+
+void icache_decode(struct decoded *d, uint32_t insn)
+{
+    uint32_t full = insn;
+    d->len = 4;
+    if ((insn & 3) != 3) {
+        d->len = 2;
+        full = rvc_expand((uint16_t)insn);
+        if (!full) {
+            d->op = OP_ILLEGAL;
+            d->raw = (uint16_t)insn;
+            return;
+        }
+    }
+    int32_t imm = 0;
+    uint8_t op = decode_op(full, &imm);
+    d->raw = op == OP_ILLEGAL && d->len == 2 ? (uint16_t)insn : full;
+    d->imm = imm;
+    d->rd = (full >> 7) & 31;
+    d->rs1 = (full >> 15) & 31;
+    d->rs2 = (full >> 20) & 31;
+    if (d->rd == 0) {
+        /* Pure register writes to x0 do nothing; jumps and loads keep their
+         * effects and write into the discard slot. */
+        if (op >= OP_ADDI && op <= OP_REMUW)
+            op = OP_NOP;
+        else if (op == OP_LUI || op == OP_AUIPC)
+            op = OP_NOP;
+        d->rd = 32;
+    }
+    d->op = op;
+}

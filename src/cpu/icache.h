@@ -1,0 +1,74 @@
+/* Decoded-instruction cache, keyed by guest physical page.
+ *
+ * Each executed RAM page gets one slot per 2-byte offset holding the
+ * instruction decoded once (operation, registers, immediate), so the
+ * interpreter skips fetch decoding and RVC expansion on every later run.
+ * Keying by physical address means sfence.vma and satp changes need not
+ * touch it; FENCE.I (local or remote) invalidates it, which is exactly
+ * when the ISA says modified code becomes visible. A derived cache: it is
+ * never migrated and starts empty after a state load. */
+#ifndef FERRY_CPU_ICACHE_H
+#define FERRY_CPU_ICACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ICACHE_SLOTS 2048       /* one per 2 bytes of a 4 KiB page */
+#define ICACHE_MAX_PAGES 4096   /* 128 MiB of slots at most, then start over */
+
+struct decoded {
+    uint8_t op;     /* enum decoded_op; 0 = not decoded yet */
+    uint8_t rd;     /* 32 = discard (x0 as destination) */
+    uint8_t rs1, rs2;
+    int32_t imm;
+    uint32_t raw;   /* the 32-bit instruction (RVC expanded), or the original
+                       16 bits for an illegal compressed one */
+    uint8_t len;    /* 2 or 4 */
+};
+
+struct code_page {
+    uint64_t ppage;
+    uint64_t epoch;
+    struct code_page *next;
+    struct decoded slots[ICACHE_SLOTS];
+};
+
+/* Zero-initialised is a valid empty cache. */
+struct icache {
+    struct code_page **buckets;
+    unsigned nbuckets;
+    unsigned npages;
+    uint64_t epoch;
+    bool flush_pending;  /* full: the machine frees it at a slice boundary */
+};
+
+/* The page's decoded slots (stale ones cleared), or NULL when the cache is
+ * full or out of memory: the caller then executes without it. */
+struct code_page *icache_page(struct icache *c, uint64_t ppage);
+/* Invalidates every page lazily (FENCE.I). Callers also drop fetch TLB
+ * entries, which hold page pointers. */
+void icache_invalidate(struct icache *c);
+/* Frees everything; only when no hart holds a page pointer. */
+void icache_free(struct icache *c);
+
+/* Decodes one instruction (16 or 32 bits) into a slot. */
+void icache_decode(struct decoded *d, uint32_t insn);
+
+enum decoded_op {
+    OP_UNDECODED = 0,
+    OP_ILLEGAL, OP_NOP, OP_CROSS,
+    OP_LUI, OP_AUIPC, OP_JAL, OP_JALR,
+    OP_BEQ, OP_BNE, OP_BLT, OP_BGE, OP_BLTU, OP_BGEU,
+    OP_LB, OP_LH, OP_LW, OP_LD, OP_LBU, OP_LHU, OP_LWU,
+    OP_SB, OP_SH, OP_SW, OP_SD,
+    OP_ADDI, OP_SLTI, OP_SLTIU, OP_XORI, OP_ORI, OP_ANDI, OP_SLLI, OP_SRLI, OP_SRAI,
+    OP_ADDIW, OP_SLLIW, OP_SRLIW, OP_SRAIW,
+    OP_ADD, OP_SUB, OP_SLL, OP_SLT, OP_SLTU, OP_XOR, OP_SRL, OP_SRA, OP_OR, OP_AND,
+    OP_MUL, OP_MULH, OP_MULHSU, OP_MULHU, OP_DIV, OP_DIVU, OP_REM, OP_REMU,
+    OP_ADDW, OP_SUBW, OP_SLLW, OP_SRLW, OP_SRAW,
+    OP_MULW, OP_DIVW, OP_DIVUW, OP_REMW, OP_REMUW,
+    OP_FENCE_I, OP_AMO, OP_SYSTEM, OP_FP,
+    OP_COUNT
+};
+
+#endif
