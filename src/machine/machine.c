@@ -185,6 +185,10 @@ static int machine_load_linux(struct machine *m, struct error *err)
         h->medeleg = 0xb1ff;
         h->mideleg = MIP_SSIP | MIP_STIP | MIP_SEIP;
         h->mcounteren = 7;
+        /* scounteren has no architectural reset value. Linux 6.1 only
+         * writes it from the SBI PMU driver, yet its vDSO reads `time`
+         * from U-mode, so start with cycle/time/instret readable. */
+        h->scounteren = 7;
         h->pc = MEMMAP_BOOTROM_BASE;
         h->hsm = i == 0 ? HSM_STARTED : HSM_STOPPED;
     }
