@@ -391,7 +391,7 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
 {
     static const void *const labels[OP_COUNT] = {
 #define L(op) [OP_##op] = &&do_##op
-        L(UNDECODED), L(ILLEGAL), L(NOP), L(CROSS), L(LUI), L(AUIPC), L(JAL), L(JALR),
+        L(UNDECODED), L(ILLEGAL), L(NOP), L(CROSS), L(PAGE_END), L(LUI), L(AUIPC), L(JAL), L(JALR),
         L(BEQ), L(BNE), L(BLT), L(BGE), L(BLTU), L(BGEU),
         L(LB), L(LH), L(LW), L(LD), L(LBU), L(LHU), L(LWU), L(SB), L(SH), L(SW), L(SD),
         L(ADDI), L(SLTI), L(SLTIU), L(XORI), L(ORI), L(ANDI), L(SLLI), L(SRLI), L(SRAI),
@@ -433,25 +433,38 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
         uint64_t a, b;
         int64_t imm;
 
-/* Continue at pc inside this page while the slice lasts and nothing asks
- * for attention; otherwise leave through the outer loop. */
+/* Sequential execution walks the slots; the sentinels past the page's end
+ * stop it. Taken jumps stay in the loop only within the page and while the
+ * slice lasts. Interrupts can only become pending through slow paths (MMIO,
+ * CSRs, SBI), which check for them themselves. */
 #define DISPATCH()                                                           \
     do {                                                                     \
-        if (unlikely((pc & ~0xfffull) != page || n >= budget ||              \
-                     h->interrupt_check))                                    \
-            goto leave;                                                      \
-        d = &cp->slots[(pc & 0xfff) >> 1];                                   \
         n++;                                                                 \
         a = x[d->rs1];                                                       \
         b = x[d->rs2];                                                       \
         imm = d->imm;                                                        \
         goto *labels[d->op];                                                 \
     } while (0)
-#define NEXT() do { pc += d->len; DISPATCH(); } while (0)
-#define JUMP(target) do { pc = (target); DISPATCH(); } while (0)
+#define NEXT()                                                               \
+    do {                                                                     \
+        pc += d->len;                                                        \
+        d += d->len >> 1;                                                    \
+        DISPATCH();                                                          \
+    } while (0)
+#define JUMP(target)                                                         \
+    do {                                                                     \
+        pc = (target);                                                       \
+        if (unlikely((pc & ~0xfffull) != page || n >= budget))               \
+            goto leave;                                                      \
+        d = &cp->slots[(pc & 0xfff) >> 1];                                   \
+        DISPATCH();                                                          \
+    } while (0)
 /* The instruction trapped: pc is the handler's, set by the trap. */
 #define TRAPPED() do { pc = h->pc; goto leave; } while (0)
+/* After a slow-path access (MMIO may raise an interrupt). */
+#define CHECK_IRQ() do { if (unlikely(h->interrupt_check)) { pc += d->len; goto leave; } } while (0)
 
+        d = &cp->slots[(pc & 0xfff) >> 1];
         DISPATCH();
 
     do_UNDECODED: {
@@ -469,6 +482,9 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
         n--; /* DISPATCH counts it again, now decoded */
         DISPATCH();
     }
+    do_PAGE_END:
+        n--; /* not an instruction: pc is the next page's first */
+        goto leave;
     do_CROSS:
         h->pc = pc;
         n--;
@@ -500,6 +516,7 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
         if (!load(h, a + (uint64_t)imm, size, &v, pc))                       \
             TRAPPED();                                                       \
         x[d->rd] = conv;                                                     \
+        CHECK_IRQ();                                                         \
         NEXT();                                                              \
     }
     LOAD_OP(LB, 1, (uint64_t)(int64_t)(int8_t)v)
@@ -513,6 +530,7 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
     do_##name:                                                               \
         if (!store(h, a + (uint64_t)imm, size, b, pc))                       \
             TRAPPED();                                                       \
+        CHECK_IRQ();                                                         \
         NEXT();
     STORE_OP(SB, 1)
     STORE_OP(SH, 2)
@@ -566,6 +584,7 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
         h->pc = pc;
         if (!exec_generic(h, d))
             TRAPPED();
+        CHECK_IRQ();
         NEXT();
     do_FENCE_I:
     do_SYSTEM:
@@ -583,6 +602,7 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
 #undef NEXT
 #undef JUMP
 #undef TRAPPED
+#undef CHECK_IRQ
     }
     h->instret = instret0 + n;
     return n;

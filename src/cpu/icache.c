@@ -22,7 +22,7 @@ struct code_page *icache_page(struct icache *c, uint64_t ppage)
     for (struct code_page *p = c->buckets[b]; p; p = p->next) {
         if (p->ppage == ppage) {
             if (p->epoch != c->epoch) {
-                memset(p->slots, 0, sizeof p->slots);
+                memset(p->slots, 0, ICACHE_SLOTS * sizeof p->slots[0]);
                 p->epoch = c->epoch;
             }
             return p;
@@ -37,6 +37,8 @@ struct code_page *icache_page(struct icache *c, uint64_t ppage)
         return NULL;
     p->ppage = ppage;
     p->epoch = c->epoch;
+    p->slots[ICACHE_SLOTS].op = OP_PAGE_END;
+    p->slots[ICACHE_SLOTS + 1].op = OP_PAGE_END;
     p->next = c->buckets[b];
     c->buckets[b] = p;
     c->npages++;

@@ -30,7 +30,9 @@ struct code_page {
     uint64_t ppage;
     uint64_t epoch;
     struct code_page *next;
-    struct decoded slots[ICACHE_SLOTS];
+    /* Two sentinel slots past the end (OP_PAGE_END) stop sequential
+     * execution at the page boundary without a check per instruction. */
+    struct decoded slots[ICACHE_SLOTS + 2];
 };
 
 /* Zero-initialised is a valid empty cache. */
@@ -56,7 +58,7 @@ void icache_decode(struct decoded *d, uint32_t insn);
 
 enum decoded_op {
     OP_UNDECODED = 0,
-    OP_ILLEGAL, OP_NOP, OP_CROSS,
+    OP_ILLEGAL, OP_NOP, OP_CROSS, OP_PAGE_END,
     OP_LUI, OP_AUIPC, OP_JAL, OP_JALR,
     OP_BEQ, OP_BNE, OP_BLT, OP_BGE, OP_BLTU, OP_BGEU,
     OP_LB, OP_LH, OP_LW, OP_LD, OP_LBU, OP_LHU, OP_LWU,
