@@ -10,9 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "dev/virtio_mmio.h"
 #include "machine/boot.h"
 #include "machine/fdt.h"
 
@@ -107,6 +108,15 @@ uint64_t machine_dirty_sync(struct machine *m, uint64_t *out)
     return n;
 }
 
+void machine_wake(void *opaque)
+{
+    struct machine *m = opaque;
+    uint64_t one = 1;
+    /* Nonblocking: a full counter already means "wake up". */
+    if (write(m->wake_fd, &one, sizeof one) < 0) {
+    }
+}
+
 static int machine_add_devices(struct machine *m, struct error *err)
 {
     aclint_init(&m->aclint, m->harts, m->nharts, &m->clock);
@@ -126,8 +136,14 @@ static int machine_add_devices(struct machine *m, struct error *err)
         if (bus_add_mmio(&m->bus, &regions[i], err) < 0)
             return -1;
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++) {
+        struct virtio_dev *dev = &m->virtio[i];
+        struct irq_line irq = {.set = plic_set_irq, .controller = &m->plic,
+                               .irq = MEMMAP_VIRTIO_IRQ0 + i};
+        virtio_dev_init(dev, NULL, NULL, &m->bus, irq);
+        dev->wake = machine_wake;
+        dev->wake_opaque = m;
         struct mmio_region slot = {"virtio-mmio", MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_STRIDE,
-                                   MEMMAP_VIRTIO_STRIDE, &virtio_mmio_empty_ops, NULL};
+                                   MEMMAP_VIRTIO_STRIDE, &virtio_mmio_ops, dev};
         if (bus_add_mmio(&m->bus, &slot, err) < 0)
             return -1;
     }
@@ -213,6 +229,9 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->console.in_fd = m->console.out_fd = m->console.listen_fd = -1;
+    m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (m->wake_fd < 0)
+        return error_set(err, "eventfd: %s", strerror(errno));
     if (cfg->nharts < 1 || cfg->nharts > MACHINE_MAX_HARTS)
         return error_set(err, "--smp must be between 1 and %d", MACHINE_MAX_HARTS);
     if (cfg->ram_size < MIN_RAM)
@@ -238,6 +257,11 @@ fail:
 
 void machine_destroy(struct machine *m)
 {
+    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
+        virtio_dev_destroy(&m->virtio[i]);
+    if (m->wake_fd >= 0)
+        close(m->wake_fd);
+    m->wake_fd = -1;
     icache_free(&m->icache);
     console_close(&m->console);
     ram_destroy(&m->bus.ram);
@@ -289,13 +313,14 @@ static int64_t machine_next_timer_ns(struct machine *m)
 
 static void machine_poll(struct machine *m, int64_t timeout_ns)
 {
-    struct pollfd fds[1];
+    struct pollfd fds[2];
     nfds_t nfds = 0;
+    fds[nfds++] = (struct pollfd){.fd = m->wake_fd, .events = POLLIN};
     int con_fd = console_poll_fd(&m->console);
+    int con_index = -1;
     if (con_fd >= 0 && uart_can_receive(&m->uart)) {
-        fds[nfds].fd = con_fd;
-        fds[nfds].events = POLLIN;
-        nfds++;
+        con_index = (int)nfds;
+        fds[nfds++] = (struct pollfd){.fd = con_fd, .events = POLLIN};
     }
     struct timespec ts, *tsp = NULL;
     if (timeout_ns >= 0) {
@@ -306,7 +331,16 @@ static void machine_poll(struct machine *m, int64_t timeout_ns)
     int n = ppoll(fds, nfds, tsp, NULL);
     if (n <= 0)
         return;
-    if (nfds && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+    if (fds[0].revents & POLLIN) {
+        uint64_t count;
+        if (read(m->wake_fd, &count, sizeof count) > 0) {
+            /* Some I/O thread completed work: update interrupt lines. */
+            for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
+                if (m->virtio[i].ops)
+                    virtio_sync_irq(&m->virtio[i]);
+        }
+    }
+    if (con_index >= 0 && (fds[con_index].revents & (POLLIN | POLLHUP | POLLERR))) {
         uint8_t buf[UART_FIFO_SIZE];
         int got = console_read(&m->console, buf, sizeof buf);
         if (got == CONSOLE_QUIT) {

@@ -14,6 +14,7 @@
 #include "dev/plic.h"
 #include "dev/syscon.h"
 #include "dev/uart.h"
+#include "dev/virtio.h"
 #include "machine/memmap.h"
 #include "machine/vclock.h"
 #include "mem/bus.h"
@@ -50,6 +51,8 @@ struct machine {
     struct uart uart;
     struct syscon syscon;
     struct console console;
+    struct virtio_dev virtio[MEMMAP_VIRTIO_SLOTS];
+    int wake_fd;            /* eventfd: I/O threads wake the vCPU loop */
     uint8_t bootrom[0x1000];
 
     /* Linux mode: SBI is implemented by the emulator and harts start in S.
@@ -89,6 +92,9 @@ uint64_t machine_instructions(const struct machine *m);
 
 /* Sends a supervisor software interrupt (SBI IPI) / remote fence requests. */
 void machine_send_ipi(struct machine *m, unsigned hartid);
+
+/* Thread-safe: makes the event loop look at device completions now. */
+void machine_wake(void *machine);
 
 /* FENCE.I on any hart (or SBI remote fence.i): drop decoded code. */
 void machine_fence_i(struct machine *m);
