@@ -25,6 +25,11 @@ static void run_usage(FILE *out)
             "  --bios FILE       run a bare-metal RV64 ELF in M-mode instead of Linux;\n"
             "                    the exit status is the code it writes to `tohost`\n"
             "  --console SPEC    stdio (default), socket:PATH, file:PATH or none\n"
+            "  --drive SPEC      a virtio disk: file=PATH[,readonly=on] or\n"
+            "                    nbd://HOST:PORT/EXPORT[,readonly=on] (repeatable)\n"
+            "  --net SPEC        a virtio network card on a tap device:\n"
+            "                    tap=NAME[,mac=52:54:00:12:34:56] (repeatable)\n"
+            "  --no-rng          leave out the virtio entropy device\n"
             "  --stats           print instructions executed and MIPS at exit\n"
             "\n"
             "On a terminal, Ctrl-A x quits.\n"
@@ -84,6 +89,30 @@ int cmd_run(int argc, char **argv)
         FLAG("--bios", cfg.bios)
         FLAG("--console", cfg.console)
 #undef FLAG
+        if ((r = cli_flag_value(argc, argv, &i, "--drive", &v)) != 0) {
+            if (r < 0)
+                return EXIT_USAGE;
+            if (cfg.ndrives == MACHINE_MAX_DRIVES) {
+                cli_error("at most %d --drive options", MACHINE_MAX_DRIVES);
+                return EXIT_USAGE;
+            }
+            cfg.drives[cfg.ndrives++] = v;
+            continue;
+        }
+        if ((r = cli_flag_value(argc, argv, &i, "--net", &v)) != 0) {
+            if (r < 0)
+                return EXIT_USAGE;
+            if (cfg.nnets == MACHINE_MAX_NETS) {
+                cli_error("at most %d --net options", MACHINE_MAX_NETS);
+                return EXIT_USAGE;
+            }
+            cfg.nets[cfg.nnets++] = v;
+            continue;
+        }
+        if (strcmp(argv[i], "--no-rng") == 0) {
+            cfg.no_rng = true;
+            continue;
+        }
         if (strcmp(argv[i], "--stats") == 0) {
             stats = true;
             continue;

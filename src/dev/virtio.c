@@ -23,6 +23,9 @@ void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops
 
 void virtio_dev_destroy(struct virtio_dev *dev)
 {
+    if (dev->ops && dev->ops->destroy)
+        dev->ops->destroy(dev);
+    dev->ops = NULL;
     pthread_mutex_destroy(&dev->lock);
 }
 

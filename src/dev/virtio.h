@@ -74,6 +74,8 @@ struct virtio_device_ops {
     /* The driver reset the device (vCPU thread, lock not held): stop
      * using the queues; the transport clears its state afterwards. */
     void (*reset)(struct virtio_dev *dev);
+    /* Stops the I/O thread, closes backends, frees the device. */
+    void (*destroy)(struct virtio_dev *dev);
 };
 
 struct virtio_dev {

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/disk.h"
+#include "dev/virtio_devices.h"
 #include "machine/boot.h"
 #include "machine/fdt.h"
 
@@ -150,6 +152,28 @@ static int machine_add_devices(struct machine *m, struct error *err)
     return 0;
 }
 
+/* Plugs the configured devices into the virtio slots in a fixed order
+ * (drives, then network cards, then the entropy source), so the guest
+ * sees /dev/vda for the first --drive. */
+static int machine_attach_virtio(struct machine *m, struct error *err)
+{
+    unsigned slot = 0;
+    for (unsigned i = 0; i < m->cfg.ndrives; i++) {
+        struct disk *disk;
+        if (disk_open(m->cfg.drives[i], &disk, err) < 0)
+            return -1;
+        if (virtio_blk_attach(&m->virtio[slot++], disk, err) < 0)
+            return -1;
+    }
+    for (unsigned i = 0; i < m->cfg.nnets; i++)
+        if (virtio_net_attach(&m->virtio[slot++], m->cfg.nets[i], err) < 0)
+            return -1;
+    if (!m->cfg.no_rng && !m->cfg.bios)
+        if (virtio_rng_attach(&m->virtio[slot++], err) < 0)
+            return -1;
+    return 0;
+}
+
 /* Linux boot: kernel at the RAM base (there is no firmware below it), DTB
  * at the top of RAM, initrd just below the DTB. */
 static int machine_load_linux(struct machine *m, struct error *err)
@@ -246,6 +270,8 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
     if (console_open(&m->console, cfg->console ? cfg->console : "stdio", err) < 0)
         goto fail;
     if (machine_add_devices(m, err) < 0)
+        goto fail;
+    if (machine_attach_virtio(m, err) < 0)
         goto fail;
     if ((cfg->bios ? machine_load_bios(m, err) : machine_load_linux(m, err)) < 0)
         goto fail;

@@ -20,6 +20,8 @@
 #include "mem/bus.h"
 
 #define MACHINE_MAX_HARTS 8
+#define MACHINE_MAX_DRIVES 4
+#define MACHINE_MAX_NETS 2
 
 struct machine_config {
     uint64_t ram_size;
@@ -29,6 +31,11 @@ struct machine_config {
     const char *append;     /* kernel command line */
     const char *bios;       /* bare-metal M-mode ELF instead of a kernel */
     const char *console;    /* console spec, see console_open() */
+    const char *drives[MACHINE_MAX_DRIVES]; /* --drive specs, see disk_open() */
+    unsigned ndrives;
+    const char *nets[MACHINE_MAX_NETS];     /* --net specs, "tap=NAME[,mac=..]" */
+    unsigned nnets;
+    bool no_rng;            /* leave out the virtio-rng device */
 };
 
 enum machine_stop {
