@@ -109,6 +109,12 @@ uint64_t hart_run(struct hart *h, uint64_t budget);
 /* True when an enabled interrupt is pending for this hart (used to wake it). */
 bool hart_interrupt_pending(const struct hart *h);
 
+/* Migration: the description of a hart's state (src/cpu/hart_state.c),
+ * and the hook that rebuilds caches after a load. */
+struct vmstate;
+extern const struct vmstate hart_vmstate;
+void hart_state_loaded(struct hart *h);
+
 /* ---- used by the executor, FPU and SBI; not by devices ---- */
 
 /* Takes an exception: sets the trap CSRs and pc to the handler. The faulting

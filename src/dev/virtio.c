@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include "dev/virtio_mmio.h"
+#include "migrate/vmstate.h"
 
 #define VRING_DESC_F_NEXT 1
 #define VRING_DESC_F_WRITE 2
@@ -340,3 +341,41 @@ size_t virtq_writable_len(const struct virtq_req *req)
             n += req->seg[i].len;
     return n;
 }
+
+/* ---- migratable state ---- */
+
+static int virtio_state_check(const void *obj, struct error *err)
+{
+    const struct virtio_mmio_state *s = obj;
+    for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+        uint32_t num = s->vq[q].num;
+        if (num > VIRTIO_QUEUE_MAX_SIZE || (num & (num - 1)) || s->vq[q].ready > 1)
+            return error_set(err, "queue %u has invalid size %u", q, num);
+    }
+    return 0;
+}
+
+static const struct vmfield virtio_fields[] = {
+    VMFIELD(struct virtio_mmio_state, device_features_sel, 1),
+    VMFIELD(struct virtio_mmio_state, driver_features_sel, 1),
+    VMFIELD(struct virtio_mmio_state, driver_features, 1),
+    VMFIELD(struct virtio_mmio_state, queue_sel, 1),
+    VMFIELD(struct virtio_mmio_state, status, 1),
+    VMFIELD(struct virtio_mmio_state, interrupt_status, 1),
+    VMFIELD(struct virtio_mmio_state, config_generation, 1),
+#define VQ_FIELD(member, width)                                                           \
+    {"vq." #member, offsetof(struct virtio_mmio_state, vq[0].member), width, 1, 1},       \
+    {"vq1." #member, offsetof(struct virtio_mmio_state, vq[1].member), width, 1, 1},      \
+    {"vq2." #member, offsetof(struct virtio_mmio_state, vq[2].member), width, 1, 1},      \
+    {"vq3." #member, offsetof(struct virtio_mmio_state, vq[3].member), width, 1, 1}
+    VQ_FIELD(num, 4), VQ_FIELD(ready, 4), VQ_FIELD(desc, 8), VQ_FIELD(avail, 8),
+    VQ_FIELD(used, 8), VQ_FIELD(last_avail, 2), VQ_FIELD(used_idx, 2),
+#undef VQ_FIELD
+    VMFIELD_END,
+};
+
+const struct vmstate virtio_mmio_vmstate = {
+    .name = "virtio-mmio", .version = 1, .min_version = 1,
+    .size = sizeof(struct virtio_mmio_state), .fields = virtio_fields,
+    .check = virtio_state_check,
+};

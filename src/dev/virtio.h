@@ -74,6 +74,10 @@ struct virtio_device_ops {
     /* The driver reset the device (vCPU thread, lock not held): stop
      * using the queues; the transport clears its state afterwards. */
     void (*reset)(struct virtio_dev *dev);
+    /* Migration: finish in-flight requests, flush the backend and take no
+     * new ones until resume (vCPU thread, lock not held). May be NULL. */
+    void (*quiesce)(struct virtio_dev *dev);
+    void (*resume)(struct virtio_dev *dev);
     /* Stops the I/O thread, closes backends, frees the device. */
     void (*destroy)(struct virtio_dev *dev);
 };

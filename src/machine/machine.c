@@ -60,6 +60,11 @@ void machine_request_stop(struct machine *m, enum machine_stop why, int exit_cod
         m->stop = why;
         m->exit_code = exit_code;
     }
+    /* Wake a parked or sleeping loop so it notices. */
+    pthread_mutex_lock(&m->ctl_lock);
+    pthread_cond_broadcast(&m->ctl_cond);
+    pthread_mutex_unlock(&m->ctl_lock);
+    machine_wake(m);
 }
 
 uint64_t machine_time_ticks(const struct machine *m)
@@ -117,6 +122,96 @@ void machine_wake(void *opaque)
     /* Nonblocking: a full counter already means "wake up". */
     if (write(m->wake_fd, &one, sizeof one) < 0) {
     }
+}
+
+static void machine_quiesce_devices(struct machine *m, bool quiesce)
+{
+    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++) {
+        const struct virtio_device_ops *ops = m->virtio[i].ops;
+        if (ops && quiesce && ops->quiesce)
+            ops->quiesce(&m->virtio[i]);
+        else if (ops && !quiesce && ops->resume)
+            ops->resume(&m->virtio[i]);
+    }
+}
+
+/* vCPU loop side of the cross-thread requests. A pause parks the loop
+ * here until resumed, still serving dirty-log syncs. */
+static void machine_serve_requests(struct machine *m)
+{
+    pthread_mutex_lock(&m->ctl_lock);
+    if (m->requests & REQ_SYNC) {
+        m->sync_count = machine_dirty_sync(m, m->sync_out);
+        m->requests &= ~REQ_SYNC;
+        pthread_cond_broadcast(&m->ctl_cond);
+    }
+    if (m->requests & REQ_PAUSE) {
+        m->requests &= ~REQ_PAUSE;
+        vclock_pause(&m->clock);
+        pthread_mutex_unlock(&m->ctl_lock);
+        machine_quiesce_devices(m, true);
+        pthread_mutex_lock(&m->ctl_lock);
+        m->paused = true;
+        pthread_cond_broadcast(&m->ctl_cond);
+        while (m->paused && !quit_signal && m->stop == MACHINE_RUNNING)
+            pthread_cond_wait(&m->ctl_cond, &m->ctl_lock);
+        if (m->stop != MACHINE_RUNNING) {
+            /* Migrated away or quitting: the guest must not run again. */
+            pthread_mutex_unlock(&m->ctl_lock);
+            return;
+        }
+        pthread_mutex_unlock(&m->ctl_lock);
+        machine_quiesce_devices(m, false);
+        pthread_mutex_lock(&m->ctl_lock);
+        /* The guest may have been replaced by a loaded state: refresh what
+         * the loop derives from it. */
+        for (unsigned i = 0; i < m->nharts; i++)
+            m->harts[i].interrupt_check = true;
+        vclock_resume(&m->clock);
+    }
+    pthread_mutex_unlock(&m->ctl_lock);
+}
+
+int machine_pause(struct machine *m)
+{
+    pthread_mutex_lock(&m->ctl_lock);
+    if (!m->paused && !m->loop_done) {
+        __atomic_or_fetch(&m->requests, REQ_PAUSE, __ATOMIC_RELEASE);
+        machine_wake(m);
+        while (!m->paused && !m->loop_done)
+            pthread_cond_wait(&m->ctl_cond, &m->ctl_lock);
+    }
+    int rc = m->paused ? 0 : -1;
+    pthread_mutex_unlock(&m->ctl_lock);
+    return rc;
+}
+
+void machine_resume(struct machine *m)
+{
+    pthread_mutex_lock(&m->ctl_lock);
+    m->paused = false;
+    pthread_cond_broadcast(&m->ctl_cond);
+    pthread_mutex_unlock(&m->ctl_lock);
+}
+
+int64_t machine_dirty_sync_remote(struct machine *m, uint64_t *out)
+{
+    int64_t n;
+    pthread_mutex_lock(&m->ctl_lock);
+    if (m->paused || m->loop_done) {
+        /* The loop is parked (or gone): the harts are ours to touch. */
+        n = (int64_t)machine_dirty_sync(m, out);
+    } else {
+        m->sync_out = out;
+        __atomic_or_fetch(&m->requests, REQ_SYNC, __ATOMIC_RELEASE);
+        machine_wake(m);
+        while ((m->requests & REQ_SYNC) && !m->loop_done)
+            pthread_cond_wait(&m->ctl_cond, &m->ctl_lock);
+        n = (m->requests & REQ_SYNC) ? -1 : (int64_t)m->sync_count;
+        m->requests &= ~REQ_SYNC;
+    }
+    pthread_mutex_unlock(&m->ctl_lock);
+    return n;
 }
 
 static int machine_add_devices(struct machine *m, struct error *err)
@@ -253,6 +348,8 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->console.in_fd = m->console.out_fd = m->console.listen_fd = -1;
+    pthread_mutex_init(&m->ctl_lock, NULL);
+    pthread_cond_init(&m->ctl_cond, NULL);
     m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (m->wake_fd < 0)
         return error_set(err, "eventfd: %s", strerror(errno));
@@ -273,7 +370,8 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
         goto fail;
     if (machine_attach_virtio(m, err) < 0)
         goto fail;
-    if ((cfg->bios ? machine_load_bios(m, err) : machine_load_linux(m, err)) < 0)
+    if (!cfg->no_boot &&
+        (cfg->bios ? machine_load_bios(m, err) : machine_load_linux(m, err)) < 0)
         goto fail;
     return 0;
 fail:
@@ -421,11 +519,17 @@ int machine_run(struct machine *m)
         machine_update_timers(m);
         if (m->has_tohost)
             machine_check_tohost(m);
+        if (__atomic_load_n(&m->requests, __ATOMIC_ACQUIRE))
+            machine_serve_requests(m);
         if (quit_signal)
             machine_request_stop(m, MACHINE_QUIT, 128 + quit_signal);
         if (m->stop != MACHINE_RUNNING)
             break;
         machine_poll(m, busy ? 0 : machine_next_timer_ns(m));
     }
+    pthread_mutex_lock(&m->ctl_lock);
+    m->loop_done = true;
+    pthread_cond_broadcast(&m->ctl_cond);
+    pthread_mutex_unlock(&m->ctl_lock);
     return m->exit_code;
 }

@@ -4,6 +4,7 @@
 #define FERRY_MACHINE_MACHINE_H
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "backend/console.h"
@@ -23,6 +24,9 @@
 #define MACHINE_MAX_DRIVES 4
 #define MACHINE_MAX_NETS 2
 
+struct migration;
+struct migration_in;
+
 struct machine_config {
     uint64_t ram_size;
     unsigned nharts;
@@ -36,6 +40,7 @@ struct machine_config {
     const char *nets[MACHINE_MAX_NETS];     /* --net specs, "tap=NAME[,mac=..]" */
     unsigned nnets;
     bool no_rng;            /* leave out the virtio-rng device */
+    bool no_boot;           /* state comes from a stream: load no images */
 };
 
 enum machine_stop {
@@ -43,6 +48,7 @@ enum machine_stop {
     MACHINE_POWEROFF,       /* guest powered off: exit_code says how */
     MACHINE_REBOOT,
     MACHINE_QUIT,           /* host asked to quit (Ctrl-A x, signal) */
+    MACHINE_MIGRATED,       /* the guest now runs elsewhere (or was saved) */
 };
 
 struct machine {
@@ -71,7 +77,23 @@ struct machine {
     bool trace;             /* FERRY_TRACE set: log every pc (debugging) */
     volatile int stop;      /* enum machine_stop */
     int exit_code;
+
+    /* Requests from other threads (migration, control socket), served by
+     * the vCPU loop between slices. */
+    pthread_mutex_t ctl_lock;
+    pthread_cond_t ctl_cond;
+    int requests;           /* REQ_* bits, read atomically by the loop */
+    bool paused;            /* parked: harts stopped, devices quiet, clock frozen */
+    bool loop_done;         /* machine_run returned */
+    uint64_t *sync_out;
+    uint64_t sync_count;
+
+    struct migration *migration;     /* outgoing migration, if any */
+    struct migration_in *incoming;   /* return path after receiving */
 };
+
+#define REQ_PAUSE 1
+#define REQ_SYNC 2
 
 /* Builds the machine from cfg: RAM, devices, device tree, boot images. */
 int machine_init(struct machine *m, const struct machine_config *cfg, struct error *err);
@@ -105,6 +127,17 @@ void machine_wake(void *machine);
 
 /* FENCE.I on any hart (or SBI remote fence.i): drop decoded code. */
 void machine_fence_i(struct machine *m);
+
+/* Cross-thread control, safe to call while machine_run runs on another
+ * thread. machine_pause returns once the guest is parked at an instruction
+ * boundary with in-flight device I/O finished and the clock frozen (-1 if
+ * the machine stopped instead). While paused, the caller may read and
+ * write guest state. */
+int machine_pause(struct machine *m);
+void machine_resume(struct machine *m);
+/* machine_dirty_sync from another thread (runs it on the vCPU loop, or
+ * directly when paused). Returns the number of dirty pages or -1. */
+int64_t machine_dirty_sync_remote(struct machine *m, uint64_t *out);
 
 /* Swaps out the dirty log into `out` and drops every hart's write-TLB
  * entries, so the next store to each page marks it again. Must be called

@@ -1,0 +1,84 @@
+/* Moving a running machine: live pre-copy migration, non-live migration and
+ * save-to-file on the source side; receiving on the destination side.
+ *
+ * The engine sees the machine through a narrow surface: guest RAM and its
+ * dirty log (machine_dirty_sync_remote), pause/resume, and the described
+ * device state (mstate). It never touches the CPU interpreter directly, so
+ * another CPU backend with its own dirty log could plug in. */
+#ifndef FERRY_MIGRATE_MIGRATION_H
+#define FERRY_MIGRATE_MIGRATION_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+struct machine;
+struct machine_config;
+
+struct migration_params {
+    char uri[256];              /* tcp:HOST:PORT or file:PATH */
+    bool live;                  /* false: pause first, then copy */
+    uint64_t max_downtime_ns;   /* target for the final pause */
+    uint64_t bandwidth;         /* bytes/s cap, 0 = unlimited */
+    bool verify;                /* send a hash of the paused state */
+    uint32_t stream_version;    /* 0 = current */
+    bool keep_running;          /* save: resume the guest after writing */
+};
+
+enum migration_state {
+    MIG_NONE = 0, MIG_SETUP, MIG_ACTIVE, MIG_COMPLETING, MIG_COMPLETED, MIG_FAILED,
+    MIG_CANCELLED,
+};
+
+#define MIG_MAX_ROUNDS 64
+
+struct migration_round {
+    uint32_t round;
+    uint64_t pages, zero_pages, bytes;  /* sent this round */
+    uint64_t duration_ns;
+    uint64_t dirtied;                   /* pages dirtied while it ran */
+    double dirty_rate;                  /* pages/s */
+    double bandwidth;                   /* bytes/s on the wire */
+};
+
+struct migration_status {
+    enum migration_state state;
+    bool live;
+    bool converged;             /* pre-copy met the downtime target */
+    uint32_t rounds;
+    struct migration_round round[MIG_MAX_ROUNDS];
+    uint64_t remaining_pages;   /* dirty pages waiting for the next round */
+    double dirty_rate, bandwidth;
+    uint64_t total_ns;          /* start to end */
+    uint64_t downtime_ns;       /* source pause to destination resume, measured */
+    uint64_t predicted_downtime_ns;
+    uint64_t wire_bytes;
+    uint64_t pages, zero_pages;
+    uint64_t ram_pages;
+    uint64_t max_downtime_ns;
+    bool verified;
+    char error[512];
+    char uri[256];
+};
+
+/* Source side: starts a migration thread. Fails at once if one is running
+ * or the parameters are bad. */
+int migration_start(struct machine *m, const struct migration_params *p, struct error *err);
+void migration_get_status(struct machine *m, struct migration_status *out);
+void migration_cancel(struct machine *m);
+/* Joins a finished migration thread (call before destroying the machine). */
+void migration_join(struct machine *m);
+
+/* Destination side: receives a stream (tcp:ADDR:PORT to listen on, or
+ * file:PATH) into a machine built from the stream's description and the
+ * local backend options in cfg, completes the handshake, and leaves the
+ * machine ready for machine_run. On failure the process must exit non-zero
+ * with the message. */
+int migration_receive(struct machine *m, struct machine_config *cfg, const char *uri,
+                      struct error *err);
+/* After machine_run has begun running the guest: tell the source. */
+void migration_receive_started(struct machine *m);
+
+#endif

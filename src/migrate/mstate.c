@@ -1,0 +1,309 @@
+#include "migrate/mstate.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "machine/machine.h"
+#include "migrate/vmstate.h"
+
+extern const struct vmstate uart_vmstate, plic_vmstate, aclint_vmstate, virtio_mmio_vmstate;
+
+#define MACHINE_BODY_SIZE (8 + 8 + 4 + 4 + 8 + 4 + 4 * MEMMAP_VIRTIO_SLOTS)
+
+int mstate_put_machine(struct stream *s, const struct machine *m, struct error *err)
+{
+    uint8_t b[MACHINE_BODY_SIZE];
+    put_u64(b, m->bus.ram.base);
+    put_u64(b + 8, m->bus.ram.size);
+    put_u32(b + 16, m->nharts);
+    put_u32(b + 20, (m->sbi ? MDESC_SBI : 0) | (m->has_tohost ? MDESC_TOHOST : 0));
+    put_u64(b + 24, m->tohost_addr);
+    put_u32(b + 32, MEMMAP_VIRTIO_SLOTS);
+    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
+        put_u32(b + 36 + 4 * i, m->virtio[i].ops ? m->virtio[i].ops->device_id : 0);
+    return stream_put(s, REC_MACHINE, b, sizeof b, err);
+}
+
+int mstate_parse_machine(const uint8_t *b, size_t len, struct mstate_desc *d, struct error *err)
+{
+    if (len < 36)
+        return error_set(err, "machine record too short (%zu bytes)", len);
+    memset(d, 0, sizeof *d);
+    d->ram_base = get_u64(b);
+    d->ram_size = get_u64(b + 8);
+    d->nharts = get_u32(b + 16);
+    d->flags = get_u32(b + 20);
+    d->tohost_addr = get_u64(b + 24);
+    d->nslots = get_u32(b + 32);
+    if (d->nslots > 16 || len != 36 + 4ull * d->nslots)
+        return error_set(err, "machine record is malformed (%u device slots, %zu bytes)",
+                         d->nslots, len);
+    for (unsigned i = 0; i < d->nslots; i++)
+        d->device_id[i] = get_u32(b + 36 + 4 * i);
+    if (d->ram_base != MEMMAP_RAM_BASE || d->ram_size == 0 || d->ram_size % RAM_PAGE_SIZE ||
+        d->ram_size > (64ull << 30))
+        return error_set(err, "stream describes unusable RAM (base 0x%llx, %llu bytes)",
+                         (unsigned long long)d->ram_base, (unsigned long long)d->ram_size);
+    if (d->nharts < 1 || d->nharts > MACHINE_MAX_HARTS)
+        return error_set(err, "stream describes %u harts (1..%d supported)", d->nharts,
+                         MACHINE_MAX_HARTS);
+    if (d->flags & ~(MDESC_SBI | MDESC_TOHOST))
+        return error_set(err, "stream machine flags 0x%x unknown", d->flags);
+    return 0;
+}
+
+static const char *device_name(uint32_t id)
+{
+    switch (id) {
+    case VIRTIO_ID_NONE: return "nothing";
+    case VIRTIO_ID_NET: return "a virtio-net card (give --net)";
+    case VIRTIO_ID_BLOCK: return "a virtio-blk disk (give --drive)";
+    case VIRTIO_ID_RNG: return "a virtio-rng device";
+    default: return "an unknown device";
+    }
+}
+
+int mstate_apply_machine(struct machine *m, const struct mstate_desc *d, struct error *err)
+{
+    if (d->nslots != MEMMAP_VIRTIO_SLOTS)
+        return error_set(err, "stream has %u virtio slots, this machine %d", d->nslots,
+                         MEMMAP_VIRTIO_SLOTS);
+    for (unsigned i = 0; i < d->nslots; i++) {
+        uint32_t local = m->virtio[i].ops ? m->virtio[i].ops->device_id : 0;
+        if (local != d->device_id[i])
+            return error_set(err, "virtio slot %u: the stream has %s, this host configured %s",
+                             i, device_name(d->device_id[i]), device_name(local));
+    }
+    m->sbi = d->flags & MDESC_SBI;
+    m->has_tohost = d->flags & MDESC_TOHOST;
+    m->tohost_addr = d->tohost_addr;
+    if (m->has_tohost && !ram_contains(&m->bus.ram, m->tohost_addr, 8))
+        return error_set(err, "stream's tohost address is outside RAM");
+    return 0;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+    const uint64_t *w = (const uint64_t *)(const void *)p;
+    for (size_t i = 0; i < RAM_PAGE_SIZE / 8; i += 4)
+        if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
+            return false;
+    return true;
+}
+
+static void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000), .tv_nsec = (long)(ns % 1000000000)};
+    nanosleep(&ts, NULL);
+}
+
+int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap,
+                     struct page_counters *c, uint64_t bandwidth_limit, volatile int *cancel,
+                     struct error *err)
+{
+    struct ram *ram = &m->bus.ram;
+    uint8_t head[8];
+    uint64_t entries[PAGES_PER_RECORD];
+    const void *parts[2 + PAGES_PER_RECORD];
+    size_t lens[2 + PAGES_PER_RECORD];
+    unsigned n = 0, ndata = 0;
+    uint64_t start_ns = vclock_host_ns(), start_bytes = s->bytes_written + s->wlen;
+
+    for (uint64_t page = 0; page <= ram->npages; page++) {
+        bool flush = n == PAGES_PER_RECORD || (page == ram->npages && n);
+        if (flush) {
+            put_u32(head, n);
+            put_u32(head + 4, 0);
+            parts[0] = head;
+            lens[0] = 8;
+            parts[1] = entries;
+            lens[1] = 8ull * n;
+            if (stream_put_iov(s, REC_PAGES, parts, lens, 2 + ndata, err) < 0)
+                return -1;
+            n = ndata = 0;
+            if (cancel && *cancel)
+                return error_set(err, "cancelled");
+            if (bandwidth_limit) {
+                /* Pace to the limit: sleep off any lead over it. */
+                uint64_t sent = s->bytes_written + s->wlen - start_bytes;
+                uint64_t due_ns = sent * 1000000000ull / bandwidth_limit;
+                uint64_t took = vclock_host_ns() - start_ns;
+                if (due_ns > took)
+                    sleep_ns(due_ns - took);
+            }
+        }
+        if (page == ram->npages)
+            break;
+        if (!((bitmap[page / 64] >> (page % 64)) & 1))
+            continue;
+        const uint8_t *host = ram->host + (page << RAM_PAGE_SHIFT);
+        uint64_t entry = page << RAM_PAGE_SHIFT;
+        c->pages++;
+        if (page_is_zero(host)) {
+            entry |= PAGE_ENTRY_ZERO;
+            c->zero_pages++;
+        } else {
+            parts[2 + ndata] = host;
+            lens[2 + ndata] = RAM_PAGE_SIZE;
+            ndata++;
+            c->bytes += RAM_PAGE_SIZE;
+        }
+        put_u64((uint8_t *)&entries[n++], entry);
+    }
+    return 0;
+}
+
+int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct error *err)
+{
+    struct ram *ram = &m->bus.ram;
+    if (len < 8)
+        return error_set(err, "pages record too short");
+    uint32_t n = get_u32(body);
+    if (n > PAGES_PER_RECORD || len < 8 + 8ull * n)
+        return error_set(err, "pages record claims %u pages in %zu bytes", n, len);
+    const uint8_t *data = body + 8 + 8ull * n;
+    size_t data_len = len - 8 - 8ull * n;
+    /* Check every entry before touching RAM. */
+    size_t need = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t e = get_u64(body + 8 + 8ull * i);
+        if ((e & 0xfff & ~PAGE_ENTRY_ZERO) || (e >> RAM_PAGE_SHIFT) >= ram->npages)
+            return error_set(err, "pages record entry 0x%llx is invalid for %llu MiB of RAM",
+                             (unsigned long long)e, (unsigned long long)ram->size >> 20);
+        if (!(e & PAGE_ENTRY_ZERO))
+            need += RAM_PAGE_SIZE;
+    }
+    if (need != data_len)
+        return error_set(err, "pages record carries %zu data bytes, its entries need %zu",
+                         data_len, need);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t e = get_u64(body + 8 + 8ull * i);
+        uint8_t *host = ram->host + (e & ~0xfffull);
+        if (e & PAGE_ENTRY_ZERO) {
+            memset(host, 0, RAM_PAGE_SIZE);
+        } else {
+            memcpy(host, data, RAM_PAGE_SIZE);
+            data += RAM_PAGE_SIZE;
+        }
+    }
+    return 0;
+}
+
+/* Every described piece of device state, in a fixed order. */
+struct dev_entry {
+    const struct vmstate *vs;
+    void *obj;
+    uint32_t instance;
+};
+
+static unsigned collect_devices(struct machine *m, struct dev_entry *out)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < m->nharts; i++)
+        out[n++] = (struct dev_entry){&hart_vmstate, &m->harts[i], i};
+    out[n++] = (struct dev_entry){&aclint_vmstate, &m->aclint.s, 0};
+    out[n++] = (struct dev_entry){&plic_vmstate, &m->plic.s, 0};
+    out[n++] = (struct dev_entry){&uart_vmstate, &m->uart.s, 0};
+    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
+        if (m->virtio[i].ops)
+            out[n++] = (struct dev_entry){&virtio_mmio_vmstate, &m->virtio[i].s, i};
+    return n;
+}
+
+#define MAX_DEVICES (MACHINE_MAX_HARTS + 3 + MEMMAP_VIRTIO_SLOTS)
+
+/* Device description version used in a stream of the given version: v1
+ * streams carry the CPU description v1; everything else is unchanged. */
+static uint32_t desc_version(const struct vmstate *vs, uint32_t stream_version)
+{
+    if (stream_version == 1 && vs == &hart_vmstate)
+        return 1;
+    return vs->version;
+}
+
+int mstate_put_devices(struct stream *s, struct machine *m, uint32_t version, struct error *err)
+{
+    struct dev_entry devs[MAX_DEVICES];
+    unsigned n = collect_devices(m, devs);
+    for (unsigned i = 0; i < n; i++) {
+        const struct vmstate *vs = devs[i].vs;
+        uint32_t v = desc_version(vs, version);
+        size_t name_len = strlen(vs->name), size = vmstate_size(vs, v);
+        uint8_t *b = malloc(1 + name_len + 8 + size);
+        if (!b)
+            return error_set(err, "out of memory");
+        b[0] = (uint8_t)name_len;
+        memcpy(b + 1, vs->name, name_len);
+        put_u32(b + 1 + name_len, devs[i].instance);
+        put_u32(b + 5 + name_len, v);
+        vmstate_save(vs, devs[i].obj, v, b + 9 + name_len);
+        int rc = stream_put(s, REC_DEVICE, b, 9 + name_len + size, err);
+        free(b);
+        if (rc < 0)
+            return -1;
+    }
+    uint8_t clock[8];
+    put_u64(clock, vclock_ns(&m->clock));
+    return stream_put(s, REC_CLOCK, clock, sizeof clock, err);
+}
+
+int mstate_load_device(struct machine *m, const uint8_t *body, size_t len, struct error *err)
+{
+    if (len < 1 || len < 9ull + body[0])
+        return error_set(err, "device record too short");
+    size_t name_len = body[0];
+    uint32_t instance = get_u32(body + 1 + name_len);
+    uint32_t version = get_u32(body + 5 + name_len);
+    struct dev_entry devs[MAX_DEVICES];
+    unsigned n = collect_devices(m, devs);
+    for (unsigned i = 0; i < n; i++) {
+        const struct vmstate *vs = devs[i].vs;
+        if (strlen(vs->name) != name_len || memcmp(vs->name, body + 1, name_len) != 0 ||
+            devs[i].instance != instance)
+            continue;
+        if (vmstate_load(vs, devs[i].obj, version, body + 9 + name_len, len - 9 - name_len,
+                         err) < 0)
+            return -1;
+        if (vs == &hart_vmstate)
+            hart_state_loaded(devs[i].obj);
+        return 0;
+    }
+    return error_set(err, "stream has state for '%.*s' instance %u, which this machine lacks",
+                     (int)name_len, (const char *)body + 1, instance);
+}
+
+int mstate_load_clock(struct machine *m, const uint8_t *body, size_t len, struct error *err)
+{
+    if (len != 8)
+        return error_set(err, "clock record has %zu bytes, expected 8", len);
+    /* The clock stays frozen at the source's pause value until the guest
+     * resumes here, so the guest sees no gap and never goes backwards. */
+    vclock_pause(&m->clock);
+    vclock_set_ns(&m->clock, get_u64(body));
+    return 0;
+}
+
+uint64_t mstate_hash(struct machine *m)
+{
+    XXH3_state_t *st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    XXH3_64bits_update(st, m->bus.ram.host, m->bus.ram.size);
+    struct dev_entry devs[MAX_DEVICES];
+    unsigned n = collect_devices(m, devs);
+    for (unsigned i = 0; i < n; i++) {
+        size_t size = vmstate_size(devs[i].vs, devs[i].vs->version);
+        uint8_t *b = malloc(size);
+        if (b) {
+            vmstate_save(devs[i].vs, devs[i].obj, devs[i].vs->version, b);
+            XXH3_64bits_update(st, b, size);
+            free(b);
+        }
+    }
+    uint64_t ns = vclock_ns(&m->clock);
+    XXH3_64bits_update(st, &ns, sizeof ns);
+    uint64_t h = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return h;
+}

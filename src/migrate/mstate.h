@@ -1,0 +1,53 @@
+/* The machine's state as stream records: the machine description, RAM
+ * pages, every device's and hart's state, and the clock. Shared by live
+ * migration, save/restore and replication. */
+#ifndef FERRY_MIGRATE_MSTATE_H
+#define FERRY_MIGRATE_MSTATE_H
+
+#include <stdint.h>
+
+#include "base/error.h"
+#include "migrate/stream.h"
+
+struct machine;
+struct machine_config;
+
+/* What a MACHINE record says. */
+struct mstate_desc {
+    uint64_t ram_base, ram_size;
+    uint32_t nharts;
+    uint32_t flags;          /* MDESC_* */
+    uint64_t tohost_addr;
+    uint32_t nslots;
+    uint32_t device_id[16];  /* virtio device id per slot (0 = empty) */
+};
+#define MDESC_SBI 1u
+#define MDESC_TOHOST 2u
+
+int mstate_put_machine(struct stream *s, const struct machine *m, struct error *err);
+int mstate_parse_machine(const uint8_t *body, size_t len, struct mstate_desc *d,
+                         struct error *err);
+/* Checks that a machine built from local options matches the stream's
+ * description (devices in the same slots), then applies the flags. */
+int mstate_apply_machine(struct machine *m, const struct mstate_desc *d, struct error *err);
+
+/* Sends the pages whose bit is set in `bitmap` (ram->dirty_words words),
+ * in PAGES records; zero pages travel as flags. Adds to the counters. */
+struct page_counters {
+    uint64_t pages, zero_pages, bytes;
+};
+int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap,
+                     struct page_counters *c, uint64_t bandwidth_limit, volatile int *cancel,
+                     struct error *err);
+int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct error *err);
+
+/* Device and hart state, clock. `version` is the stream version (an older
+ * one only to write compatibility fixtures). */
+int mstate_put_devices(struct stream *s, struct machine *m, uint32_t version, struct error *err);
+int mstate_load_device(struct machine *m, const uint8_t *body, size_t len, struct error *err);
+int mstate_load_clock(struct machine *m, const uint8_t *body, size_t len, struct error *err);
+
+/* XXH3 of all RAM plus the serialized device state (for --verify). */
+uint64_t mstate_hash(struct machine *m);
+
+#endif

@@ -1,0 +1,191 @@
+#include "migrate/stream.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/crc32c.h"
+
+#define WBUF_FLUSH_AT (1u << 20)
+
+int stream_init(struct stream *s, int fd, struct error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->fd = fd;
+    s->timeout_ms = -1;
+    s->version = STREAM_VERSION;
+    s->wcap = WBUF_FLUSH_AT + STREAM_MAX_RECORD + 64;
+    s->wbuf = malloc(s->wcap);
+    if (!s->wbuf)
+        return error_set(err, "out of memory for the stream buffer");
+    return 0;
+}
+
+void stream_free(struct stream *s)
+{
+    free(s->wbuf);
+    free(s->rbuf);
+    s->wbuf = s->rbuf = NULL;
+}
+
+static int wait_fd(struct stream *s, short events, struct error *err)
+{
+    if (s->timeout_ms < 0)
+        return 0;
+    struct pollfd p = {.fd = s->fd, .events = events};
+    int n;
+    do {
+        n = poll(&p, 1, s->timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0)
+        return error_set(err, "peer did not respond within %d ms", s->timeout_ms);
+    if (n < 0)
+        return error_set(err, "poll: %s", strerror(errno));
+    return 0;
+}
+
+static int write_all(struct stream *s, const uint8_t *p, size_t len, struct error *err)
+{
+    while (len) {
+        if (wait_fd(s, POLLOUT, err) < 0)
+            return -1;
+        ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(s->fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return error_set(err, "connection lost while sending: %s", strerror(errno));
+        }
+        p += n;
+        len -= (size_t)n;
+        s->bytes_written += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int read_all(struct stream *s, uint8_t *p, size_t len, struct error *err)
+{
+    size_t want = len;
+    while (len) {
+        if (wait_fd(s, POLLIN, err) < 0)
+            return -1;
+        ssize_t n = read(s->fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return error_set(err, "connection lost while receiving: %s", strerror(errno));
+        }
+        if (n == 0)
+            return error_set(err, "stream truncated: %s after %zu of %zu bytes",
+                             want == len ? "ended" : "ended mid-record", want - len, want);
+        p += n;
+        len -= (size_t)n;
+        s->bytes_read += (uint64_t)n;
+    }
+    return 0;
+}
+
+int stream_flush(struct stream *s, struct error *err)
+{
+    if (!s->wlen)
+        return 0;
+    int rc = write_all(s, s->wbuf, s->wlen, err);
+    s->wlen = 0;
+    return rc;
+}
+
+int stream_write_header(struct stream *s, uint32_t version, struct error *err)
+{
+    uint8_t h[STREAM_HEADER_SIZE];
+    memcpy(h, STREAM_MAGIC, 8);
+    put_u32(h + 8, version);
+    put_u32(h + 12, 0);
+    s->version = version;
+    memcpy(s->wbuf + s->wlen, h, sizeof h);
+    s->wlen += sizeof h;
+    return 0;
+    (void)err;
+}
+
+int stream_read_header(struct stream *s, struct error *err)
+{
+    uint8_t h[STREAM_HEADER_SIZE];
+    if (read_all(s, h, sizeof h, err) < 0)
+        return error_prefix(err, "reading the stream header");
+    if (memcmp(h, STREAM_MAGIC, 8) != 0)
+        return error_set(err, "not a ferry migration stream (bad magic)");
+    uint32_t version = get_u32(h + 8);
+    if (version < STREAM_MIN_VERSION || version > STREAM_VERSION)
+        return error_set(err, "stream version %u is not supported (this build reads %d..%d)",
+                         version, STREAM_MIN_VERSION, STREAM_VERSION);
+    if (get_u32(h + 12) != 0)
+        return error_set(err, "stream header has unknown flags 0x%x", get_u32(h + 12));
+    s->version = version;
+    return 0;
+}
+
+int stream_put_iov(struct stream *s, uint32_t type, const void *const *parts, const size_t *lens,
+                   unsigned nparts, struct error *err)
+{
+    size_t len = 0;
+    for (unsigned i = 0; i < nparts; i++)
+        len += lens[i];
+    if (len > STREAM_MAX_RECORD)
+        return error_set(err, "record of %zu bytes is too large", len);
+    if (s->wlen + len + 12 > s->wcap && stream_flush(s, err) < 0)
+        return -1;
+    uint8_t *p = s->wbuf + s->wlen;
+    put_u32(p, type);
+    put_u32(p + 4, (uint32_t)len);
+    size_t off = 8;
+    for (unsigned i = 0; i < nparts; i++) {
+        if (lens[i])
+            memcpy(p + off, parts[i], lens[i]);
+        off += lens[i];
+    }
+    put_u32(p + off, crc32c(0, p, off));
+    s->wlen += off + 4;
+    if (s->wlen >= WBUF_FLUSH_AT)
+        return stream_flush(s, err);
+    return 0;
+}
+
+int stream_put(struct stream *s, uint32_t type, const void *body, size_t len, struct error *err)
+{
+    return stream_put_iov(s, type, &body, &len, 1, err);
+}
+
+int stream_get(struct stream *s, uint32_t *type, const uint8_t **body, size_t *len,
+               struct error *err)
+{
+    uint8_t h[8];
+    if (read_all(s, h, 8, err) < 0)
+        return -1;
+    uint32_t t = get_u32(h), n = get_u32(h + 4);
+    if (n > STREAM_MAX_RECORD)
+        return error_set(err, "record type 0x%x claims %u bytes (limit %u): stream corrupt", t, n,
+                         STREAM_MAX_RECORD);
+    if (s->rcap < (size_t)n + 8 + 4) {
+        uint8_t *nb = realloc(s->rbuf, (size_t)n + 12);
+        if (!nb)
+            return error_set(err, "out of memory for a %u-byte record", n);
+        s->rbuf = nb;
+        s->rcap = (size_t)n + 12;
+    }
+    memcpy(s->rbuf, h, 8);
+    if (read_all(s, s->rbuf + 8, (size_t)n + 4, err) < 0)
+        return -1;
+    uint32_t want = get_u32(s->rbuf + 8 + n);
+    uint32_t got = crc32c(0, s->rbuf, (size_t)n + 8);
+    if (want != got)
+        return error_set(err, "record type 0x%x (%u bytes) failed its CRC check: stream corrupt",
+                         t, n);
+    *type = t;
+    *body = s->rbuf + 8;
+    *len = n;
+    return 0;
+}

@@ -1,0 +1,81 @@
+/* The migration stream: a header, then typed, length-prefixed records,
+ * each closed by a CRC-32C. The same format carries live migration (over
+ * TCP), save files, and replication checkpoints. docs/migration-stream.md
+ * is the specification; this is its implementation. */
+#ifndef FERRY_MIGRATE_STREAM_H
+#define FERRY_MIGRATE_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+#define STREAM_MAGIC "FERRYMIG"
+#define STREAM_VERSION 2        /* written by this build */
+#define STREAM_MIN_VERSION 1    /* oldest this build reads */
+#define STREAM_HEADER_SIZE 16   /* magic[8], u32 version, u32 flags */
+#define STREAM_MAX_RECORD (16u << 20)
+
+/* Bit 31 of a type marks a record a receiver may skip if it does not know
+ * it; any other unknown type fails the stream. */
+#define REC_OPTIONAL 0x80000000u
+
+enum record_type {
+    REC_MACHINE = 1,     /* machine description: RAM, harts, devices */
+    REC_PAGES = 2,       /* a batch of RAM pages */
+    REC_DEVICE = 3,      /* one device's (or hart's) state */
+    REC_CLOCK = 4,       /* guest time at the pause */
+    REC_VERIFY = 5,      /* hash of RAM and device state at the pause */
+    REC_END = 6,         /* the final state is complete */
+    REC_CHECKPOINT = 7,  /* replication: start of checkpoint epoch N */
+    REC_ROUND = REC_OPTIONAL | 8, /* informational: a pre-copy round begins */
+    REC_HEARTBEAT = REC_OPTIONAL | 9,
+    /* Return path, destination to source. */
+    REC_READY = 0x100,   /* state received and verified; waiting for GO */
+    REC_GO = 0x101,      /* source: the destination may run the guest */
+    REC_RUNNING = 0x102, /* destination resumed the guest */
+    REC_ERROR = 0x103,   /* text: why the destination gave up */
+    REC_ACK = 0x104,     /* replication: checkpoint epoch N applied */
+};
+
+#define PAGE_ENTRY_ZERO 1ull  /* the page is all zeros: no data follows */
+#define PAGES_PER_RECORD 512
+
+/* A buffered writer/reader over a file descriptor (socket or file). */
+struct stream {
+    int fd;
+    uint32_t version;       /* negotiated: the header's */
+    uint8_t *wbuf;
+    size_t wlen, wcap;
+    uint8_t *rbuf;          /* record body of the last read */
+    size_t rcap;
+    uint64_t bytes_written, bytes_read;
+    int timeout_ms;         /* for reads and writes; -1 = none */
+};
+
+int stream_init(struct stream *s, int fd, struct error *err);
+void stream_free(struct stream *s);     /* does not close fd */
+
+int stream_write_header(struct stream *s, uint32_t version, struct error *err);
+int stream_read_header(struct stream *s, struct error *err);
+
+/* Appends one record (buffered). */
+int stream_put(struct stream *s, uint32_t type, const void *body, size_t len, struct error *err);
+/* Appends one record whose body is assembled from pieces. */
+int stream_put_iov(struct stream *s, uint32_t type, const void *const *parts, const size_t *lens,
+                   unsigned nparts, struct error *err);
+int stream_flush(struct stream *s, struct error *err);
+
+/* Reads the next record into s->rbuf; checks length and CRC. Optional
+ * records of unknown type are returned too: the caller skips them. */
+int stream_get(struct stream *s, uint32_t *type, const uint8_t **body, size_t *len,
+               struct error *err);
+
+/* Little-endian helpers for building and parsing record bodies. */
+static inline void put_u32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static inline void put_u64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static inline uint32_t get_u32(const uint8_t *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
+static inline uint64_t get_u64(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
+
+#endif
