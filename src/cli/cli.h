@@ -11,6 +11,14 @@
 #define EXIT_USAGE 2
 
 int cmd_run(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_save(int argc, char **argv);
+
+/* Control-socket client helpers (src/cli/ctl.c). */
+int ctl_connect(const char *path, struct error *err);
+/* Sends one request line and returns the malloc'd response line. */
+char *ctl_request(int fd, const char *line, struct error *err);
 
 /* Parses sizes like 256M, 1G, 65536, 64K. */
 int cli_parse_size(const char *text, uint64_t *out, struct error *err);

@@ -75,6 +75,9 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  run       boot a virtual machine (default: the built-in Linux guest)\n"
+            "  migrate   move a running VM to another host (live by default)\n"
+            "  save      save a running VM to a file (restore with run --restore)\n"
+            "  ctl       send raw requests to a VM's control socket\n"
             "\n"
             "'ferry <command> --help' describes a command's options.\n");
 }
@@ -92,6 +95,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "ctl") == 0)
+        return cmd_ctl(argc - 1, argv + 1);
+    if (strcmp(cmd, "migrate") == 0)
+        return cmd_migrate(argc - 1, argv + 1);
+    if (strcmp(cmd, "save") == 0)
+        return cmd_save(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try 'ferry --help')", cmd);
     return EXIT_USAGE;
 }

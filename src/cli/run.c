@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "ctl/ctl.h"
 #include "machine/machine.h"
+#include "migrate/migration.h"
 #include "machine/vclock.h"
 
 #define DEFAULT_APPEND "console=ttyS0 quiet"
@@ -30,6 +32,13 @@ static void run_usage(FILE *out)
             "  --net SPEC        a virtio network card on a tap device:\n"
             "                    tap=NAME[,mac=52:54:00:12:34:56] (repeatable)\n"
             "  --no-rng          leave out the virtio entropy device\n"
+            "  --control PATH    serve the JSON control socket at PATH (status, pause,\n"
+            "                    resume, migrate, save, quit; see 'ferry ctl')\n"
+            "  --incoming tcp:ADDR:PORT\n"
+            "                    wait for a migration stream instead of booting; the\n"
+            "                    stream sets RAM size and harts, local --drive/--net\n"
+            "                    options bind the backends\n"
+            "  --restore FILE    resume a VM saved with 'ferry save'\n"
             "  --stats           print instructions executed and MIPS at exit\n"
             "\n"
             "On a terminal, Ctrl-A x quits.\n"
@@ -69,7 +78,7 @@ static int find_guest_dir(char *out, size_t cap)
 int cmd_run(int argc, char **argv)
 {
     struct machine_config cfg = {.ram_size = 256ull << 20, .nharts = 1};
-    const char *mem = NULL, *smp = NULL;
+    const char *mem = NULL, *smp = NULL, *control = NULL, *incoming = NULL, *restore = NULL;
     bool stats = false;
     for (int i = 1; i < argc; i++) {
         const char *v;
@@ -88,6 +97,9 @@ int cmd_run(int argc, char **argv)
         FLAG("--smp", smp)
         FLAG("--bios", cfg.bios)
         FLAG("--console", cfg.console)
+        FLAG("--control", control)
+        FLAG("--incoming", incoming)
+        FLAG("--restore", restore)
 #undef FLAG
         if ((r = cli_flag_value(argc, argv, &i, "--drive", &v)) != 0) {
             if (r < 0)
@@ -157,20 +169,58 @@ int cmd_run(int argc, char **argv)
     if (!cfg.append)
         cfg.append = DEFAULT_APPEND;
 
+    if (incoming && restore) {
+        cli_error("--incoming and --restore cannot be combined");
+        return EXIT_USAGE;
+    }
+    if (incoming && strncmp(incoming, "tcp:", 4) != 0) {
+        cli_error("--incoming must be tcp:ADDR:PORT, not '%s'", incoming);
+        return EXIT_USAGE;
+    }
+    char restore_uri[PATH_MAX + 8];
+    const char *receive_uri = incoming;
+    if (restore) {
+        snprintf(restore_uri, sizeof restore_uri, "file:%s", restore);
+        receive_uri = restore_uri;
+    }
+
     static struct machine m; /* large: keep it off the stack */
     int status;
     uint64_t start_ns = vclock_host_ns(), instructions = 0;
     for (;;) {
-        if (machine_init(&m, &cfg, &err) < 0) {
+        int rc = receive_uri ? migration_receive(&m, &cfg, receive_uri, &err)
+                             : machine_init(&m, &cfg, &err);
+        if (rc < 0) {
             cli_error("%s", err.msg);
             return 1;
         }
+        struct ctl_server *ctl = NULL;
+        if (control && ctl_start(&m, control, &ctl, &err) < 0) {
+            cli_error("%s", err.msg);
+            machine_destroy(&m);
+            return 1;
+        }
+        if (receive_uri) {
+            migration_receive_started(&m);
+            fprintf(stderr, "ferry: guest resumed from %s\n", receive_uri);
+        }
         status = machine_run(&m);
+        ctl_stop(ctl, m.stop == MACHINE_MIGRATED ? 5000 : 0);
+        migration_join(&m);
         instructions += machine_instructions(&m);
-        bool reboot = m.stop == MACHINE_REBOOT;
+        enum machine_stop why = m.stop;
+        if (why == MACHINE_MIGRATED) {
+            struct migration_status st;
+            migration_get_status(&m, &st);
+            fprintf(stderr, "ferry: guest %s %s\n",
+                    strncmp(st.uri, "file:", 5) == 0 ? "saved to" : "migrated to", st.uri);
+        }
         machine_destroy(&m);
-        if (!reboot)
+        if (why != MACHINE_REBOOT)
             break;
+        /* A reboot boots the configured kernel afresh. */
+        receive_uri = NULL;
+        cfg.no_boot = false;
     }
     if (stats) {
         double secs = (double)(vclock_host_ns() - start_ns) / 1e9;

@@ -18,6 +18,7 @@
 #include "dev/virtio_devices.h"
 #include "machine/boot.h"
 #include "machine/fdt.h"
+#include "migrate/migration.h"
 
 /* Instructions a hart runs before the loop looks at timers and devices:
  * about 0.1 ms, well below the guest's timer resolution needs. */
@@ -381,6 +382,7 @@ fail:
 
 void machine_destroy(struct machine *m)
 {
+    migration_free(m);
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
         virtio_dev_destroy(&m->virtio[i]);
     if (m->wake_fd >= 0)

@@ -70,6 +70,7 @@ void migration_get_status(struct machine *m, struct migration_status *out);
 void migration_cancel(struct machine *m);
 /* Joins a finished migration thread (call before destroying the machine). */
 void migration_join(struct machine *m);
+void migration_free(struct machine *m);
 
 /* Destination side: receives a stream (tcp:ADDR:PORT to listen on, or
  * file:PATH) into a machine built from the stream's description and the

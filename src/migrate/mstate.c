@@ -155,7 +155,8 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
     return 0;
 }
 
-int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct error *err)
+int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, uint64_t *populated,
+                      struct error *err)
 {
     struct ram *ram = &m->bus.ram;
     if (len < 8)
@@ -180,12 +181,18 @@ int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct
                          data_len, need);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t e = get_u64(body + 8 + 8ull * i);
+        uint64_t page = e >> RAM_PAGE_SHIFT;
         uint8_t *host = ram->host + (e & ~0xfffull);
+        uint64_t bit = 1ull << (page % 64);
         if (e & PAGE_ENTRY_ZERO) {
-            memset(host, 0, RAM_PAGE_SIZE);
+            /* A fresh machine's RAM is zero: only clear what was written,
+             * which keeps untouched host pages unallocated. */
+            if (populated[page / 64] & bit)
+                memset(host, 0, RAM_PAGE_SIZE);
         } else {
             memcpy(host, data, RAM_PAGE_SIZE);
             data += RAM_PAGE_SIZE;
+            populated[page / 64] |= bit;
         }
     }
     return 0;

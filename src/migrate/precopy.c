@@ -24,6 +24,17 @@
 #define MAX_RAM_MULTIPLE 3
 #define HANDSHAKE_TIMEOUT_MS 30000
 
+/* FERRY_MIGRATION_TRACE=1 prints the time of each step of the final copy. */
+static void trace_step(const char *step, uint64_t since)
+{
+    static int enabled = -1;
+    if (enabled < 0)
+        enabled = getenv("FERRY_MIGRATION_TRACE") != NULL;
+    if (enabled)
+        fprintf(stderr, "ferry: migration: %-16s +%.3f ms\n", step,
+                (double)(vclock_host_ns() - since) / 1e6);
+}
+
 struct migration {
     pthread_t thread;
     struct machine *m;
@@ -183,6 +194,7 @@ static void *migration_thread(void *arg)
         goto fail;
     }
     paused = true;
+    trace_step("paused", t_pause);
     if (p->live) {
         if (machine_dirty_sync_remote(m, scratch) < 0) {
             error_set(&err, "dirty log sync failed");
@@ -207,6 +219,7 @@ static void *migration_thread(void *arg)
     }
     if (stream_put(&s, REC_END, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0)
         goto fail;
+    trace_step("final state sent", t_pause);
     if (mig->cancel) {
         error_set(&err, "cancelled");
         goto fail;
@@ -218,6 +231,7 @@ static void *migration_thread(void *arg)
         /* Commit point: the destination holds the complete state. From
          * here the guest must never run here again unless we know the
          * destination will not run it. */
+        trace_step("READY", t_pause);
         pthread_mutex_lock(&mig->lock);
         if (!mig->cancel)
             mig->handed_over = handed_over = true;
@@ -232,6 +246,7 @@ static void *migration_thread(void *arg)
             goto fail;
     }
     uint64_t t_end = vclock_host_ns();
+    trace_step("RUNNING", t_pause);
     pthread_mutex_lock(&mig->lock);
     mig->st.downtime_ns = ep.is_file ? 0 : t_end - t_pause;
     mig->st.total_ns = t_end - t0;
@@ -363,4 +378,15 @@ void migration_join(struct machine *m)
         pthread_join(mig->thread, NULL);
         mig->joined = true;
     }
+}
+
+void migration_free(struct machine *m)
+{
+    struct migration *mig = m->migration;
+    if (!mig)
+        return;
+    migration_join(m);
+    pthread_mutex_destroy(&mig->lock);
+    free(mig);
+    m->migration = NULL;
 }

@@ -1,0 +1,267 @@
+/* ferry migrate PATH tcp:HOST:PORT: move the VM behind control socket PATH
+ * to a destination started with `ferry run --incoming tcp:...`. Shows
+ * progress on a terminal and ends with a report (or JSON with --json). */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static void migrate_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ferry migrate PATH tcp:HOST:PORT [options]\n"
+            "\n"
+            "  --non-live          pause the guest first, then copy (no pre-copy rounds)\n"
+            "  --max-downtime T    target pause, e.g. 5ms (default), 300ms, 1s\n"
+            "  --bandwidth LIMIT   cap on the copy rate in bytes/s, e.g. 100M, 1G\n"
+            "  --verify            compare a hash of all RAM and device state\n"
+            "  --json              print the final report as JSON\n");
+}
+
+/* Parses 5ms, 300us, 1s, 2.5ms into nanoseconds. */
+static int parse_duration(const char *text, double *ns)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || v <= 0)
+        return -1;
+    if (strcmp(end, "ms") == 0) *ns = v * 1e6;
+    else if (strcmp(end, "us") == 0) *ns = v * 1e3;
+    else if (strcmp(end, "s") == 0) *ns = v * 1e9;
+    else if (strcmp(end, "ns") == 0) *ns = v;
+    else return -1;
+    return 0;
+}
+
+static json_t *ask(int fd, json_t *req, struct error *err)
+{
+    char *line = json_dumps(req, JSON_COMPACT);
+    char *resp = ctl_request(fd, line, err);
+    free(line);
+    if (!resp)
+        return NULL;
+    json_t *j = json_loads(resp, 0, NULL);
+    free(resp);
+    if (!j)
+        error_set(err, "the VM answered something that is not JSON");
+    return j;
+}
+
+static double num(json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }
+
+static void print_report(json_t *mig)
+{
+    const char *state = json_string_value(json_object_get(mig, "state"));
+    printf("migration %s: %s\n", state, json_string_value(json_object_get(mig, "uri")));
+    printf("  mode               %s\n", json_is_true(json_object_get(mig, "live")) ? "live (pre-copy)" : "non-live");
+    printf("  total time         %.1f ms\n", num(mig, "total_ms"));
+    printf("  downtime           %.2f ms measured (source pause to destination running)\n",
+           num(mig, "downtime_ms"));
+    printf("  predicted downtime %.2f ms (target %.2f ms)%s\n", num(mig, "predicted_downtime_ms"),
+           num(mig, "max_downtime_ms"),
+           json_is_true(json_object_get(mig, "live")) && !json_is_true(json_object_get(mig, "converged"))
+               ? " - pre-copy did not converge; stopped and copied anyway" : "");
+    printf("  bytes on the wire  %.0f (%.1f MiB)\n", num(mig, "wire_bytes"),
+           num(mig, "wire_bytes") / 1048576.0);
+    printf("  pages sent         %.0f (%.0f zero pages skipped as flags; RAM has %.0f)\n",
+           num(mig, "pages"), num(mig, "zero_pages"), num(mig, "ram_pages"));
+    if (json_is_true(json_object_get(mig, "verified")))
+        printf("  verified           state hash matched on the destination\n");
+    json_t *rounds = json_object_get(mig, "round_table");
+    if (json_array_size(rounds)) {
+        printf("  %5s %9s %9s %11s %9s %10s %12s %10s\n", "round", "pages", "zero", "bytes",
+               "ms", "dirtied", "dirty MB/s", "MB/s");
+        size_t i;
+        json_t *r;
+        json_array_foreach(rounds, i, r) {
+            printf("  %5.0f %9.0f %9.0f %11.0f %9.2f %10.0f %12.1f %10.1f\n", num(r, "round"),
+                   num(r, "pages"), num(r, "zero_pages"), num(r, "bytes"), num(r, "duration_ms"),
+                   num(r, "dirtied"), num(r, "dirty_rate_pages_s") * 4096 / 1e6,
+                   num(r, "bandwidth_bytes_s") / 1e6);
+        }
+    }
+    const char *e = json_string_value(json_object_get(mig, "error"));
+    if (e)
+        printf("  error              %s\n", e);
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+    const char *path = NULL, *uri = NULL;
+    bool live = true, verify = false, as_json = false;
+    double downtime_ns = 5e6;
+    uint64_t bandwidth = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        int r;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            migrate_usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--non-live") == 0) {
+            live = false;
+        } else if (strcmp(argv[i], "--verify") == 0) {
+            verify = true;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            as_json = true;
+        } else if ((r = cli_flag_value(argc, argv, &i, "--max-downtime", &v)) != 0) {
+            if (r < 0)
+                return EXIT_USAGE;
+            if (parse_duration(v, &downtime_ns) < 0) {
+                cli_error("--max-downtime must be a duration like 5ms or 1s, not '%s'", v);
+                return EXIT_USAGE;
+            }
+        } else if ((r = cli_flag_value(argc, argv, &i, "--bandwidth", &v)) != 0) {
+            struct error err;
+            if (r < 0)
+                return EXIT_USAGE;
+            if (cli_parse_size(v, &bandwidth, &err) < 0 || bandwidth == 0) {
+                cli_error("--bandwidth must be a rate in bytes/s like 100M or 1G, not '%s'", v);
+                return EXIT_USAGE;
+            }
+        } else if (argv[i][0] == '-') {
+            cli_error("unknown option '%s' for 'ferry migrate' (try --help)", argv[i]);
+            return EXIT_USAGE;
+        } else if (!path) {
+            path = argv[i];
+        } else if (!uri) {
+            uri = argv[i];
+        } else {
+            cli_error("unexpected argument '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!path || !uri) {
+        cli_error("usage: ferry migrate PATH tcp:HOST:PORT [options]");
+        return EXIT_USAGE;
+    }
+    if (strncmp(uri, "tcp:", 4) != 0) {
+        cli_error("destination must be tcp:HOST:PORT, not '%s'", uri);
+        return EXIT_USAGE;
+    }
+    struct error err;
+    int fd = ctl_connect(path, &err);
+    if (fd < 0) {
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    json_t *req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b}", "cmd", "migrate", "uri", uri,
+                            "live", live, "max_downtime_ms", downtime_ns / 1e6,
+                            "bandwidth", (json_int_t)bandwidth, "verify", verify);
+    json_t *resp = ask(fd, req, &err);
+    json_decref(req);
+    if (!resp || !json_is_true(json_object_get(resp, "ok"))) {
+        cli_error("%s", resp ? json_string_value(json_object_get(resp, "error")) : err.msg);
+        json_decref(resp);
+        close(fd);
+        return 1;
+    }
+    json_decref(resp);
+
+    bool tty = isatty(STDOUT_FILENO) && !as_json;
+    json_t *mig = NULL;
+    for (;;) {
+        json_t *q = json_pack("{s:s}", "cmd", "migrate-status");
+        json_t *st = ask(fd, q, &err);
+        json_decref(q);
+        if (!st) {
+            cli_error("lost the VM's control socket: %s", err.msg);
+            close(fd);
+            return 1;
+        }
+        json_decref(mig);
+        mig = json_incref(json_object_get(st, "migration"));
+        json_decref(st);
+        const char *state = json_string_value(json_object_get(mig, "state"));
+        if (!state || (strcmp(state, "setup") && strcmp(state, "active") && strcmp(state, "completing")))
+            break;
+        if (tty) {
+            double bw = num(mig, "bandwidth_bytes_s"), left = num(mig, "remaining_pages");
+            printf("\r%-10s round %2.0f  dirty pages left %8.0f  dirty %7.1f MB/s  "
+                   "bandwidth %7.1f MB/s  est. %6.1f ms ", state, num(mig, "rounds"), left,
+                   num(mig, "dirty_rate_pages_s") * 4096 / 1e6, bw / 1e6,
+                   bw > 0 ? left * 4096 / bw * 1e3 : 0.0);
+            fflush(stdout);
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    close(fd);
+    if (tty)
+        printf("\r%100s\r", "");
+    const char *state = json_string_value(json_object_get(mig, "state"));
+    bool completed = state && strcmp(state, "completed") == 0;
+    if (as_json) {
+        char *text = json_dumps(mig, JSON_INDENT(2));
+        printf("%s\n", text);
+        free(text);
+    } else {
+        print_report(mig);
+    }
+    json_decref(mig);
+    return completed ? 0 : 1;
+}
+
+int cmd_save(int argc, char **argv)
+{
+    const char *path = NULL, *file = NULL;
+    bool keep_running = false;
+    int stream_version = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        int r;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: ferry save PATH FILE [--keep-running]\n"
+                   "Saves the VM behind control socket PATH to FILE and stops it (or keeps\n"
+                   "it running with --keep-running). Resume with: ferry run --restore FILE\n");
+            return 0;
+        } else if (strcmp(argv[i], "--keep-running") == 0) {
+            keep_running = true;
+        } else if ((r = cli_flag_value(argc, argv, &i, "--stream-version", &v)) != 0) {
+            /* For writing compatibility fixtures of older stream versions. */
+            if (r < 0)
+                return EXIT_USAGE;
+            stream_version = atoi(v);
+        } else if (argv[i][0] == '-') {
+            cli_error("unknown option '%s' for 'ferry save' (try --help)", argv[i]);
+            return EXIT_USAGE;
+        } else if (!path) {
+            path = argv[i];
+        } else if (!file) {
+            file = argv[i];
+        } else {
+            cli_error("unexpected argument '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!path || !file) {
+        cli_error("usage: ferry save PATH FILE [--keep-running]");
+        return EXIT_USAGE;
+    }
+    struct error err;
+    int fd = ctl_connect(path, &err);
+    if (fd < 0) {
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    json_t *req = json_pack("{s:s, s:s, s:b}", "cmd", "save", "file", file, "keep_running",
+                            keep_running);
+    if (stream_version)
+        json_object_set_new(req, "stream_version", json_integer(stream_version));
+    json_t *resp = ask(fd, req, &err);
+    json_decref(req);
+    close(fd);
+    if (!resp || !json_is_true(json_object_get(resp, "ok"))) {
+        cli_error("%s", resp ? json_string_value(json_object_get(resp, "error")) : err.msg);
+        json_decref(resp);
+        return 1;
+    }
+    json_t *mig = json_object_get(resp, "migration");
+    printf("saved to %s: %.0f bytes, %.0f pages (%.0f zero), %.1f ms\n", file,
+           num(mig, "wire_bytes"), num(mig, "pages"), num(mig, "zero_pages"), num(mig, "total_ms"));
+    json_decref(resp);
+    return 0;
+}

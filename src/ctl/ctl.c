@@ -1,0 +1,305 @@
+#include "ctl/ctl.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "machine/machine.h"
+#include "migrate/migration.h"
+
+#define MAX_LINE 65536
+
+struct ctl_server {
+    struct machine *m;
+    int listen_fd;
+    int stop_pipe[2];
+    char path[108];
+    pthread_t thread;
+    int client_connected;    /* atomic */
+};
+
+static const char *state_name(enum migration_state s)
+{
+    static const char *names[] = {"none", "setup", "active", "completing", "completed",
+                                  "failed", "cancelled"};
+    return s <= MIG_CANCELLED ? names[s] : "unknown";
+}
+
+static json_t *migration_json(const struct migration_status *st)
+{
+    json_t *rounds = json_array();
+    for (uint32_t i = 0; i < st->rounds && i < MIG_MAX_ROUNDS; i++) {
+        const struct migration_round *r = &st->round[i];
+        json_array_append_new(rounds, json_pack(
+            "{s:i, s:I, s:I, s:I, s:f, s:I, s:f, s:f}", "round", (int)r->round,
+            "pages", (json_int_t)r->pages, "zero_pages", (json_int_t)r->zero_pages,
+            "bytes", (json_int_t)r->bytes, "duration_ms", (double)r->duration_ns / 1e6,
+            "dirtied", (json_int_t)r->dirtied, "dirty_rate_pages_s", r->dirty_rate,
+            "bandwidth_bytes_s", r->bandwidth));
+    }
+    json_t *o = json_pack(
+        "{s:s, s:s, s:b, s:b, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:b, "
+        "s:o}",
+        "state", state_name(st->state), "uri", st->uri, "live", st->live,
+        "converged", st->converged, "rounds", (int)st->rounds,
+        "remaining_pages", (json_int_t)st->remaining_pages,
+        "dirty_rate_pages_s", st->dirty_rate, "bandwidth_bytes_s", st->bandwidth,
+        "total_ms", (double)st->total_ns / 1e6, "downtime_ms", (double)st->downtime_ns / 1e6,
+        "predicted_downtime_ms", (double)st->predicted_downtime_ns / 1e6,
+        "max_downtime_ms", (double)st->max_downtime_ns / 1e6,
+        "wire_bytes", (json_int_t)st->wire_bytes, "pages", (json_int_t)st->pages,
+        "zero_pages", (json_int_t)st->zero_pages, "ram_pages", (json_int_t)st->ram_pages,
+        "verified", st->verified, "round_table", rounds);
+    if (st->error[0])
+        json_object_set_new(o, "error", json_string(st->error));
+    return o;
+}
+
+static json_t *ok(void) { return json_pack("{s:b}", "ok", 1); }
+static json_t *fail(const char *msg) { return json_pack("{s:b, s:s}", "ok", 0, "error", msg); }
+
+static json_t *cmd_status(struct machine *m)
+{
+    struct migration_status st;
+    migration_get_status(m, &st);
+    const char *state = m->stop != MACHINE_RUNNING ? "stopped" : m->paused ? "paused" : "running";
+    json_t *o = json_pack("{s:b, s:s, s:i, s:I, s:I, s:f}", "ok", 1, "state", state,
+                          "harts", (int)m->nharts, "ram_bytes", (json_int_t)m->bus.ram.size,
+                          "instructions", (json_int_t)machine_instructions(m),
+                          "guest_time_s", (double)vclock_ns(&m->clock) / 1e9);
+    if (st.state != MIG_NONE)
+        json_object_set_new(o, "migration", migration_json(&st));
+    return o;
+}
+
+static json_t *cmd_migrate(struct machine *m, json_t *req, bool save)
+{
+    struct migration_params p = {.live = true, .max_downtime_ns = 5000000};
+    const char *uri = json_string_value(json_object_get(req, save ? "file" : "uri"));
+    if (!uri || !*uri)
+        return fail(save ? "save needs \"file\"" : "migrate needs \"uri\"");
+    if (save)
+        snprintf(p.uri, sizeof p.uri, "file:%s", uri);
+    else
+        snprintf(p.uri, sizeof p.uri, "%s", uri);
+    json_t *v;
+    if ((v = json_object_get(req, "live")))
+        p.live = json_is_true(v);
+    if ((v = json_object_get(req, "max_downtime_ms"))) {
+        double ms = json_number_value(v);
+        if (!json_is_number(v) || ms <= 0 || ms > 600000)
+            return fail("max_downtime_ms must be a positive number of milliseconds");
+        p.max_downtime_ns = (uint64_t)(ms * 1e6);
+    }
+    if ((v = json_object_get(req, "bandwidth"))) {
+        double bw = json_number_value(v);
+        if (!json_is_number(v) || bw < 0)
+            return fail("bandwidth must be bytes per second (0 = unlimited)");
+        p.bandwidth = (uint64_t)bw;
+    }
+    if ((v = json_object_get(req, "verify")))
+        p.verify = json_is_true(v);
+    if ((v = json_object_get(req, "stream_version")))
+        p.stream_version = (uint32_t)json_integer_value(v);
+    if (save) {
+        p.live = false;
+        p.keep_running = json_is_true(json_object_get(req, "keep_running"));
+    }
+    struct error err;
+    if (migration_start(m, &p, &err) < 0)
+        return fail(err.msg);
+    if (!save)
+        return ok();
+    /* save answers when the file is complete. */
+    migration_join(m);
+    struct migration_status st;
+    migration_get_status(m, &st);
+    if (st.state != MIG_COMPLETED)
+        return fail(st.error[0] ? st.error : "save failed");
+    json_t *o = ok();
+    json_object_set_new(o, "migration", migration_json(&st));
+    return o;
+}
+
+char *ctl_handle(struct machine *m, const char *line)
+{
+    json_error_t jerr;
+    json_t *req = json_loads(line, 0, &jerr), *resp;
+    const char *cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
+    if (!req || !json_is_object(req)) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "request is not a JSON object: %s", jerr.text);
+        resp = fail(msg);
+    } else if (!cmd) {
+        resp = fail("request has no \"cmd\"");
+    } else if (strcmp(cmd, "status") == 0) {
+        resp = cmd_status(m);
+    } else if (strcmp(cmd, "pause") == 0) {
+        resp = machine_pause(m) == 0 ? ok() : fail("the machine is not running");
+    } else if (strcmp(cmd, "resume") == 0) {
+        machine_resume(m);
+        resp = ok();
+    } else if (strcmp(cmd, "migrate") == 0) {
+        resp = cmd_migrate(m, req, false);
+    } else if (strcmp(cmd, "save") == 0) {
+        resp = cmd_migrate(m, req, true);
+    } else if (strcmp(cmd, "migrate-status") == 0) {
+        struct migration_status st;
+        migration_get_status(m, &st);
+        resp = ok();
+        json_object_set_new(resp, "migration", migration_json(&st));
+    } else if (strcmp(cmd, "migrate-cancel") == 0) {
+        migration_cancel(m);
+        resp = ok();
+    } else if (strcmp(cmd, "quit") == 0) {
+        machine_request_stop(m, MACHINE_QUIT, 0);
+        machine_resume(m);
+        resp = ok();
+    } else {
+        char msg[200];
+        snprintf(msg, sizeof msg, "unknown command '%.100s'", cmd);
+        resp = fail(msg);
+    }
+    char *out = json_dumps(resp, JSON_COMPACT);
+    json_decref(resp);
+    json_decref(req);
+    return out;
+}
+
+static bool write_line(int fd, const char *s)
+{
+    size_t len = strlen(s);
+    while (len) {
+        ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        s += n;
+        len -= (size_t)n;
+    }
+    return send(fd, "\n", 1, MSG_NOSIGNAL) == 1;
+}
+
+static void serve_client(struct ctl_server *srv, int fd)
+{
+    char *buf = malloc(MAX_LINE);
+    size_t len = 0;
+    while (buf) {
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = srv->stop_pipe[0], .events = POLLIN}};
+        if (poll(p, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (p[1].revents)
+            break;
+        if (!p[0].revents)
+            continue;
+        ssize_t n = read(fd, buf + len, MAX_LINE - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        char *nl;
+        while ((nl = memchr(buf, '\n', len))) {
+            *nl = '\0';
+            char *resp = ctl_handle(srv->m, buf);
+            bool sent = resp && write_line(fd, resp);
+            free(resp);
+            len -= (size_t)(nl + 1 - buf);
+            memmove(buf, nl + 1, len);
+            if (!sent)
+                goto out;
+        }
+        if (len == MAX_LINE - 1) {
+            write_line(fd, "{\"ok\":false,\"error\":\"request line too long\"}");
+            break;
+        }
+    }
+out:
+    free(buf);
+    close(fd);
+}
+
+static void *ctl_thread(void *arg)
+{
+    struct ctl_server *srv = arg;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = srv->listen_fd, .events = POLLIN},
+                              {.fd = srv->stop_pipe[0], .events = POLLIN}};
+        if (poll(p, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (p[1].revents)
+            break;
+        if (!p[0].revents)
+            continue;
+        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            __atomic_store_n(&srv->client_connected, 1, __ATOMIC_RELEASE);
+            serve_client(srv, fd);
+            __atomic_store_n(&srv->client_connected, 0, __ATOMIC_RELEASE);
+        }
+    }
+    return NULL;
+}
+
+int ctl_start(struct machine *m, const char *path, struct ctl_server **out, struct error *err)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof addr.sun_path)
+        return error_set(err, "--control path '%s' is too long for a unix socket", path);
+    struct ctl_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return error_set(err, "out of memory");
+    srv->m = m;
+    snprintf(srv->path, sizeof srv->path, "%s", path);
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    srv->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (srv->listen_fd < 0 || pipe(srv->stop_pipe) < 0) {
+        free(srv);
+        return error_set(err, "control socket: %s", strerror(errno));
+    }
+    unlink(path); /* a stale socket of an earlier run */
+    if (bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof addr) < 0 ||
+        listen(srv->listen_fd, 4) < 0) {
+        int e = errno;
+        close(srv->listen_fd);
+        close(srv->stop_pipe[0]);
+        close(srv->stop_pipe[1]);
+        free(srv);
+        return error_set(err, "cannot create control socket %s: %s", path, strerror(e));
+    }
+    if (pthread_create(&srv->thread, NULL, ctl_thread, srv) != 0) {
+        close(srv->listen_fd);
+        close(srv->stop_pipe[0]);
+        close(srv->stop_pipe[1]);
+        unlink(path);
+        free(srv);
+        return error_set(err, "cannot start the control thread");
+    }
+    *out = srv;
+    return 0;
+}
+
+void ctl_stop(struct ctl_server *srv, int linger_ms)
+{
+    if (!srv)
+        return;
+    /* Let a connected client (ferry migrate polling for its report) read
+     * the final state before the socket goes away. */
+    for (int waited = 0; waited < linger_ms &&
+                         __atomic_load_n(&srv->client_connected, __ATOMIC_ACQUIRE); waited += 10)
+        usleep(10000);
+    if (write(srv->stop_pipe[1], "x", 1) < 0) {
+    }
+    pthread_join(srv->thread, NULL);
+    close(srv->listen_fd);
+    close(srv->stop_pipe[0]);
+    close(srv->stop_pipe[1]);
+    unlink(srv->path);
+    free(srv);
+}

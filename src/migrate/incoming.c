@@ -1,0 +1,203 @@
+/* Destination side: receive a stream into a fresh machine, verify it, and
+ * take over the guest only after the source says GO. A failure at any step
+ * ends here with a reason (sent back to the source when possible); the
+ * source then keeps running the guest. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "machine/machine.h"
+#include "migrate/migration.h"
+#include "migrate/mstate.h"
+#include "transport/transport.h"
+
+#define ACCEPT_TIMEOUT_MS (10 * 60 * 1000)
+#define STREAM_TIMEOUT_MS 30000
+
+struct migration_in {
+    struct endpoint ep;
+    struct stream s;
+    uint64_t *populated;     /* pages written so far (see mstate_load_pages) */
+};
+
+static void tell_source(struct migration_in *in, const char *msg)
+{
+    if (in->ep.is_file || in->ep.fd < 0)
+        return;
+    struct error ignored;
+    in->s.wlen = 0;
+    in->s.timeout_ms = 1000;
+    stream_put(&in->s, REC_ERROR, msg, strlen(msg), &ignored);
+    stream_flush(&in->s, &ignored);
+}
+
+static void incoming_free(struct migration_in *in)
+{
+    stream_free(&in->s);
+    transport_close(&in->ep);
+    free(in->populated);
+    free(in);
+}
+
+/* Reads records until END; returns 0 when the final state is complete. */
+static int receive_state(struct machine *m, struct migration_in *in, struct error *err)
+{
+    bool have_verify = false, have_clock = false;
+    uint64_t verify = 0;
+    for (;;) {
+        uint32_t type;
+        const uint8_t *body;
+        size_t len;
+        if (stream_get(&in->s, &type, &body, &len, err) < 0)
+            return -1;
+        switch (type) {
+        case REC_PAGES:
+            if (mstate_load_pages(m, body, len, in->populated, err) < 0)
+                return -1;
+            break;
+        case REC_DEVICE:
+            if (mstate_load_device(m, body, len, err) < 0)
+                return -1;
+            break;
+        case REC_CLOCK:
+            if (mstate_load_clock(m, body, len, err) < 0)
+                return -1;
+            have_clock = true;
+            break;
+        case REC_VERIFY:
+            if (len != 8)
+                return error_set(err, "verify record has %zu bytes", len);
+            verify = get_u64(body);
+            have_verify = true;
+            break;
+        case REC_END:
+            if (!have_clock)
+                return error_set(err, "stream ended without the final device state");
+            if (have_verify) {
+                uint64_t mine = mstate_hash(m);
+                if (mine != verify)
+                    return error_set(err, "verification failed: state hash %016llx, source "
+                                     "sent %016llx", (unsigned long long)mine,
+                                     (unsigned long long)verify);
+                fprintf(stderr, "ferry: incoming state verified (hash %016llx)\n",
+                        (unsigned long long)mine);
+            }
+            return 0;
+        case REC_ERROR:
+            return error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
+                             (const char *)body);
+        default:
+            if (type & REC_OPTIONAL)
+                break; /* ROUND, HEARTBEAT and unknown optional records */
+            return error_set(err, "unknown mandatory record type 0x%x", type);
+        }
+    }
+}
+
+int migration_receive(struct machine *m, struct machine_config *cfg, const char *uri,
+                      struct error *err)
+{
+    struct migration_in *in = calloc(1, sizeof *in);
+    if (!in)
+        return error_set(err, "out of memory");
+    in->ep.fd = -1;
+    if (transport_listen(uri, &in->ep, err) < 0) {
+        free(in);
+        return -1;
+    }
+    if (!in->ep.is_file)
+        fprintf(stderr, "ferry: waiting for a migration stream on %s\n", uri + 4);
+    if (transport_accept(&in->ep, ACCEPT_TIMEOUT_MS, err) < 0 ||
+        stream_init(&in->s, in->ep.fd, err) < 0)
+        goto fail;
+    in->s.timeout_ms = in->ep.is_file ? -1 : STREAM_TIMEOUT_MS;
+    if (stream_read_header(&in->s, err) < 0)
+        goto fail;
+
+    uint32_t type;
+    const uint8_t *body;
+    size_t len;
+    struct mstate_desc desc;
+    if (stream_get(&in->s, &type, &body, &len, err) < 0)
+        goto fail;
+    if (type != REC_MACHINE) {
+        error_set(err, "stream does not start with a machine description (record 0x%x)", type);
+        goto fail;
+    }
+    if (mstate_parse_machine(body, len, &desc, err) < 0)
+        goto fail;
+    if (cfg->ram_size != desc.ram_size && cfg->ram_size != 0)
+        fprintf(stderr, "ferry: note: using the stream's RAM size (%llu MiB), not --mem\n",
+                (unsigned long long)desc.ram_size >> 20);
+    cfg->ram_size = desc.ram_size;
+    cfg->nharts = desc.nharts;
+    cfg->no_boot = true;
+    /* Only a Linux guest has the entropy device; keep the slots alike. */
+    if (!(desc.flags & MDESC_SBI))
+        cfg->no_rng = true;
+    if (machine_init(m, cfg, err) < 0)
+        goto fail_before_machine;
+    in->populated = calloc(m->bus.ram.dirty_words, 8);
+    if (!in->populated) {
+        error_set(err, "out of memory");
+        goto fail_machine;
+    }
+    if (mstate_apply_machine(m, &desc, err) < 0 || receive_state(m, in, err) < 0)
+        goto fail_machine;
+    plic_update(&m->plic);
+    aclint_update(&m->aclint);
+    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
+        if (m->virtio[i].ops)
+            virtio_sync_irq(&m->virtio[i]);
+
+    if (!in->ep.is_file) {
+        /* Complete and verified: tell the source, then wait for GO. */
+        if (stream_put(&in->s, REC_READY, NULL, 0, err) < 0 || stream_flush(&in->s, err) < 0)
+            goto fail_machine;
+        for (;;) {
+            if (stream_get(&in->s, &type, &body, &len, err) < 0) {
+                error_prefix(err, "no GO from the source (it keeps the guest)");
+                goto fail_machine;
+            }
+            if (type == REC_GO)
+                break;
+            if (type == REC_ERROR) {
+                error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
+                          (const char *)body);
+                goto fail_machine;
+            }
+            if (!(type & REC_OPTIONAL)) {
+                error_set(err, "unexpected record 0x%x while waiting for GO", type);
+                goto fail_machine;
+            }
+        }
+    }
+    vclock_resume(&m->clock);
+    m->incoming = in;
+    return 0;
+
+fail_machine:
+    tell_source(in, err->msg);
+    machine_destroy(m);
+    incoming_free(in);
+    return -1;
+fail_before_machine:
+fail:
+    tell_source(in, err->msg);
+    incoming_free(in);
+    return -1;
+}
+
+void migration_receive_started(struct machine *m)
+{
+    struct migration_in *in = m->incoming;
+    if (!in)
+        return;
+    if (!in->ep.is_file) {
+        struct error ignored;
+        stream_put(&in->s, REC_RUNNING, NULL, 0, &ignored);
+        stream_flush(&in->s, &ignored);
+    }
+    incoming_free(in);
+    m->incoming = NULL;
+}
