@@ -77,7 +77,9 @@ static int find_guest_dir(char *out, size_t cap)
 
 int cmd_run(int argc, char **argv)
 {
-    struct machine_config cfg = {.ram_size = 256ull << 20, .nharts = 1};
+    /* RAM size and harts stay 0 unless given: a migration destination takes
+     * them from the stream and rejects a contradicting flag. */
+    struct machine_config cfg = {0};
     const char *mem = NULL, *smp = NULL, *control = NULL, *incoming = NULL, *restore = NULL;
     bool stats = false;
     for (int i = 1; i < argc; i++) {
@@ -142,6 +144,10 @@ int cmd_run(int argc, char **argv)
         cli_error("--mem: %s", err.msg);
         return EXIT_USAGE;
     }
+    if (mem && cfg.ram_size == 0) {
+        cli_error("--mem must be a positive size like 256M");
+        return EXIT_USAGE;
+    }
     if (smp) {
         char *end;
         long n = strtol(smp, &end, 10);
@@ -168,6 +174,12 @@ int cmd_run(int argc, char **argv)
     }
     if (!cfg.append)
         cfg.append = DEFAULT_APPEND;
+    if (!incoming && !restore) {
+        if (!cfg.ram_size)
+            cfg.ram_size = 256ull << 20;
+        if (!cfg.nharts)
+            cfg.nharts = 1;
+    }
 
     if (incoming && restore) {
         cli_error("--incoming and --restore cannot be combined");

@@ -126,9 +126,17 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
     }
     if (mstate_parse_machine(body, len, &desc, err) < 0)
         goto fail;
-    if (cfg->ram_size != desc.ram_size && cfg->ram_size != 0)
-        fprintf(stderr, "ferry: note: using the stream's RAM size (%llu MiB), not --mem\n",
-                (unsigned long long)desc.ram_size >> 20);
+    if (cfg->ram_size && cfg->ram_size != desc.ram_size) {
+        error_set(err, "the stream is from a machine with %llu MiB of RAM, but --mem asks for "
+                  "%llu MiB", (unsigned long long)desc.ram_size >> 20,
+                  (unsigned long long)cfg->ram_size >> 20);
+        goto fail;
+    }
+    if (cfg->nharts && cfg->nharts != desc.nharts) {
+        error_set(err, "the stream is from a machine with %u harts, but --smp asks for %u",
+                  desc.nharts, cfg->nharts);
+        goto fail;
+    }
     cfg->ram_size = desc.ram_size;
     cfg->nharts = desc.nharts;
     cfg->no_boot = true;
