@@ -46,9 +46,11 @@ static void virtio_reset(struct virtio_dev *dev)
 {
     if (dev->ops && dev->ops->reset)
         dev->ops->reset(dev);
+    pthread_mutex_lock(&dev->lock);
     uint32_t generation = dev->s.config_generation;
     memset(&dev->s, 0, sizeof dev->s);
     dev->s.config_generation = generation;
+    pthread_mutex_unlock(&dev->lock);
     virtio_sync_irq(dev);
 }
 

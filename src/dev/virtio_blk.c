@@ -316,6 +316,8 @@ static const struct virtio_device_ops blk_ops = {
     .config_write = blk_config_write,
     .queue_notify = blk_queue_notify,
     .reset = blk_reset,
+    .quiesce = virtio_blk_quiesce,
+    .resume = virtio_blk_resume,
     .destroy = blk_destroy,
 };
 
@@ -330,6 +332,8 @@ static const struct virtio_device_ops blk_ro_ops = {
     .config_write = blk_config_write,
     .queue_notify = blk_queue_notify,
     .reset = blk_reset,
+    .quiesce = virtio_blk_quiesce,
+    .resume = virtio_blk_resume,
     .destroy = blk_destroy,
 };
 
