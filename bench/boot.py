@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Boot time, CPU speed and idle cost of ferry, next to QEMU (TCG) on the
+same kernel and initramfs.
+
+    bench/boot.py [--ferry build/ferry] [--guest build/guest] [--runs 5]
+                  [--qemu qemu-system-riscv64 | --no-qemu] [--scale S]
+                  [--idle-seconds 10] [--json FILE]
+
+Per machine, `--runs` times each:
+  boot     process start -> first `ferry:/# ` prompt (host wall clock)
+  cpubench boot, run `cpubench [S]` in the guest, poweroff; the guest's own
+           per-phase and total milliseconds, plus the host-measured time of
+           the command
+  plain    (ferry only) boot, poweroff: the instruction count of a run
+           without cpubench, from --stats
+  idle     boot, then 10 s at the prompt: CPU time of the VMM process over
+           that window (from /proc/PID/stat), as percent of one core
+
+ferry's MIPS = (instructions of a cpubench run - median of plain runs)
+               / cpubench seconds
+QEMU's MIPS is an estimate: the same instruction difference / QEMU's
+cpubench seconds (QEMU counts nothing; both run the same binary).
+
+Under QEMU the kernel is started by OpenSBI (-bios default, kernel at
+0x80200000); ferry loads the kernel itself and provides the SBI calls.
+Progress goes to stderr, the table to stdout.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+TARGETS = {"boot": 2.0, "mips": 250.0, "idle": 5.0}
+
+
+def one_cpubench(make_vm, scale, want_stats):
+    """boot -> cpubench -> poweroff. Returns a dict of measurements."""
+    cmd = "cpubench" + (f" {scale}" if scale else "")
+    with make_vm() as vm:
+        boot = vm.boot(timeout=300)
+        t0 = time.monotonic()
+        out = vm.run(cmd, timeout=3600)
+        wall = time.monotonic() - t0
+        phases = bl.parse_cpubench(out)
+        vm.sendline("poweroff")
+        rc = vm.wait_exit(120)
+        if rc != 0:
+            raise RuntimeError(f"{vm.name} exited {rc} after poweroff:\n{vm.stderr()}")
+        stats = vm.stats() if want_stats else None
+    return {"boot": boot, "wall": wall, "phases": phases, "stats": stats}
+
+
+def one_plain(make_vm):
+    with make_vm() as vm:
+        boot = vm.boot(timeout=300)
+        vm.sendline("poweroff")
+        rc = vm.wait_exit(120)
+        if rc != 0:
+            raise RuntimeError(f"{vm.name} exited {rc} after poweroff:\n{vm.stderr()}")
+        return {"boot": boot, "stats": vm.stats()}
+
+
+def one_idle(make_vm, seconds):
+    with make_vm() as vm:
+        vm.boot(timeout=300)
+        vm.run("true")      # make sure the shell is idle at its prompt
+        time.sleep(1.0)     # let late boot work (e.g. deferred init) finish
+        pid = vm.proc.pid
+        c0, t0 = bl.cpu_seconds(pid), time.monotonic()
+        time.sleep(seconds)
+        c1, t1 = bl.cpu_seconds(pid), time.monotonic()
+        return 100.0 * (c1 - c0) / (t1 - t0)
+
+
+def measure(label, make_vm, args, is_ferry):
+    res = {"cpubench": [], "plain": [], "idle": []}
+    for i in range(args.runs):
+        bl.log(f"[{label}] cpubench run {i + 1}/{args.runs}")
+        r = one_cpubench(make_vm, args.scale, is_ferry)
+        bl.log(f"    boot {r['boot']:.2f} s, cpubench total {r['phases']['total'][1]:.0f} ms"
+               + (f", {r['stats']['instructions']} instructions" if r.get("stats") else ""))
+        res["cpubench"].append(r)
+    if is_ferry:
+        for i in range(args.runs):
+            bl.log(f"[{label}] plain run {i + 1}/{args.runs}")
+            res["plain"].append(one_plain(make_vm))
+    for i in range(args.runs):
+        bl.log(f"[{label}] idle run {i + 1}/{args.runs} ({args.idle_seconds:g} s)")
+        res["idle"].append(one_idle(make_vm, args.idle_seconds))
+        bl.log(f"    {res['idle'][-1]:.2f} % of one core")
+    return res
+
+
+def cpubench_instructions(fres):
+    """Per cpubench run: instructions attributable to cpubench."""
+    plain = bl.Summary([p["stats"]["instructions"] for p in fres["plain"] if p.get("stats")])
+    if not plain:
+        return []
+    out = []
+    for r in fres["cpubench"]:
+        st = r.get("stats")
+        out.append(st["instructions"] - plain.median if st else None)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ferry", default=str(bl.REPO / "build" / "ferry"))
+    ap.add_argument("--guest", default=str(bl.REPO / "build" / "guest"))
+    ap.add_argument("--qemu", default="qemu-system-riscv64")
+    ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--no-ferry", action="store_true", help="QEMU only (to check the bench)")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--scale", default="", help="argument passed to cpubench")
+    ap.add_argument("--idle-seconds", type=float, default=10.0)
+    ap.add_argument("--json", help="write the raw measurements here")
+    args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
+
+    guest = bl.find_guest(args.guest)
+    ferry = None if args.no_ferry else bl.find_ferry(args.ferry)
+    qemu = None if args.no_qemu else bl.find_qemu(args.qemu)
+    if not args.no_qemu and not qemu:
+        bl.log(f"bench: {args.qemu} not found; QEMU column skipped")
+
+    results = {"host": bl.host_description(), "guest": str(guest), "ferry": ferry,
+               "qemu": qemu, "runs": args.runs}
+    if ferry:
+        results["ferry_results"] = measure(
+            "ferry", lambda: bl.ferry_vm(ferry, guest, ["--smp", "1", "--mem", "256M", "--stats"]),
+            args, True)
+    if qemu:
+        results["qemu_results"] = measure("qemu", lambda: bl.qemu_vm(qemu, guest), args, False)
+    if args.json:
+        bl.save_json(args.json, results)
+    report(results, args)
+    return 0
+
+
+def report(results, args):
+    fr = results.get("ferry_results")
+    qr = results.get("qemu_results")
+
+    def col(res, fn, digits=2):
+        return bl.Summary([fn(r) for r in res["cpubench"]]).fmt(digits) if res else "-"
+
+    phases = []
+    for res in (fr, qr):
+        if res:
+            for p in res["cpubench"][0]["phases"]:
+                if p != "total" and p not in phases:
+                    phases.append(p)
+
+    rows = []
+    boot_f = bl.Summary([r["boot"] for r in fr["cpubench"]]) if fr else bl.Summary([])
+    rows.append(["boot to prompt (s)", boot_f.fmt() if fr else "-",
+                 col(qr, lambda r: r["boot"]), f"<= {TARGETS['boot']:g} s",
+                 verdict(boot_f.median, lambda v: v <= TARGETS["boot"])])
+    rows.append(["cpubench total (ms, guest clock)",
+                 col(fr, lambda r: r["phases"]["total"][1], 0),
+                 col(qr, lambda r: r["phases"]["total"][1], 0), "", ""])
+    for p in phases:
+        rows.append([f"  {p} (ms)", col(fr, lambda r, p=p: r["phases"].get(p, (0, None))[1], 0),
+                     col(qr, lambda r, p=p: r["phases"].get(p, (0, None))[1], 0), "", ""])
+    rows.append(["cpubench command (s, host clock)", col(fr, lambda r: r["wall"]),
+                 col(qr, lambda r: r["wall"]), "", ""])
+
+    mips_f = bl.Summary([])
+    mips_q = bl.Summary([])
+    notes = []
+    if fr:
+        insns = cpubench_instructions(fr)
+        mips_f = bl.Summary([i / (r["phases"]["total"][1] / 1000) / 1e6
+                             for i, r in zip(insns, fr["cpubench"]) if i is not None])
+        med_insns = bl.Summary(insns).median
+        rows.append(["cpubench instructions (M)", f"{med_insns / 1e6:.0f}" if med_insns else "n/a",
+                     "", "", ""])
+        if qr and med_insns:
+            mips_q = bl.Summary([med_insns / (r["phases"]["total"][1] / 1000) / 1e6
+                                 for r in qr["cpubench"]])
+        whole = bl.Summary([r["stats"].get("mips") for r in fr["cpubench"] if r.get("stats")])
+        rows.append(["MIPS on cpubench", mips_f.fmt(0), (mips_q.fmt(0) + " (estimate)") if mips_q else "-",
+                     f">= {TARGETS['mips']:g}", verdict(mips_f.median, lambda v: v >= TARGETS["mips"])])
+        if whole:
+            rows.append(["  MIPS, whole run (--stats)", whole.fmt(0), "", "", ""])
+        if not mips_f:
+            notes.append("MIPS: ferry printed no 'ferry: stats:' line (--stats).")
+    idle_f = bl.Summary(fr["idle"]) if fr else bl.Summary([])
+    idle_q = bl.Summary(qr["idle"]) if qr else bl.Summary([])
+    rows.append([f"idle CPU, {args.idle_seconds:g} s at the prompt (% of a core)",
+                 idle_f.fmt() if fr else "-", idle_q.fmt() if qr else "-",
+                 f"< {TARGETS['idle']:g} %", verdict(idle_f.median, lambda v: v < TARGETS["idle"])])
+
+    # Same binary, same input: the checksums must agree between machines
+    # and between runs.
+    if fr and qr:
+        bad = []
+        for p in phases:
+            cf = {str(r["phases"].get(p, (None,))[0]) for r in fr["cpubench"]}
+            cq = {str(r["phases"].get(p, (None,))[0]) for r in qr["cpubench"]}
+            if cf != cq or len(cf) != 1:
+                bad.append(p)
+                notes.append(f"CHECKSUM MISMATCH in cpubench phase {p}: ferry {sorted(cf)} qemu {sorted(cq)}")
+        rows.append(["cpubench checksums, ferry vs qemu", "MISMATCH: " + " ".join(bad) if bad else "match",
+                     "", "", "NO" if bad else "yes"])
+    notes += [
+        f"median [min-max] of {args.runs} runs; host: {results['host']}",
+        "QEMU: qemu-system-riscv64 -M virt -bios default (OpenSBI), TCG, -smp 1 -m 256M, "
+        f"append '{bl.QEMU_APPEND}'; ferry: --smp 1 --mem 256M, default append",
+        "QEMU MIPS = ferry's cpubench instruction count / QEMU's cpubench time (an estimate).",
+    ]
+    print_cols = ["metric", "ferry", "qemu (TCG)", "target", "ferry ok?"]
+    bl.print_table("ferry boot / cpu / idle benchmark", print_cols, rows, notes)
+
+
+def verdict(value, ok):
+    if value is None:
+        return "n/a"
+    return "yes" if ok(value) else "NO"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""ferry's test runner.
+
+    tests/run.py [--ferry build/asan/ferry] [--filter SUBSTR] [-v] [--list]
+
+Runs, in this order, one line per test:
+  unit/NAME         every executable build/unit/NAME (exit 0 = pass)
+  isa/NAME          every build/isa/NAME.elf via `ferry run --bios` (exit 0 = pass)
+  cli/MOD/CASE      function test_CASE of tests/cli/test_MOD.py
+  linux/MOD/CASE    function test_CASE of tests/linux/test_MOD.py
+
+Each test runs in a session of its own with a time limit; when it ends,
+every process left in that session (ferry, the guest's helpers, ...) is
+killed. A Python test passes when its function returns, skips when it
+raises harness.Skip, fails on any other exception.
+
+The last line is `N passed, N failed, N skipped`; the exit status is 1 if
+any test failed, else 0.
+
+Timeouts are multiplied by FERRY_TEST_TIMEOUT_SCALE; when that is unset
+and the ferry binary is sanitized (ASan/UBSan), the scale is 3.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE / "lib"))
+import harness  # noqa: E402
+
+# Base time limits in seconds, before scaling.
+UNIT_TIMEOUT = 120
+ISA_TIMEOUT = 60
+PY_TIMEOUT = {"cli": 60, "linux": 300}
+
+
+# --------------------------------------------------------------------------
+# Process cleanup
+# --------------------------------------------------------------------------
+
+def session_members(sid):
+    """PIDs of the processes whose session id is sid."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the command name "(...)": state ppid pgrp session ...
+        rest = stat[stat.rfind(b")") + 2:].split()
+        if len(rest) > 3 and int(rest[3]) == sid:
+            pids.append(int(entry))
+    return pids
+
+
+def kill_session(sid):
+    """SIGKILL every process in session sid, until none is left (1 s max)."""
+    deadline = time.monotonic() + 1.0
+    killed = 0
+    while True:
+        pids = [p for p in session_members(sid) if p != os.getpid()]
+        alive = []
+        for p in pids:
+            try:
+                with open(f"/proc/{p}/stat", "rb") as f:
+                    st = f.read()
+                if st[st.rfind(b")") + 2:st.rfind(b")") + 3] == b"Z":
+                    continue  # zombie: already dead, waiting for its parent
+            except OSError:
+                continue
+            alive.append(p)
+            try:
+                os.kill(p, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return killed
+        time.sleep(0.02)
+
+
+# --------------------------------------------------------------------------
+# Running one test
+# --------------------------------------------------------------------------
+
+class Outcome:
+    def __init__(self, status, reason="", output="", seconds=0.0):
+        self.status = status      # "pass" | "fail" | "skip"
+        self.reason = reason
+        self.output = output
+        self.seconds = seconds
+
+
+def run_isolated(argv, timeout, env=None):
+    """Run argv in a new session with stdin /dev/null and stdout+stderr to
+    a file; kill the whole session when it ends or times out.
+    Returns (returncode or None on timeout, output, seconds)."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    with tempfile.TemporaryFile() as out:
+        start = time.monotonic()
+        p = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=out,
+                             stderr=subprocess.STDOUT, env=full_env, cwd=REPO,
+                             start_new_session=True)
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+        except KeyboardInterrupt:
+            kill_session(p.pid)
+            p.wait()
+            raise
+        kill_session(p.pid)
+        p.wait()
+        seconds = time.monotonic() - start
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    return rc, text, seconds
+
+
+def describe_rc(rc):
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit status {rc}"
+
+
+def run_binary(argv, timeout):
+    rc, out, secs = run_isolated(argv, timeout)
+    if rc is None:
+        return Outcome("fail", f"timed out after {timeout:.0f} s", out, secs)
+    found = harness.sanitizer_reports(out)
+    if found:
+        return Outcome("fail", f"sanitizer report ({', '.join(found)}), {describe_rc(rc)}", out, secs)
+    if rc != 0:
+        return Outcome("fail", describe_rc(rc), out, secs)
+    return Outcome("pass", "", out, secs)
+
+
+def run_python_test(path, func, timeout):
+    with tempfile.TemporaryDirectory(prefix="ferry-test-") as tmp:
+        result = Path(tmp) / "result.json"
+        argv = [sys.executable, "-X", "faulthandler", str(Path(__file__).resolve()), "--child",
+                str(path), func, str(result)]
+        # Dump Python stacks shortly before the hard limit, so a hung test
+        # shows where it hung.
+        env = {"FERRY_TEST_CHILD_DEADLINE": str(max(timeout - 5, 1)),
+               "TMPDIR": tmp}
+        rc, out, secs = run_isolated(argv, timeout, env)
+        try:
+            res = json.loads(result.read_text())
+        except (OSError, ValueError):
+            res = None
+    if rc is None:
+        return Outcome("fail", f"timed out after {timeout:.0f} s", out, secs)
+    if res is None:
+        return Outcome("fail", f"test process ended without a result ({describe_rc(rc)})", out, secs)
+    return Outcome(res["status"], res.get("reason", ""), out, secs)
+
+
+def child_main(path, func, result_file):
+    """Runs in the test's own process: import the module, call the function,
+    record the outcome."""
+    deadline = float(os.environ.get("FERRY_TEST_CHILD_DEADLINE", "0"))
+    if deadline > 0:
+        import faulthandler
+        faulthandler.dump_traceback_later(deadline, exit=False)
+    status, reason = "fail", ""
+    try:
+        mod = load_module(Path(path))
+        getattr(mod, func)()
+        status = "pass"
+    except harness.Skip as e:
+        status, reason = "skip", str(e) or "skipped"
+    except BaseException as e:  # noqa: BLE001 - report everything, incl. SystemExit
+        traceback.print_exc()
+        first = (str(e).strip().splitlines() or [""])[0]
+        reason = f"{type(e).__name__}: {first}" if first else type(e).__name__
+    with open(result_file, "w") as f:
+        json.dump({"status": status, "reason": reason}, f)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def load_module(path):
+    name = f"ferrytest_{path.parent.name}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# --------------------------------------------------------------------------
+# Discovery
+# --------------------------------------------------------------------------
+
+class Test:
+    def __init__(self, name, kind, run, needs_ferry=False, gate=None):
+        self.name = name
+        self.kind = kind
+        self.run = run               # () -> Outcome
+        self.needs_ferry = needs_ferry
+        self.gate = gate             # name of a test that must not have failed
+
+
+def discover(ferry, scale, build):
+    tests = []
+
+    unit_dir = build / "unit"
+    if unit_dir.is_dir():
+        for p in sorted(unit_dir.iterdir()):
+            if p.is_file() and os.access(p, os.X_OK) and p.suffix not in (".d", ".o"):
+                tests.append(Test(f"unit/{p.name}", "unit",
+                                  lambda p=p: run_binary([p], UNIT_TIMEOUT * scale)))
+
+    isa_dir = build / "isa"
+    if isa_dir.is_dir():
+        for p in sorted(isa_dir.glob("*.elf")):
+            tests.append(Test(f"isa/{p.stem}", "isa",
+                              lambda p=p: run_binary([ferry, "run", "--bios", p], ISA_TIMEOUT * scale),
+                              needs_ferry=True))
+
+    for kind in ("cli", "linux"):
+        for path in sorted((HERE / kind).glob("test_*.py")):
+            short = path.stem[len("test_"):]
+            try:
+                mod = load_module(path)
+            except BaseException as e:  # noqa: BLE001
+                err = "".join(traceback.format_exception(e))
+                tests.append(Test(f"{kind}/{short}", kind,
+                                  lambda err=err, e=e: Outcome("fail", f"cannot import: {type(e).__name__}: {e}", err)))
+                continue
+            # A module may name a GATE test: when it fails, the module's
+            # other tests are skipped instead of each waiting for its own
+            # timeout (e.g. no guest test can pass if the guest cannot boot).
+            gate_attr = getattr(mod, "GATE", None)
+            gate = f"{kind}/{short}/{gate_attr[len('test_'):]}" if gate_attr else None
+            for attr, fn in list(vars(mod).items()):
+                if not attr.startswith("test_") or not callable(fn):
+                    continue
+                name = f"{kind}/{short}/{attr[len('test_'):]}"
+                limit = getattr(fn, "timeout", PY_TIMEOUT[kind]) * scale
+                tests.append(Test(name, kind,
+                                  lambda path=path, attr=attr, limit=limit:
+                                  run_python_test(path, attr, limit),
+                                  needs_ferry=True, gate=gate if gate != name else None))
+    return tests
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+def indent(text, lines=30):
+    body = harness.tail(text, lines, 6000).rstrip()
+    return "\n".join("    " + line for line in body.splitlines())
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Run ferry's tests.")
+    ap.add_argument("--ferry", default=str(REPO / "build" / "asan" / "ferry"),
+                    help="ferry binary under test (default build/asan/ferry)")
+    ap.add_argument("--filter", action="append", default=[], metavar="SUBSTR",
+                    help="only tests whose name contains SUBSTR (repeatable: any)")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="show the output of every test, not only of failures")
+    ap.add_argument("--build", default=str(REPO / "build"),
+                    help="where unit/ and isa/ binaries are (default build/)")
+    ap.add_argument("--list", action="store_true", help="list the tests and exit")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+
+    if a.child:
+        child_main(*a.child)
+        return 0
+
+    # SIGTERM/SIGHUP (a CI timeout, a closed terminal) end the run like
+    # Ctrl-C: the current test's processes are killed, the summary printed.
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
+
+    ferry = os.path.abspath(a.ferry)
+    if not os.environ.get("FERRY_TEST_TIMEOUT_SCALE"):
+        os.environ["FERRY_TEST_TIMEOUT_SCALE"] = str(harness.default_scale(ferry))
+    try:
+        scale = harness.scale()
+    except ValueError as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        return 2
+    os.environ["FERRY"] = ferry
+    # Tests must never talk to the user's terminal or inherit odd settings.
+    os.environ.pop("FERRY_TEST_CHILD_DEADLINE", None)
+
+    tests = discover(ferry, scale, Path(a.build).resolve())
+    if a.filter:
+        tests = [t for t in tests if any(f in t.name for f in a.filter)]
+    if a.list:
+        for t in tests:
+            print(t.name)
+        return 0
+
+    have_ferry = os.path.isfile(ferry) and os.access(ferry, os.X_OK)
+    counts = {"pass": 0, "fail": 0, "skip": 0}
+    status_of = {}
+
+    def report(name, o):
+        counts[o.status] += 1
+        status_of[name] = o.status
+        if o.status == "pass":
+            print(f"PASS {name} ({o.seconds:.1f}s)", flush=True)
+            if a.verbose and o.output.strip():
+                print(indent(o.output, 200))
+        elif o.status == "skip":
+            print(f"SKIP {name}: {o.reason}", flush=True)
+            if a.verbose and o.output.strip():
+                print(indent(o.output, 200))
+        else:
+            print(f"FAIL {name}: {o.reason} ({o.seconds:.1f}s)", flush=True)
+            if o.output.strip():
+                print(indent(o.output, 200 if a.verbose else 80), flush=True)
+
+    if a.verbose:
+        print(f"ferry: {ferry}; timeout scale {scale:g}; {len(tests)} tests", flush=True)
+    if not have_ferry and any(t.needs_ferry for t in tests):
+        report("ferry-binary", Outcome("fail", f"{ferry} not found or not executable (make / make asan)"))
+
+    interrupted = False
+    for t in tests:
+        if t.needs_ferry and not have_ferry:
+            report(t.name, Outcome("skip", "no ferry binary"))
+            continue
+        if t.gate and status_of.get(t.gate) == "fail":
+            report(t.name, Outcome("skip", f"{t.gate} failed"))
+            continue
+        try:
+            o = t.run()
+        except KeyboardInterrupt:
+            interrupted = True
+            report(t.name, Outcome("fail", "interrupted"))
+            break
+        except Exception as e:  # noqa: BLE001 - a runner bug must not hide the summary
+            o = Outcome("fail", f"runner error: {type(e).__name__}: {e}", traceback.format_exc())
+        report(t.name, o)
+
+    if interrupted:
+        print("interrupted", flush=True)
+    print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped", flush=True)
+    return 1 if counts["fail"] or interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
