@@ -65,6 +65,13 @@ test: all asan unit isa guest
 bench: all guest
 	bench/run-all.sh
 
+# "Two hosts on one machine" network namespaces (docs/two-hosts.md).
+netns-up:
+	scripts/netns.sh up
+
+netns-down:
+	scripts/netns.sh down
+
 clean:
 	rm -rf $(BUILD)
 

@@ -1,0 +1,44 @@
+/* virtio-net on a tap interface (src/dev/virtio_net.c). The device is
+ * attached with virtio_net_attach() (dev/virtio_devices.h); these are the
+ * extra hooks live migration needs.
+ *
+ * Migratable state: none of the device's own beyond what the command line
+ * gives (the MAC; the link is always up). The queues live in the
+ * transport's struct virtio_mmio_state. */
+#ifndef FERRY_DEV_VIRTIO_NET_H
+#define FERRY_DEV_VIRTIO_NET_H
+
+#include <stdint.h>
+
+#include "dev/virtio.h"
+
+/* Default MAC of the first card without mac=; each further one adds 1 to
+ * the last byte. */
+#define VIRTIO_NET_DEFAULT_MAC {0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
+
+/* True if dev is a virtio-net card. */
+bool virtio_net_is(const struct virtio_dev *dev);
+
+/* Stops the card's I/O thread from touching the queues or the tap and
+ * returns once it is idle: after it, no guest memory or transport state
+ * changes on behalf of this card. Frames arriving meanwhile stay queued in
+ * the tap (the kernel drops them once its queue is full). Nests: each
+ * quiesce needs its resume. */
+void virtio_net_quiesce(struct virtio_dev *dev);
+
+/* Undoes one virtio_net_quiesce. Processing restarts and both queues are
+ * rechecked, so call it also on a migration destination after loading the
+ * transport state: requests the driver queued before the switch are
+ * picked up without a new kick. */
+void virtio_net_resume(struct virtio_dev *dev);
+
+/* Sends a few RARP broadcasts from the card's MAC out of the tap, as QEMU
+ * does after a migration, so switches and bridges learn where the guest is
+ * now. Callable from any thread, quiesced or not. Returns the number of
+ * frames sent (>0) or -1 if none could be written. */
+int virtio_net_announce(struct virtio_dev *dev);
+
+/* The card's MAC address (6 bytes). */
+void virtio_net_mac(const struct virtio_dev *dev, uint8_t mac[6]);
+
+#endif
