@@ -163,8 +163,22 @@ static bool access_in_page(struct hart *h, uint64_t vaddr, unsigned size, uint64
 bool cpu_load(struct hart *h, uint64_t vaddr, unsigned size, uint64_t *value)
 {
     unsigned off = vaddr & 0xfff;
-    if (off + size <= 4096)
+    if (off + size <= 4096) {
+        /* TLB hit first: the FPU and AMO paths come straight here. */
+        struct tlb_entry *e = &h->tlb_read[(vaddr >> 12) & (TLB_SIZE - 1)];
+        if (e->tag == ((vaddr >> 12) | h->ctx_data)) {
+            const void *p = (const void *)(uintptr_t)(vaddr + e->addend);
+            /* Fixed-size copies compile to single moves. */
+            switch (size) {
+            case 1: *value = *(const uint8_t *)p; break;
+            case 2: { uint16_t t; memcpy(&t, p, 2); *value = t; break; }
+            case 4: { uint32_t t; memcpy(&t, p, 4); *value = t; break; }
+            default: memcpy(value, p, 8); break;
+            }
+            return true;
+        }
         return access_in_page(h, vaddr, size, value, ACCESS_READ);
+    }
     /* Crosses a page: two accesses, little-endian halves. */
     unsigned first = 4096 - off;
     uint64_t lo, hi;
@@ -178,8 +192,20 @@ bool cpu_load(struct hart *h, uint64_t vaddr, unsigned size, uint64_t *value)
 bool cpu_store(struct hart *h, uint64_t vaddr, unsigned size, uint64_t value)
 {
     unsigned off = vaddr & 0xfff;
-    if (off + size <= 4096)
+    if (off + size <= 4096) {
+        struct tlb_entry *e = &h->tlb_write[(vaddr >> 12) & (TLB_SIZE - 1)];
+        if (e->tag == ((vaddr >> 12) | h->ctx_data)) {
+            void *p = (void *)(uintptr_t)(vaddr + e->addend);
+            switch (size) {
+            case 1: *(uint8_t *)p = (uint8_t)value; break;
+            case 2: { uint16_t t = (uint16_t)value; memcpy(p, &t, 2); break; }
+            case 4: { uint32_t t = (uint32_t)value; memcpy(p, &t, 4); break; }
+            default: memcpy(p, &value, 8); break;
+            }
+            return true;
+        }
         return access_in_page(h, vaddr, size, &value, ACCESS_WRITE);
+    }
     /* Crosses a page: check that both halves translate before writing
      * either, so a fault leaves memory untouched. */
     unsigned first = 4096 - off;

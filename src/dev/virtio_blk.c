@@ -239,7 +239,11 @@ static void blk_pause_locked(struct blk *b)
 
 static void blk_resume_locked(struct blk *b)
 {
-    if (b->paused && --b->paused == 0) {
+    if (b->paused)
+        b->paused--;
+    if (b->paused == 0) {
+        /* Rescan: a migration destination resumes with requests the driver
+         * queued (and kicked) on the source. */
         b->kicked = true;
         pthread_cond_signal(&b->wake);
     }

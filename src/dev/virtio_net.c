@@ -335,6 +335,8 @@ static void net_destroy(struct virtio_dev *dev)
 }
 
 static const struct virtio_device_ops net_ops = {
+    .quiesce = virtio_net_quiesce,
+    .resume = virtio_net_resume,
     .name = "virtio-net",
     .device_id = VIRTIO_ID_NET,
     .features = VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS,

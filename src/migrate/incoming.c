@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dev/virtio_net.h"
 #include "machine/machine.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
@@ -201,6 +202,15 @@ void migration_receive_started(struct machine *m)
     struct migration_in *in = m->incoming;
     if (!in)
         return;
+    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++) {
+        struct virtio_dev *dev = &m->virtio[i];
+        /* Devices pick up requests the driver queued before the pause. */
+        if (dev->ops && dev->ops->resume)
+            dev->ops->resume(dev);
+        /* The LAN must learn that the guest's MAC now lives here. */
+        if (virtio_net_is(dev) && virtio_net_announce(dev) < 0)
+            fprintf(stderr, "ferry: could not announce the guest's MAC on the tap\n");
+    }
     if (!in->ep.is_file) {
         struct error ignored;
         stream_put(&in->s, REC_RUNNING, NULL, 0, &ignored);
