@@ -201,6 +201,10 @@ int cmd_migrate(int argc, char **argv)
     } else {
         print_report(mig);
     }
+    if (!completed) {
+        const char *e = json_string_value(json_object_get(mig, "error"));
+        cli_error("migration %s: %s", state ? state : "failed", e ? e : "no reason given");
+    }
     json_decref(mig);
     return completed ? 0 : 1;
 }
@@ -222,9 +226,15 @@ int cmd_save(int argc, char **argv)
             keep_running = true;
         } else if ((r = cli_flag_value(argc, argv, &i, "--stream-version", &v)) != 0) {
             /* For writing compatibility fixtures of older stream versions. */
+            char *end;
             if (r < 0)
                 return EXIT_USAGE;
-            stream_version = atoi(v);
+            long sv = strtol(v, &end, 10);
+            if (*v == '\0' || *end || sv < 1 || sv > 1000) {
+                cli_error("--stream-version must be a stream version number, not '%s'", v);
+                return EXIT_USAGE;
+            }
+            stream_version = (int)sv;
         } else if (argv[i][0] == '-') {
             cli_error("unknown option '%s' for 'ferry save' (try --help)", argv[i]);
             return EXIT_USAGE;

@@ -160,7 +160,18 @@ int cmd_run(int argc, char **argv)
     }
 
     char guest_dir[PATH_MAX], kernel_path[PATH_MAX + 32], initrd_path[PATH_MAX + 32];
-    if (!cfg.bios && !cfg.kernel) {
+    if (!cfg.bios && !cfg.kernel && (incoming || restore)) {
+        /* The guest comes from the stream; the built-in kernel, if there
+         * is one, only serves a later reboot. */
+        if (find_guest_dir(guest_dir, sizeof guest_dir) == 0) {
+            snprintf(kernel_path, sizeof kernel_path, "%s/Image", guest_dir);
+            cfg.kernel = kernel_path;
+            if (!cfg.initrd) {
+                snprintf(initrd_path, sizeof initrd_path, "%s/initramfs.cpio.gz", guest_dir);
+                cfg.initrd = initrd_path;
+            }
+        }
+    } else if (!cfg.bios && !cfg.kernel) {
         if (find_guest_dir(guest_dir, sizeof guest_dir) < 0) {
             cli_error("no --kernel given and the built-in guest was not found "
                       "(build it with 'make guest' or set FERRY_GUEST_DIR)");

@@ -356,6 +356,8 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
         return error_set(err, "eventfd: %s", strerror(errno));
     if (cfg->nharts < 1 || cfg->nharts > MACHINE_MAX_HARTS)
         return error_set(err, "--smp must be between 1 and %d", MACHINE_MAX_HARTS);
+    if (!cfg->no_boot && !cfg->bios && !cfg->kernel)
+        return error_set(err, "no kernel to boot (give --kernel)");
     if (cfg->ram_size < MIN_RAM)
         return error_set(err, "--mem must be at least %llu MiB", MIN_RAM >> 20);
     m->nharts = cfg->nharts;
