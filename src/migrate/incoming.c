@@ -10,16 +10,12 @@
 #include "machine/machine.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
+#include "migrate/receive.h"
 #include "transport/transport.h"
 
 #define ACCEPT_TIMEOUT_MS (10 * 60 * 1000)
 #define STREAM_TIMEOUT_MS 30000
 
-struct migration_in {
-    struct endpoint ep;
-    struct stream s;
-    uint64_t *populated;     /* pages written so far (see mstate_load_pages) */
-};
 
 static void tell_source(struct migration_in *in, const char *msg)
 {
@@ -32,7 +28,7 @@ static void tell_source(struct migration_in *in, const char *msg)
     stream_flush(&in->s, &ignored);
 }
 
-static void incoming_free(struct migration_in *in)
+void incoming_free(struct migration_in *in)
 {
     stream_free(&in->s);
     transport_close(&in->ep);
@@ -95,8 +91,8 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
     }
 }
 
-int migration_receive(struct machine *m, struct machine_config *cfg, const char *uri,
-                      struct error *err)
+int receive_open(struct migration_in **out, struct machine *m, struct machine_config *cfg,
+                 const char *uri, const char *what, struct error *err)
 {
     struct migration_in *in = calloc(1, sizeof *in);
     if (!in)
@@ -107,7 +103,7 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
         return -1;
     }
     if (!in->ep.is_file)
-        fprintf(stderr, "ferry: waiting for a migration stream on %s\n", uri + 4);
+        fprintf(stderr, "ferry: waiting for a %s on %s\n", what, uri + 4);
     if (transport_accept(&in->ep, ACCEPT_TIMEOUT_MS, err) < 0 ||
         stream_init(&in->s, in->ep.fd, err) < 0)
         goto fail;
@@ -145,55 +141,85 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
     if (!(desc.flags & MDESC_SBI))
         cfg->no_rng = true;
     if (machine_init(m, cfg, err) < 0)
-        goto fail_before_machine;
+        goto fail;
+    /* Devices stay quiet until the guest resumes here: a tap must not write
+     * received frames into a guest that is still being loaded. */
+    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
+        if (m->virtio[i].ops && m->virtio[i].ops->quiesce)
+            m->virtio[i].ops->quiesce(&m->virtio[i]);
     in->populated = calloc(m->bus.ram.dirty_words, 8);
     if (!in->populated) {
         error_set(err, "out of memory");
         goto fail_machine;
     }
-    if (mstate_apply_machine(m, &desc, err) < 0 || receive_state(m, in, err) < 0)
+    if (mstate_apply_machine(m, &desc, err) < 0)
         goto fail_machine;
+    *out = in;
+    return 0;
+
+fail_machine:
+    machine_destroy(m);
+fail:
+    tell_source(in, err->msg);
+    incoming_free(in);
+    return -1;
+}
+
+void receive_fail(struct migration_in *in, struct machine *m, const char *msg)
+{
+    tell_source(in, msg);
+    machine_destroy(m);
+    incoming_free(in);
+}
+
+void receive_loaded(struct machine *m)
+{
     plic_update(&m->plic);
     aclint_update(&m->aclint);
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
         if (m->virtio[i].ops)
             virtio_sync_irq(&m->virtio[i]);
+}
 
+int migration_receive(struct machine *m, struct machine_config *cfg, const char *uri,
+                      struct error *err)
+{
+    struct migration_in *in;
+    if (receive_open(&in, m, cfg, uri, "migration stream", err) < 0)
+        return -1;
+    if (receive_state(m, in, err) < 0)
+        goto fail;
+    receive_loaded(m);
     if (!in->ep.is_file) {
         /* Complete and verified: tell the source, then wait for GO. */
         if (stream_put(&in->s, REC_READY, NULL, 0, err) < 0 || stream_flush(&in->s, err) < 0)
-            goto fail_machine;
+            goto fail;
         for (;;) {
+            uint32_t type;
+            const uint8_t *body;
+            size_t len;
             if (stream_get(&in->s, &type, &body, &len, err) < 0) {
                 error_prefix(err, "no GO from the source (it keeps the guest)");
-                goto fail_machine;
+                goto fail;
             }
             if (type == REC_GO)
                 break;
             if (type == REC_ERROR) {
                 error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
                           (const char *)body);
-                goto fail_machine;
+                goto fail;
             }
             if (!(type & REC_OPTIONAL)) {
                 error_set(err, "unexpected record 0x%x while waiting for GO", type);
-                goto fail_machine;
+                goto fail;
             }
         }
     }
     vclock_resume(&m->clock);
     m->incoming = in;
     return 0;
-
-fail_machine:
-    tell_source(in, err->msg);
-    machine_destroy(m);
-    incoming_free(in);
-    return -1;
-fail_before_machine:
 fail:
-    tell_source(in, err->msg);
-    incoming_free(in);
+    receive_fail(in, m, err->msg);
     return -1;
 }
 

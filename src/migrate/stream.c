@@ -91,7 +91,7 @@ static int read_all(struct stream *s, uint8_t *p, size_t len, struct error *err)
 
 int stream_flush(struct stream *s, struct error *err)
 {
-    if (!s->wlen)
+    if (!s->wlen || s->capture)
         return 0;
     int rc = write_all(s, s->wbuf, s->wlen, err);
     s->wlen = 0;
@@ -136,8 +136,19 @@ int stream_put_iov(struct stream *s, uint32_t type, const void *const *parts, co
         len += lens[i];
     if (len > STREAM_MAX_RECORD)
         return error_set(err, "record of %zu bytes is too large", len);
-    if (s->wlen + len + 12 > s->wcap && stream_flush(s, err) < 0)
-        return -1;
+    if (s->wlen + len + 12 > s->wcap) {
+        if (s->capture) {
+            /* Capturing a checkpoint: grow instead of sending. */
+            size_t cap = (s->wlen + len + 12) * 2;
+            uint8_t *nb = realloc(s->wbuf, cap);
+            if (!nb)
+                return error_set(err, "out of memory capturing %zu bytes", cap);
+            s->wbuf = nb;
+            s->wcap = cap;
+        } else if (stream_flush(s, err) < 0) {
+            return -1;
+        }
+    }
     uint8_t *p = s->wbuf + s->wlen;
     put_u32(p, type);
     put_u32(p + 4, (uint32_t)len);
@@ -149,7 +160,7 @@ int stream_put_iov(struct stream *s, uint32_t type, const void *const *parts, co
     }
     put_u32(p + off, crc32c(0, p, off));
     s->wlen += off + 4;
-    if (s->wlen >= WBUF_FLUSH_AT)
+    if (s->wlen >= WBUF_FLUSH_AT && !s->capture)
         return stream_flush(s, err);
     return 0;
 }
@@ -188,4 +199,11 @@ int stream_get(struct stream *s, uint32_t *type, const uint8_t **body, size_t *l
     *body = s->rbuf + 8;
     *len = n;
     return 0;
+}
+
+int stream_send_captured(struct stream *s, const struct stream *captured, struct error *err)
+{
+    if (stream_flush(s, err) < 0)
+        return -1;
+    return write_all(s, captured->wbuf, captured->wlen, err);
 }

@@ -31,6 +31,8 @@ enum record_type {
     REC_CHECKPOINT = 7,  /* replication: start of checkpoint epoch N */
     REC_ROUND = REC_OPTIONAL | 8, /* informational: a pre-copy round begins */
     REC_HEARTBEAT = REC_OPTIONAL | 9,
+    REC_DISK_WRITE = 10, /* replication: u32 slot, u64 offset, data */
+    REC_STOP = 11,       /* replication: protection ends, the standby exits */
     /* Return path, destination to source. */
     REC_READY = 0x100,   /* state received and verified; waiting for GO */
     REC_GO = 0x101,      /* source: the destination may run the guest */
@@ -52,6 +54,7 @@ struct stream {
     size_t rcap;
     uint64_t bytes_written, bytes_read;
     int timeout_ms;         /* for reads and writes; -1 = none */
+    bool capture;           /* records accumulate in wbuf, nothing is sent */
 };
 
 int stream_init(struct stream *s, int fd, struct error *err);
@@ -66,6 +69,9 @@ int stream_put(struct stream *s, uint32_t type, const void *body, size_t len, st
 int stream_put_iov(struct stream *s, uint32_t type, const void *const *parts, const size_t *lens,
                    unsigned nparts, struct error *err);
 int stream_flush(struct stream *s, struct error *err);
+/* Sends the records a capturing stream accumulated (a replication
+ * checkpoint staged while the guest was paused). */
+int stream_send_captured(struct stream *s, const struct stream *captured, struct error *err);
 
 /* Reads the next record into s->rbuf; checks length and CRC. Optional
  * records of unknown type are returned too: the caller skips them. */

@@ -1,0 +1,32 @@
+/* Shared by the receiving sides (migration destination, restore, standby):
+ * accept a stream, build the machine its MACHINE record describes with the
+ * local backends, and report failures back to the sender. */
+#ifndef FERRY_MIGRATE_RECEIVE_H
+#define FERRY_MIGRATE_RECEIVE_H
+
+#include <stdint.h>
+
+#include "base/error.h"
+#include "migrate/stream.h"
+#include "transport/transport.h"
+
+struct machine;
+struct machine_config;
+
+struct migration_in {
+    struct endpoint ep;
+    struct stream s;
+    uint64_t *populated;     /* pages written so far (see mstate_load_pages) */
+};
+
+/* Listens on uri, accepts one sender, reads the header and MACHINE record,
+ * and initialises m (devices quiesced until the guest resumes). */
+int receive_open(struct migration_in **out, struct machine *m, struct machine_config *cfg,
+                 const char *uri, const char *what, struct error *err);
+/* Sends ERROR to the sender (if it listens), destroys m, frees in. */
+void receive_fail(struct migration_in *in, struct machine *m, const char *msg);
+/* Recomputes interrupt lines after device state was loaded. */
+void receive_loaded(struct machine *m);
+void incoming_free(struct migration_in *in);
+
+#endif
