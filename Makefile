@@ -25,7 +25,7 @@ ASAN_OBJS := $(patsubst %.c,$(BUILD)/asan/%.o,$(SRCS))
 REL_LIB_OBJS := $(patsubst %.c,$(BUILD)/rel/%.o,$(LIB_SRCS))
 ASAN_LIB_OBJS := $(patsubst %.c,$(BUILD)/asan/%.o,$(LIB_SRCS))
 
-.PHONY: all asan guest isa unit test bench clean netns-up netns-down
+.PHONY: all asan guest isa unit test bench demo clean netns-up netns-down
 all: $(BUILD)/ferry
 
 $(BUILD)/ferry: $(REL_OBJS)
@@ -64,6 +64,9 @@ test: all asan unit isa guest
 
 bench: all guest
 	bench/run-all.sh
+
+demo: all guest
+	scripts/demo.py
 
 # "Two hosts on one machine" network namespaces (docs/two-hosts.md).
 netns-up:
