@@ -19,7 +19,13 @@
  * device reset, cleared by the next notification: the transport zeroes
  * its state right after our reset hook returns, and the driver always
  * kicks once it has set the queues up again). Whoever parks it waits on
- * `cond` until `idle`. */
+ * `cond` until `idle`.
+ *
+ * Output commit (virtio_net_hold_output): a FIFO of copies of the frames
+ * (with their virtio_net_hdr, as written to the tap) under `out_mu`. The
+ * I/O thread decides "hold or send" and sends direct frames under out_mu
+ * too, so turning holding off (release everything, then stop holding) can
+ * never let a newer frame overtake a held one. */
 #include "dev/virtio_net.h"
 
 #include <errno.h>
@@ -47,6 +53,14 @@
 #define NET_MAX_FRAME (65536 + ETH_HDR_LEN + 4)
 #define NET_ANNOUNCE_FRAMES 3
 
+/* One held TX frame, header included. */
+struct held_frame {
+    struct held_frame *next;
+    uint64_t epoch;
+    size_t len;
+    uint8_t data[];
+};
+
 struct vnet {
     struct virtio_dev *dev;
     int tap_fd;
@@ -71,6 +85,16 @@ struct vnet {
     bool tap_error_logged;
     bool tap_dead;                /* read failed for good: stop polling it */
     uint64_t rx_frames, tx_frames, rx_dropped, tx_dropped;
+
+    /* Output commit, under out_mu (out_epoch: atomic). */
+    pthread_mutex_t out_mu;
+    bool out_hold;
+    uint64_t out_epoch;
+    struct held_frame *out_head, *out_tail;
+    size_t out_frames;
+    uint64_t out_bytes, out_limit;
+    bool out_drop_logged;         /* this overflow was logged */
+    bool out_error_logged;        /* a release write failed (logged once) */
     uint8_t rx_frame[NET_HDR_LEN + NET_MAX_FRAME];
     uint8_t tx_frame[NET_HDR_LEN + NET_MAX_FRAME];
 };
@@ -106,6 +130,89 @@ static void log_tap_error(struct vnet *n, const char *what, int e)
 
 /* ---- TX: guest → tap ---- */
 
+/* Writes one frame to the tap; false if it was lost. Errors other than
+ * EAGAIN (tap queue full) and EIO (interface down) are logged once, in
+ * *logged. */
+static bool vnet_tap_write(struct vnet *n, const uint8_t *f, size_t len, bool *logged)
+{
+    ssize_t w;
+    do
+        w = write(n->tap_fd, f, len);
+    while (w < 0 && errno == EINTR);
+    if (w >= 0)
+        return true;
+    if (errno != EAGAIN && errno != EIO && !*logged) {
+        *logged = true;
+        fprintf(stderr, "ferry: virtio-net %s: write: %s (further errors not shown)\n",
+                n->ifname, strerror(errno));
+    }
+    return false;
+}
+
+/* Holds the frame in tx_frame, or sends it when not holding. I/O thread. */
+static void vnet_output(struct vnet *n, size_t len)
+{
+    pthread_mutex_lock(&n->out_mu);
+    if (!n->out_hold) {
+        if (vnet_tap_write(n, n->tx_frame, len, &n->tap_error_logged))
+            n->tx_frames++;
+        else
+            n->tx_dropped++;
+        pthread_mutex_unlock(&n->out_mu);
+        return;
+    }
+    struct held_frame *h = NULL;
+    if (n->out_bytes + len <= n->out_limit)
+        h = malloc(sizeof *h + len);
+    if (!h) {
+        if (!n->out_drop_logged)
+            fprintf(stderr, "ferry: virtio-net %s: %zu frames (%llu bytes) held for the "
+                    "standby's acknowledgement: dropping new output until it comes\n",
+                    n->ifname, n->out_frames, (unsigned long long)n->out_bytes);
+        n->out_drop_logged = true;
+        n->tx_dropped++;
+        pthread_mutex_unlock(&n->out_mu);
+        return;
+    }
+    h->next = NULL;
+    h->epoch = __atomic_load_n(&n->out_epoch, __ATOMIC_ACQUIRE);
+    h->len = len;
+    memcpy(h->data, n->tx_frame, len);
+    if (n->out_tail)
+        n->out_tail->next = h;
+    else
+        n->out_head = h;
+    n->out_tail = h;
+    n->out_frames++;
+    n->out_bytes += len;
+    n->tx_frames++;
+    pthread_mutex_unlock(&n->out_mu);
+}
+
+/* Sends and frees the held frames of epochs <= epoch, in order. Called
+ * with out_mu. */
+static void vnet_release_locked(struct vnet *n, uint64_t epoch)
+{
+    struct held_frame **link = &n->out_head, *prev = NULL;
+    for (struct held_frame *h = n->out_head, *next; h; h = next) {
+        next = h->next;
+        if (h->epoch > epoch) {
+            prev = h;
+            link = &h->next;
+            continue;
+        }
+        vnet_tap_write(n, h->data, h->len, &n->out_error_logged);
+        *link = next;
+        if (n->out_tail == h)
+            n->out_tail = prev;
+        n->out_frames--;
+        n->out_bytes -= h->len;
+        free(h);
+    }
+    if (n->out_bytes < n->out_limit)
+        n->out_drop_logged = false;
+}
+
 static void vnet_tx(struct vnet *n)
 {
     struct virtq_req req;
@@ -118,19 +225,9 @@ static void vnet_tx(struct vnet *n)
             /* No offloads were negotiated: whatever the guest put in the
              * header, the tap gets "complete frame, nothing to do". */
             memset(n->tx_frame, 0, NET_HDR_LEN);
-            ssize_t w;
-            do
-                w = write(n->tap_fd, n->tx_frame, len);
-            while (w < 0 && errno == EINTR);
-            if (w < 0) {
-                /* EAGAIN (tap queue full), EIO (interface down): the frame
-                 * is lost, as on a wire. */
-                if (errno != EAGAIN && errno != EIO)
-                    log_tap_error(n, "write", errno);
-                n->tx_dropped++;
-            } else {
-                n->tx_frames++;
-            }
+            /* Sent (a frame the tap refuses is lost, as on a wire) or
+             * held for the standby's acknowledgement. */
+            vnet_output(n, len);
         }
         virtq_push(n->dev, NET_TXQ, req.head, 0);
     }
@@ -326,10 +423,18 @@ static void net_destroy(struct virtio_dev *dev)
     pthread_mutex_unlock(&n->mu);
     vnet_signal(n);
     pthread_join(n->thread, NULL);
+    if (n->out_frames)
+        fprintf(stderr, "ferry: virtio-net %s: %zu unacknowledged frames discarded\n",
+                n->ifname, n->out_frames);
+    for (struct held_frame *h = n->out_head, *next; h; h = next) {
+        next = h->next;
+        free(h);
+    }
     close(n->tap_fd);
     close(n->event_fd);
     pthread_cond_destroy(&n->cond);
     pthread_mutex_destroy(&n->mu);
+    pthread_mutex_destroy(&n->out_mu);
     free(n);
     dev->opaque = NULL;
 }
@@ -420,6 +525,58 @@ int virtio_net_announce(struct virtio_dev *dev)
             sent++;
     }
     return sent ? sent : -1;
+}
+
+/* ---- output commit ---- */
+
+void virtio_net_hold_output(struct virtio_dev *dev, bool on)
+{
+    struct vnet *n = vnet_of(dev);
+    if (!n)
+        return;
+    pthread_mutex_lock(&n->out_mu);
+    if (!on)
+        vnet_release_locked(n, UINT64_MAX);
+    n->out_hold = on;
+    pthread_mutex_unlock(&n->out_mu);
+}
+
+void virtio_net_set_epoch(struct virtio_dev *dev, uint64_t epoch)
+{
+    struct vnet *n = vnet_of(dev);
+    if (n)
+        __atomic_store_n(&n->out_epoch, epoch, __ATOMIC_RELEASE);
+}
+
+void virtio_net_release(struct virtio_dev *dev, uint64_t epoch)
+{
+    struct vnet *n = vnet_of(dev);
+    if (!n)
+        return;
+    pthread_mutex_lock(&n->out_mu);
+    vnet_release_locked(n, epoch);
+    pthread_mutex_unlock(&n->out_mu);
+}
+
+size_t virtio_net_held_frames(const struct virtio_dev *dev)
+{
+    struct vnet *n = vnet_of(dev);
+    if (!n)
+        return 0;
+    pthread_mutex_lock(&n->out_mu);
+    size_t frames = n->out_frames;
+    pthread_mutex_unlock(&n->out_mu);
+    return frames;
+}
+
+void virtio_net_set_hold_limit(struct virtio_dev *dev, uint64_t bytes)
+{
+    struct vnet *n = vnet_of(dev);
+    if (!n)
+        return;
+    pthread_mutex_lock(&n->out_mu);
+    n->out_limit = bytes ? bytes : VIRTIO_NET_HOLD_LIMIT_DEFAULT;
+    pthread_mutex_unlock(&n->out_mu);
 }
 
 /* ---- attach ---- */
@@ -534,7 +691,9 @@ int virtio_net_attach(struct virtio_dev *slot, const char *spec, struct error *e
         free(n);
         return -1;
     }
+    n->out_limit = VIRTIO_NET_HOLD_LIMIT_DEFAULT;
     pthread_mutex_init(&n->mu, NULL);
+    pthread_mutex_init(&n->out_mu, NULL);
     pthread_cond_init(&n->cond, NULL);
     slot->ops = &net_ops;
     slot->opaque = n;
@@ -551,6 +710,7 @@ int virtio_net_attach(struct virtio_dev *slot, const char *spec, struct error *e
         close(n->event_fd);
         pthread_cond_destroy(&n->cond);
         pthread_mutex_destroy(&n->mu);
+        pthread_mutex_destroy(&n->out_mu);
         free(n);
         return error_set(err, "--net tap=%s: cannot start the I/O thread: %s", ns.tap,
                          strerror(rc));

@@ -41,4 +41,37 @@ int virtio_net_announce(struct virtio_dev *dev);
 /* The card's MAC address (6 bytes). */
 void virtio_net_mac(const struct virtio_dev *dev, uint8_t mac[6]);
 
+/* ---- continuous replication: output commit ----
+ *
+ * While output is held, every frame the guest transmits is queued in
+ * memory, tagged with the current epoch, instead of going to the tap; the
+ * guest sees the TX request completed at once (like a NIC that accepted
+ * the frame). virtio_net_release(N) sends the held frames of epochs <= N,
+ * in transmit order, once the standby has acknowledged N. Received frames
+ * are not held. Held output is capped (VIRTIO_NET_HOLD_LIMIT_DEFAULT bytes
+ * of frames): beyond it the newest frame is dropped, with one log line per
+ * overflow (TCP retransmits it). RARP announces are not held.
+ *
+ * All functions are thread-safe against the I/O thread and each other.
+ * Epoch numbers must not decrease. */
+#define VIRTIO_NET_HOLD_LIMIT_DEFAULT (64ull << 20)
+
+/* on: later frames are held. off: everything held is sent first, then
+ * frames go straight to the tap again. */
+void virtio_net_hold_output(struct virtio_dev *dev, bool on);
+
+/* Later frames belong to `epoch` (0 until set). */
+void virtio_net_set_epoch(struct virtio_dev *dev, uint64_t epoch);
+
+/* Sends the held frames of epochs <= epoch to the tap, in order; later
+ * epochs' frames stay held. A frame the tap refuses is lost, as on a
+ * wire. */
+void virtio_net_release(struct virtio_dev *dev, uint64_t epoch);
+
+/* Frames currently held (for status). */
+size_t virtio_net_held_frames(const struct virtio_dev *dev);
+
+/* Cap on held frame bytes (for tests; 0 = the default). */
+void virtio_net_set_hold_limit(struct virtio_dev *dev, uint64_t bytes);
+
 #endif
