@@ -14,6 +14,8 @@ int cmd_run(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_save(int argc, char **argv);
+int cmd_replicate(int argc, char **argv);
+int cmd_switchover(int argc, char **argv);
 
 /* Control-socket client helpers (src/cli/ctl.c). */
 int ctl_connect(const char *path, struct error *err);

@@ -77,6 +77,8 @@ static void usage(FILE *out)
             "  run       boot a virtual machine (default: the built-in Linux guest)\n"
             "  migrate   move a running VM to another host (live by default)\n"
             "  save      save a running VM to a file (restore with run --restore)\n"
+            "  replicate protect a running VM with a standby on another host\n"
+            "  switchover move a replicated VM to its standby\n"
             "  ctl       send raw requests to a VM's control socket\n"
             "\n"
             "'ferry <command> --help' describes a command's options.\n");
@@ -101,6 +103,10 @@ int main(int argc, char **argv)
         return cmd_migrate(argc - 1, argv + 1);
     if (strcmp(cmd, "save") == 0)
         return cmd_save(argc - 1, argv + 1);
+    if (strcmp(cmd, "replicate") == 0)
+        return cmd_replicate(argc - 1, argv + 1);
+    if (strcmp(cmd, "switchover") == 0)
+        return cmd_switchover(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try 'ferry --help')", cmd);
     return EXIT_USAGE;
 }

@@ -11,6 +11,7 @@
 #include "ctl/ctl.h"
 #include "machine/machine.h"
 #include "migrate/migration.h"
+#include "migrate/replication.h"
 #include "machine/vclock.h"
 
 #define DEFAULT_APPEND "console=ttyS0 quiet"
@@ -40,6 +41,14 @@ static void run_usage(FILE *out)
             "                    stream sets RAM size and harts, local --drive/--net\n"
             "                    options bind the backends\n"
             "  --restore FILE    resume a VM saved with 'ferry save'\n"
+            "  --standby tcp:ADDR:PORT\n"
+            "                    be the standby of a replicated VM (ferry replicate);\n"
+            "                    take over when the primary dies or switches over\n"
+            "  --fence CMD       with --standby: run CMD before taking over after a\n"
+            "                    failure; do not take over if it fails\n"
+            "  --heartbeat-timeout T\n"
+            "                    with --standby: silence that means the primary is\n"
+            "                    gone (default 500ms)\n"
             "  --stats           print instructions executed and MIPS at exit\n"
             "\n"
             "On a terminal, Ctrl-A x quits.\n"
@@ -82,6 +91,7 @@ int cmd_run(int argc, char **argv)
      * them from the stream and rejects a contradicting flag. */
     struct machine_config cfg = {0};
     const char *mem = NULL, *smp = NULL, *control = NULL, *incoming = NULL, *restore = NULL;
+    const char *standby = NULL, *fence = NULL, *heartbeat = NULL;
     bool stats = false;
     for (int i = 1; i < argc; i++) {
         const char *v;
@@ -103,6 +113,9 @@ int cmd_run(int argc, char **argv)
         FLAG("--control", control)
         FLAG("--incoming", incoming)
         FLAG("--restore", restore)
+        FLAG("--standby", standby)
+        FLAG("--fence", fence)
+        FLAG("--heartbeat-timeout", heartbeat)
 #undef FLAG
         if ((r = cli_flag_value(argc, argv, &i, "--drive", &v)) != 0) {
             if (r < 0)
@@ -160,7 +173,7 @@ int cmd_run(int argc, char **argv)
     }
 
     char guest_dir[PATH_MAX], kernel_path[PATH_MAX + 32], initrd_path[PATH_MAX + 32];
-    if (!cfg.bios && !cfg.kernel && (incoming || restore)) {
+    if (!cfg.bios && !cfg.kernel && (incoming || restore || standby)) {
         /* The guest comes from the stream; the built-in kernel, if there
          * is one, only serves a later reboot. */
         if (find_guest_dir(guest_dir, sizeof guest_dir) == 0) {
@@ -186,16 +199,36 @@ int cmd_run(int argc, char **argv)
     }
     if (!cfg.append)
         cfg.append = DEFAULT_APPEND;
-    if (!incoming && !restore) {
+    if (!incoming && !restore && !standby) {
         if (!cfg.ram_size)
             cfg.ram_size = 256ull << 20;
         if (!cfg.nharts)
             cfg.nharts = 1;
     }
 
-    if (incoming && restore) {
-        cli_error("--incoming and --restore cannot be combined");
+    if (!!incoming + !!restore + !!standby > 1) {
+        cli_error("--incoming, --restore and --standby cannot be combined");
         return EXIT_USAGE;
+    }
+    if (standby && strncmp(standby, "tcp:", 4) != 0) {
+        cli_error("--standby must be tcp:ADDR:PORT, not '%s'", standby);
+        return EXIT_USAGE;
+    }
+    if ((fence || heartbeat) && !standby) {
+        cli_error("--fence and --heartbeat-timeout only go with --standby");
+        return EXIT_USAGE;
+    }
+    uint64_t heartbeat_ns = 500ull * 1000 * 1000;
+    if (heartbeat) {
+        char *end;
+        double v = strtod(heartbeat, &end);
+        double scale = strcmp(end, "ms") == 0 ? 1e6 : strcmp(end, "s") == 0 ? 1e9 : 0;
+        if (end == heartbeat || v <= 0 || scale == 0 || v * scale < 1e6) {
+            cli_error("--heartbeat-timeout must be a duration like 500ms or 2s, not '%s'",
+                      heartbeat);
+            return EXIT_USAGE;
+        }
+        heartbeat_ns = (uint64_t)(v * scale);
     }
     if (incoming && strncmp(incoming, "tcp:", 4) != 0) {
         cli_error("--incoming must be tcp:ADDR:PORT, not '%s'", incoming);
@@ -212,8 +245,19 @@ int cmd_run(int argc, char **argv)
     int status;
     uint64_t start_ns = vclock_host_ns(), instructions = 0;
     for (;;) {
-        int rc = receive_uri ? migration_receive(&m, &cfg, receive_uri, &err)
-                             : machine_init(&m, &cfg, &err);
+        int rc;
+        if (standby) {
+            struct standby_params sp = {standby, fence, heartbeat_ns};
+            rc = standby_run(&m, &cfg, &sp, &err);
+            if (rc > 0) {
+                fprintf(stderr, "ferry: %s\n", err.msg);
+                return 0;
+            }
+        } else if (receive_uri) {
+            rc = migration_receive(&m, &cfg, receive_uri, &err);
+        } else {
+            rc = machine_init(&m, &cfg, &err);
+        }
         if (rc < 0) {
             cli_error("%s", err.msg);
             return 1;
@@ -224,9 +268,9 @@ int cmd_run(int argc, char **argv)
             machine_destroy(&m);
             return 1;
         }
-        if (receive_uri) {
+        if (receive_uri || standby) {
             migration_receive_started(&m);
-            fprintf(stderr, "ferry: guest resumed from %s\n", receive_uri);
+            fprintf(stderr, "ferry: guest resumed from %s\n", standby ? standby : receive_uri);
         }
         status = machine_run(&m);
         ctl_stop(ctl, m.stop == MACHINE_MIGRATED ? 5000 : 0);
@@ -244,6 +288,7 @@ int cmd_run(int argc, char **argv)
             break;
         /* A reboot boots the configured kernel afresh. */
         receive_uri = NULL;
+        standby = NULL;
         cfg.no_boot = false;
     }
     if (stats) {

@@ -13,6 +13,7 @@
 
 #include "machine/machine.h"
 #include "migrate/migration.h"
+#include "migrate/replication.h"
 
 #define MAX_LINE 65536
 
@@ -62,6 +63,28 @@ static json_t *migration_json(const struct migration_status *st)
     return o;
 }
 
+static json_t *replication_json(const struct replication_status *st)
+{
+    static const char *names[] = {"none", "syncing", "protected", "switching", "switched",
+                                  "stopped", "unprotected"};
+    json_t *o = json_pack(
+        "{s:s, s:s, s:I, s:I, s:f, s:f, s:f, s:I, s:f, s:f, s:f, s:I}",
+        "state", st->state <= REPL_UNPROTECTED ? names[st->state] : "unknown", "uri", st->uri,
+        "epoch", (json_int_t)st->epoch, "acked_epoch", (json_int_t)st->acked_epoch,
+        "interval_ms", (double)st->interval_ns / 1e6,
+        "achieved_interval_ms", st->achieved_interval_ms,
+        "checkpoints_per_s", st->checkpoints_per_s,
+        "last_checkpoint_bytes", (json_int_t)st->last_checkpoint_bytes,
+        "last_pause_ms", (double)st->last_pause_ns / 1e6,
+        "max_pause_ms", (double)st->max_pause_ns / 1e6,
+        "switchover_downtime_ms", (double)st->switchover_downtime_ns / 1e6,
+        "held_frames", (json_int_t)st->held_frames);
+    json_object_set_new(o, "protected", json_boolean(st->state == REPL_PROTECTED));
+    if (st->error[0])
+        json_object_set_new(o, "error", json_string(st->error));
+    return o;
+}
+
 static json_t *ok(void) { return json_pack("{s:b}", "ok", 1); }
 static json_t *fail(const char *msg) { return json_pack("{s:b, s:s}", "ok", 0, "error", msg); }
 
@@ -76,6 +99,10 @@ static json_t *cmd_status(struct machine *m)
                           "guest_time_s", (double)vclock_ns(&m->clock) / 1e9);
     if (st.state != MIG_NONE)
         json_object_set_new(o, "migration", migration_json(&st));
+    struct replication_status rs;
+    replication_get_status(m, &rs);
+    if (rs.state != REPL_NONE)
+        json_object_set_new(o, "replication", replication_json(&rs));
     return o;
 }
 
@@ -158,6 +185,39 @@ char *ctl_handle(struct machine *m, const char *line)
     } else if (strcmp(cmd, "migrate-cancel") == 0) {
         migration_cancel(m);
         resp = ok();
+    } else if (strcmp(cmd, "replicate") == 0) {
+        struct replication_params p = {.interval_ns = 25000000};
+        const char *uri = json_string_value(json_object_get(req, "uri"));
+        json_t *v = json_object_get(req, "interval_ms");
+        struct error err;
+        if (!uri)
+            resp = fail("replicate needs \"uri\"");
+        else if (v && (!json_is_number(v) || json_number_value(v) <= 0))
+            resp = fail("interval_ms must be a positive number");
+        else {
+            snprintf(p.uri, sizeof p.uri, "%s", uri);
+            if (v)
+                p.interval_ns = (uint64_t)(json_number_value(v) * 1e6);
+            resp = replication_start(m, &p, &err) < 0 ? fail(err.msg) : ok();
+        }
+    } else if (strcmp(cmd, "replicate-stop") == 0) {
+        struct error err;
+        resp = replication_stop(m, &err) < 0 ? fail(err.msg) : ok();
+    } else if (strcmp(cmd, "switchover") == 0) {
+        struct error err;
+        if (replication_switchover(m, &err) < 0) {
+            resp = fail(err.msg);
+        } else {
+            struct replication_status rs;
+            replication_get_status(m, &rs);
+            resp = ok();
+            json_object_set_new(resp, "replication", replication_json(&rs));
+        }
+    } else if (strcmp(cmd, "replication-status") == 0) {
+        struct replication_status rs;
+        replication_get_status(m, &rs);
+        resp = ok();
+        json_object_set_new(resp, "replication", replication_json(&rs));
     } else if (strcmp(cmd, "quit") == 0) {
         machine_request_stop(m, MACHINE_QUIT, 0);
         machine_resume(m);

@@ -19,6 +19,7 @@
 #include "machine/boot.h"
 #include "machine/fdt.h"
 #include "migrate/migration.h"
+#include "migrate/replication.h"
 
 /* Instructions a hart runs before the loop looks at timers and devices:
  * about 0.1 ms, well below the guest's timer resolution needs. */
@@ -384,6 +385,7 @@ fail:
 
 void machine_destroy(struct machine *m)
 {
+    replication_free(m);
     migration_free(m);
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
         virtio_dev_destroy(&m->virtio[i]);

@@ -26,6 +26,7 @@
 
 struct migration;
 struct migration_in;
+struct replication;
 
 struct machine_config {
     uint64_t ram_size;
@@ -89,6 +90,7 @@ struct machine {
     uint64_t sync_count;
 
     struct migration *migration;     /* outgoing migration, if any */
+    struct replication *replication; /* continuous replication, if any */
     struct migration_in *incoming;   /* return path after receiving */
 };
 

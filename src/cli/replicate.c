@@ -1,0 +1,164 @@
+/* ferry replicate PATH tcp:HOST:PORT [--interval 25ms]: protect the VM
+ * behind control socket PATH with a standby (ferry run --standby ...).
+ * ferry replicate PATH --stop ends protection; ferry replicate PATH
+ * --status shows it. ferry switchover PATH moves the VM to the standby. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static int ctl_call(const char *path, json_t *req, json_t **resp_out)
+{
+    struct error err;
+    int fd = ctl_connect(path, &err);
+    if (fd < 0) {
+        json_decref(req);
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    char *line = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    char *resp = ctl_request(fd, line, &err);
+    free(line);
+    close(fd);
+    if (!resp) {
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    json_t *j = json_loads(resp, 0, NULL);
+    free(resp);
+    if (!j || !json_is_true(json_object_get(j, "ok"))) {
+        const char *e = j ? json_string_value(json_object_get(j, "error")) : NULL;
+        cli_error("%s", e ? e : "the VM's answer was not understood");
+        json_decref(j);
+        return 1;
+    }
+    *resp_out = j;
+    return 0;
+}
+
+static void print_replication(json_t *r)
+{
+    char *text = json_dumps(r, JSON_INDENT(2));
+    printf("%s\n", text);
+    free(text);
+}
+
+int cmd_replicate(int argc, char **argv)
+{
+    const char *path = NULL, *uri = NULL;
+    bool stop = false, status = false;
+    double interval_ms = 25;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        int r;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: ferry replicate PATH tcp:HOST:PORT [--interval 25ms]\n"
+                   "       ferry replicate PATH --stop | --status\n"
+                   "The standby runs: ferry run --standby tcp:ADDR:PORT [--fence CMD]\n");
+            return 0;
+        } else if (strcmp(argv[i], "--stop") == 0) {
+            stop = true;
+        } else if (strcmp(argv[i], "--status") == 0) {
+            status = true;
+        } else if ((r = cli_flag_value(argc, argv, &i, "--interval", &v)) != 0) {
+            char *end;
+            if (r < 0)
+                return EXIT_USAGE;
+            interval_ms = strtod(v, &end);
+            if (end == v || interval_ms <= 0 || strcmp(end, "ms") != 0) {
+                if (end != v && strcmp(end, "s") == 0 && interval_ms > 0) {
+                    interval_ms *= 1000;
+                } else {
+                    cli_error("--interval must be a duration like 25ms, not '%s'", v);
+                    return EXIT_USAGE;
+                }
+            }
+        } else if (argv[i][0] == '-') {
+            cli_error("unknown option '%s' for 'ferry replicate' (try --help)", argv[i]);
+            return EXIT_USAGE;
+        } else if (!path) {
+            path = argv[i];
+        } else if (!uri) {
+            uri = argv[i];
+        } else {
+            cli_error("unexpected argument '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!path || (!stop && !status && !uri)) {
+        cli_error("usage: ferry replicate PATH tcp:HOST:PORT [--interval 25ms] | --stop | --status");
+        return EXIT_USAGE;
+    }
+    json_t *resp;
+    if (stop || status) {
+        if (ctl_call(path, json_pack("{s:s}", "cmd", stop ? "replicate-stop" : "replication-status"),
+                     &resp))
+            return 1;
+        if (status)
+            print_replication(json_object_get(resp, "replication"));
+        else
+            printf("replication stopped: the VM runs unprotected\n");
+        json_decref(resp);
+        return 0;
+    }
+    if (strncmp(uri, "tcp:", 4) != 0) {
+        cli_error("standby must be tcp:HOST:PORT, not '%s'", uri);
+        return EXIT_USAGE;
+    }
+    if (ctl_call(path, json_pack("{s:s, s:s, s:f}", "cmd", "replicate", "uri", uri,
+                                 "interval_ms", interval_ms), &resp))
+        return 1;
+    json_decref(resp);
+    /* Wait until the first checkpoint is acknowledged (or it fails). */
+    for (int tries = 0; tries < 6000; tries++) {
+        if (ctl_call(path, json_pack("{s:s}", "cmd", "replication-status"), &resp))
+            return 1;
+        const char *state = json_string_value(json_object_get(json_object_get(resp, "replication"), "state"));
+        if (state && strcmp(state, "syncing") != 0) {
+            bool protected_ = strcmp(state, "protected") == 0;
+            if (protected_)
+                printf("protected: standby %s has checkpoint %lld, every %.0f ms\n", uri,
+                       json_integer_value(json_object_get(json_object_get(resp, "replication"), "acked_epoch")),
+                       interval_ms);
+            else
+                cli_error("replication %s: %s", state,
+                          json_string_value(json_object_get(json_object_get(resp, "replication"), "error")) ?: "");
+            json_decref(resp);
+            return protected_ ? 0 : 1;
+        }
+        json_decref(resp);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    cli_error("the standby did not acknowledge a first checkpoint within a minute");
+    return 1;
+}
+
+int cmd_switchover(int argc, char **argv)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: ferry switchover PATH\n"
+               "Moves a replicated VM to its standby: one last checkpoint, then the standby\n"
+               "runs the guest and this VM ends.\n");
+        return 0;
+    }
+    if (argc != 2) {
+        cli_error("usage: ferry switchover PATH");
+        return EXIT_USAGE;
+    }
+    json_t *resp;
+    if (ctl_call(argv[1], json_pack("{s:s}", "cmd", "switchover"), &resp))
+        return 1;
+    json_t *r = json_object_get(resp, "replication");
+    printf("switched over to %s: downtime %.2f ms (one checkpoint of %lld bytes)\n",
+           json_string_value(json_object_get(r, "uri")),
+           json_number_value(json_object_get(r, "switchover_downtime_ms")),
+           json_integer_value(json_object_get(r, "last_checkpoint_bytes")));
+    json_decref(resp);
+    return 0;
+}

@@ -1,0 +1,254 @@
+/* Standby side of continuous replication (ferry run --standby). It keeps a
+ * machine loaded with the last acknowledged checkpoint. A checkpoint is
+ * staged in memory until its END arrives, every record's CRC having been
+ * checked, and only then applied and acknowledged: a corrupted or truncated
+ * checkpoint is never applied.
+ *
+ * Failover: when the primary falls silent for longer than the heartbeat
+ * timeout (or the connection breaks), the standby runs the fencing command
+ * if one was given — and does not take over if it fails — re-applies the
+ * disk writes of acknowledged epochs (idempotent), and resumes the guest. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "dev/virtio_blk.h"
+#include "machine/machine.h"
+#include "migrate/mstate.h"
+#include "migrate/receive.h"
+#include "migrate/replication.h"
+
+struct staged {
+    uint32_t type;
+    size_t len;
+    uint8_t *body;
+};
+
+struct pending_write {
+    uint64_t epoch;
+    uint32_t slot;
+    uint64_t offset;
+    size_t len;
+    uint8_t *data;
+};
+
+struct standby {
+    struct staged *recs;
+    size_t nrecs, cap;
+    struct pending_write *writes;
+    size_t nwrites, wcap;
+    uint64_t applied_epoch;
+};
+
+static void staged_clear(struct standby *sb)
+{
+    for (size_t i = 0; i < sb->nrecs; i++)
+        free(sb->recs[i].body);
+    sb->nrecs = 0;
+}
+
+static int stage(struct standby *sb, uint32_t type, const uint8_t *body, size_t len,
+                 struct error *err)
+{
+    if (sb->nrecs == sb->cap) {
+        size_t cap = sb->cap ? sb->cap * 2 : 256;
+        struct staged *n = realloc(sb->recs, cap * sizeof *n);
+        if (!n)
+            return error_set(err, "out of memory staging a checkpoint");
+        sb->recs = n;
+        sb->cap = cap;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return error_set(err, "out of memory staging a checkpoint");
+    memcpy(copy, body, len);
+    sb->recs[sb->nrecs++] = (struct staged){type, len, copy};
+    return 0;
+}
+
+/* Drops the pending writes the primary has written to the shared disk. */
+static void prune_writes(struct standby *sb, uint64_t committed)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < sb->nwrites; i++) {
+        if (sb->writes[i].epoch <= committed)
+            free(sb->writes[i].data);
+        else
+            sb->writes[j++] = sb->writes[i];
+    }
+    sb->nwrites = j;
+}
+
+static int keep_write(struct standby *sb, uint64_t epoch, const uint8_t *body, size_t len,
+                      struct error *err)
+{
+    if (len < 12 || (len - 12) % 512)
+        return error_set(err, "disk write record has %zu bytes", len);
+    if (sb->nwrites == sb->wcap) {
+        size_t cap = sb->wcap ? sb->wcap * 2 : 64;
+        struct pending_write *n = realloc(sb->writes, cap * sizeof *n);
+        if (!n)
+            return error_set(err, "out of memory");
+        sb->writes = n;
+        sb->wcap = cap;
+    }
+    uint8_t *data = malloc(len - 12);
+    if (!data)
+        return error_set(err, "out of memory");
+    memcpy(data, body + 12, len - 12);
+    sb->writes[sb->nwrites++] = (struct pending_write){epoch, get_u32(body), get_u64(body + 4),
+                                                       len - 12, data};
+    return 0;
+}
+
+/* Applies a complete, verified checkpoint to the machine. */
+static int apply_checkpoint(struct standby *sb, struct machine *m, struct migration_in *in,
+                            struct error *err)
+{
+    if (sb->nrecs < 1 || sb->recs[0].type != REC_CHECKPOINT || sb->recs[0].len != 16)
+        return error_set(err, "checkpoint without a header");
+    uint64_t epoch = get_u64(sb->recs[0].body), committed = get_u64(sb->recs[0].body + 8);
+    /* Validate the disk records first: nothing is applied if one is bad. */
+    for (size_t i = 1; i < sb->nrecs; i++) {
+        struct staged *r = &sb->recs[i];
+        if (r->type == REC_DISK_WRITE) {
+            uint32_t slot = r->len >= 12 ? get_u32(r->body) : UINT32_MAX;
+            if (slot >= MEMMAP_VIRTIO_SLOTS || !virtio_blk_is(&m->virtio[slot]))
+                return error_set(err, "disk write for slot %u, which has no disk", slot);
+        }
+    }
+    for (size_t i = 1; i < sb->nrecs; i++) {
+        struct staged *r = &sb->recs[i];
+        int rc = 0;
+        switch (r->type) {
+        case REC_PAGES: rc = mstate_load_pages(m, r->body, r->len, in->populated, err); break;
+        case REC_DEVICE: rc = mstate_load_device(m, r->body, r->len, err); break;
+        case REC_CLOCK: rc = mstate_load_clock(m, r->body, r->len, err); break;
+        case REC_DISK_WRITE: rc = keep_write(sb, epoch, r->body, r->len, err); break;
+        default:
+            if (!(r->type & REC_OPTIONAL))
+                rc = error_set(err, "unknown record 0x%x in a checkpoint", r->type);
+        }
+        if (rc < 0)
+            return -1;
+    }
+    prune_writes(sb, committed);
+    sb->applied_epoch = epoch;
+    return 0;
+}
+
+static int take_over(struct standby *sb, struct machine *m, const char *fence, bool planned,
+                     struct error *err)
+{
+    if (!sb->applied_epoch)
+        return error_set(err, "no complete checkpoint arrived yet: nothing to take over");
+    if (!planned && fence) {
+        /* Fencing: make sure the old primary cannot run (or write the
+         * shared disk) any more before this copy starts. */
+        fprintf(stderr, "ferry: standby: fencing the primary: %s\n", fence);
+        int rc = system(fence);
+        if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0)
+            return error_set(err, "fencing command failed (status %d): not taking over", rc);
+    }
+    for (size_t i = 0; i < sb->nwrites; i++) {
+        struct pending_write *w = &sb->writes[i];
+        int rc = virtio_blk_apply_write(&m->virtio[w->slot], w->offset, w->data, w->len);
+        if (rc < 0)
+            return error_set(err, "re-applying held disk writes failed: %s", strerror(-rc));
+    }
+    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
+        if (virtio_blk_is(&m->virtio[i]))
+            virtio_blk_flush_backend(&m->virtio[i]);
+    receive_loaded(m);
+    vclock_resume(&m->clock);
+    fprintf(stderr, "ferry: standby: %s from checkpoint %llu\n",
+            planned ? "switchover: taking over" : "primary lost: failing over",
+            (unsigned long long)sb->applied_epoch);
+    return 0;
+}
+
+static void standby_free(struct standby *sb)
+{
+    staged_clear(sb);
+    free(sb->recs);
+    for (size_t i = 0; i < sb->nwrites; i++)
+        free(sb->writes[i].data);
+    free(sb->writes);
+}
+
+int standby_run(struct machine *m, struct machine_config *cfg, const struct standby_params *p,
+                struct error *err)
+{
+    struct migration_in *in;
+    if (receive_open(&in, m, cfg, p->uri, "primary to replicate", err) < 0)
+        return -1;
+    struct standby sb = {0};
+    bool in_checkpoint = false, planned = false;
+    int rc = -1;
+    /* Silence longer than this means the primary is gone. */
+    in->s.timeout_ms = (int)(p->heartbeat_timeout_ns / 1000000);
+    for (;;) {
+        uint32_t type;
+        const uint8_t *body;
+        size_t len;
+        struct error rerr;
+        if (stream_get(&in->s, &type, &body, &len, &rerr) < 0) {
+            /* Link lost, primary silent, or a corrupt record: whatever was
+             * staged is dropped, the last applied checkpoint stands. */
+            fprintf(stderr, "ferry: standby: %s\n", rerr.msg);
+            staged_clear(&sb);
+            break;
+        }
+        if (type == REC_CHECKPOINT) {
+            staged_clear(&sb);
+            in_checkpoint = true;
+        }
+        if (in_checkpoint) {
+            if (type == REC_END) {
+                in_checkpoint = false;
+                if (apply_checkpoint(&sb, m, in, err) < 0) {
+                    staged_clear(&sb);
+                    goto fail;
+                }
+                staged_clear(&sb);
+                uint8_t ack[8];
+                put_u64(ack, sb.applied_epoch);
+                if (stream_put(&in->s, REC_ACK, ack, 8, &rerr) < 0 ||
+                    stream_flush(&in->s, &rerr) < 0) {
+                    fprintf(stderr, "ferry: standby: %s\n", rerr.msg);
+                    break;
+                }
+            } else if (stage(&sb, type, body, len, err) < 0) {
+                goto fail;
+            }
+            continue;
+        }
+        if (type == REC_PAGES) {
+            /* Initial copy before the first checkpoint. */
+            if (mstate_load_pages(m, body, len, in->populated, err) < 0)
+                goto fail;
+        } else if (type == REC_GO) {
+            planned = true;
+            break;
+        } else if (type == REC_STOP) {
+            error_set(err, "the primary stopped replication");
+            rc = 1;
+            goto fail_quiet;
+        } else if (!(type & REC_OPTIONAL)) {
+            error_set(err, "unexpected record 0x%x from the primary", type);
+            goto fail;
+        }
+    }
+    if (take_over(&sb, m, p->fence, planned, err) < 0)
+        goto fail;
+    standby_free(&sb);
+    m->incoming = in; /* migration_receive_started() sends RUNNING and frees it */
+    return 0;
+fail:
+    rc = -1;
+fail_quiet:
+    standby_free(&sb);
+    receive_fail(in, m, err->msg);
+    return rc;
+}
