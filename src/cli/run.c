@@ -279,9 +279,14 @@ int cmd_run(int argc, char **argv)
         enum machine_stop why = m.stop;
         if (why == MACHINE_MIGRATED) {
             struct migration_status st;
+            struct replication_status rs;
             migration_get_status(&m, &st);
-            fprintf(stderr, "ferry: guest %s %s\n",
-                    strncmp(st.uri, "file:", 5) == 0 ? "saved to" : "migrated to", st.uri);
+            replication_get_status(&m, &rs);
+            if (rs.state == REPL_SWITCHED)
+                fprintf(stderr, "ferry: guest switched over to its standby %s\n", rs.uri);
+            else
+                fprintf(stderr, "ferry: guest %s %s\n",
+                        strncmp(st.uri, "file:", 5) == 0 ? "saved to" : "migrated to", st.uri);
         }
         machine_destroy(&m);
         if (why != MACHINE_REBOOT)
