@@ -17,13 +17,30 @@
 
 #define MAX_LINE 65536
 
+/* Serializes commands that start things or read what they started;
+ * commands that wait for a long operation release it while they wait. */
+static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#define MAX_CLIENTS 8
+
+/* Each client gets its own thread, so a long request (save, switchover) or
+ * a client polling migrate-status never blocks another client (a cancel). */
+struct ctl_client {
+    struct ctl_server *srv;
+    int fd;
+    pthread_t thread;
+    bool used, done;
+};
+
 struct ctl_server {
     struct machine *m;
     int listen_fd;
     int stop_pipe[2];
     char path[108];
     pthread_t thread;
-    int client_connected;    /* atomic */
+    pthread_mutex_t lock;
+    struct ctl_client clients[MAX_CLIENTS];
+    int client_connected;    /* number of connected clients, atomic */
 };
 
 static const char *state_name(enum migration_state s)
@@ -145,7 +162,9 @@ static json_t *cmd_migrate(struct machine *m, json_t *req, bool save)
     if (!save)
         return ok();
     /* save answers when the file is complete. */
+    pthread_mutex_unlock(&cmd_lock);
     migration_join(m);
+    pthread_mutex_lock(&cmd_lock);
     struct migration_status st;
     migration_get_status(m, &st);
     if (st.state != MIG_COMPLETED)
@@ -160,6 +179,9 @@ char *ctl_handle(struct machine *m, const char *line)
     json_error_t jerr;
     json_t *req = json_loads(line, 0, &jerr), *resp;
     const char *cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
+    bool waits = cmd && (strcmp(cmd, "switchover") == 0 || strcmp(cmd, "replicate-stop") == 0);
+    if (!waits)
+        pthread_mutex_lock(&cmd_lock);
     if (!req || !json_is_object(req)) {
         char msg[300];
         snprintf(msg, sizeof msg, "request is not a JSON object: %s", jerr.text);
@@ -227,6 +249,8 @@ char *ctl_handle(struct machine *m, const char *line)
         snprintf(msg, sizeof msg, "unknown command '%.100s'", cmd);
         resp = fail(msg);
     }
+    if (!waits)
+        pthread_mutex_unlock(&cmd_lock);
     char *out = json_dumps(resp, JSON_COMPACT);
     json_decref(resp);
     json_decref(req);
@@ -285,6 +309,38 @@ out:
     close(fd);
 }
 
+static void *client_thread(void *arg)
+{
+    struct ctl_client *c = arg;
+    serve_client(c->srv, c->fd);
+    __atomic_sub_fetch(&c->srv->client_connected, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_lock(&c->srv->lock);
+    c->done = true;
+    pthread_mutex_unlock(&c->srv->lock);
+    return NULL;
+}
+
+/* Joins finished client threads; returns a free slot or NULL. */
+static struct ctl_client *reap_clients(struct ctl_server *srv, bool all)
+{
+    struct ctl_client *free_slot = NULL;
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+        struct ctl_client *c = &srv->clients[i];
+        pthread_mutex_lock(&srv->lock);
+        bool finished = c->used && c->done;
+        bool used = c->used;
+        pthread_mutex_unlock(&srv->lock);
+        if (finished || (all && used)) {
+            pthread_join(c->thread, NULL);
+            c->used = false;
+            used = false;
+        }
+        if (!used && !free_slot)
+            free_slot = c;
+    }
+    return free_slot;
+}
+
 static void *ctl_thread(void *arg)
 {
     struct ctl_server *srv = arg;
@@ -298,12 +354,24 @@ static void *ctl_thread(void *arg)
         if (!p[0].revents)
             continue;
         int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd >= 0) {
-            __atomic_store_n(&srv->client_connected, 1, __ATOMIC_RELEASE);
-            serve_client(srv, fd);
-            __atomic_store_n(&srv->client_connected, 0, __ATOMIC_RELEASE);
+        if (fd < 0)
+            continue;
+        struct ctl_client *c = reap_clients(srv, false);
+        if (!c) {
+            write_line(fd, "{\"ok\":false,\"error\":\"too many control clients\"}");
+            close(fd);
+            continue;
+        }
+        *c = (struct ctl_client){.srv = srv, .fd = fd, .used = true};
+        __atomic_add_fetch(&srv->client_connected, 1, __ATOMIC_ACQ_REL);
+        if (pthread_create(&c->thread, NULL, client_thread, c) != 0) {
+            __atomic_sub_fetch(&srv->client_connected, 1, __ATOMIC_ACQ_REL);
+            c->used = false;
+            close(fd);
         }
     }
+    /* Client threads see the stop pipe and end; wait for them. */
+    reap_clients(srv, true);
     return NULL;
 }
 
@@ -316,6 +384,7 @@ int ctl_start(struct machine *m, const char *path, struct ctl_server **out, stru
     if (!srv)
         return error_set(err, "out of memory");
     srv->m = m;
+    pthread_mutex_init(&srv->lock, NULL);
     snprintf(srv->path, sizeof srv->path, "%s", path);
     memcpy(addr.sun_path, path, strlen(path) + 1);
     srv->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -361,5 +430,6 @@ void ctl_stop(struct ctl_server *srv, int linger_ms)
     close(srv->stop_pipe[0]);
     close(srv->stop_pipe[1]);
     unlink(srv->path);
+    pthread_mutex_destroy(&srv->lock);
     free(srv);
 }
