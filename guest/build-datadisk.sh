@@ -28,7 +28,7 @@ die() { say "ERROR: $*"; exit 1; }
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 not found (install e2fsprogs)"
 
 key=$({ echo "--- build-datadisk.sh"; cat "${BASH_SOURCE[0]}"
-        mkfs.ext4 -V 2>&1 | head -n1; } | sha256sum | cut -c1-16)
+        mkfs.ext4 -V 2>&1 | sed -n 1p; } | sha256sum | cut -c1-16)
 ddir=$cache/datadisk/$key
 if [[ -f $ddir/data.ext4 ]]; then
     say "data disk: cached $ddir"

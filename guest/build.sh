@@ -85,7 +85,7 @@ exec 9>"$cache/.lock"
 flock 9
 
 # Toolchain identity goes into every key: a compiler update rebuilds all.
-toolchain=$(riscv64-linux-gnu-gcc --version | head -n1; riscv64-linux-gnu-ld --version | head -n1;
+toolchain=$(riscv64-linux-gnu-gcc --version | sed -n 1p; riscv64-linux-gnu-ld --version | sed -n 1p;
             dpkg-query -W -f='${Package} ${Version}\n' libc6-dev-riscv64-cross)
 
 # key_of: short content hash of stdin; 16 hex digits are plenty to tell
