@@ -107,7 +107,7 @@ def find_ferry(path):
 
 def find_guest(path):
     g = Path(path)
-    if not ((g / "Image").is_file() and (g / "initramfs.cpio.gz").is_file()):
+    if not ((g / "Image").is_file() and (g / "initramfs.cpio").is_file()):
         sys.exit(f"bench: no guest in {g} (run make guest)")
     return g.resolve()
 
@@ -118,7 +118,7 @@ def find_qemu(path):
 
 def qemu_argv(qemu, guest, smp=1, mem="256M", extra=()):
     return [qemu, "-M", "virt", "-bios", "default", "-nographic", "-smp", str(smp), "-m", mem,
-            "-kernel", str(guest / "Image"), "-initrd", str(guest / "initramfs.cpio.gz"),
+            "-kernel", str(guest / "Image"), "-initrd", str(guest / "initramfs.cpio"),
             "-append", QEMU_APPEND, *extra]
 
 

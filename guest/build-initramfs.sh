@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Assemble the ferry guest initramfs: busybox + guest/rootfs + the test
-# programs from guest/programs, packed as a gzip'd newc cpio owned by root.
+# programs from guest/programs, packed as an uncompressed newc cpio owned by root.
 # Normally run by guest/build.sh; the initramfs cache key covers this file.
 #
 # Usage: build-initramfs.sh BUSYBOXDIR GUESTDIR DESTDIR WORKDIR
 #   BUSYBOXDIR  holds busybox (static riscv64) and busybox.links
 #   GUESTDIR    the repository's guest/ directory (rootfs/, programs/)
-#   DESTDIR     receives initramfs.cpio.gz, its file listing and the
+#   DESTDIR     receives initramfs.cpio, its file listing and the
 #               program binaries (bin/) for reference
 #   WORKDIR     scratch staging directory (created here, deleted on exit)
 #
@@ -71,11 +71,11 @@ done
 
 echo "== packing"
 # Fixed timestamps, sorted names, root ownership and --reproducible (no
-# device/inode numbers) make the archive depend only on its contents;
-# gzip -n leaves out the name and time stamp.
+# device/inode numbers) make the archive depend only on its contents.
+# It stays uncompressed: unpacking a gzip'd initramfs is most of an
+# emulated kernel's boot time, and the bytes cost nothing in host RAM.
 find "$root" -exec touch -h -d @0 {} +
 (cd "$root" && find . -print0 | LC_ALL=C sort -z |
-    cpio --null -o -H newc -R 0:0 --reproducible --quiet) |
-    gzip -9 -n > "$dest/initramfs.cpio.gz"
+    cpio --null -o -H newc -R 0:0 --reproducible --quiet) > "$dest/initramfs.cpio"
 (cd "$root" && find . | LC_ALL=C sort) > "$dest/files.txt"
-echo "== done: $(stat -c %s "$dest/initramfs.cpio.gz") bytes, $(wc -l < "$dest/files.txt") entries"
+echo "== done: $(stat -c %s "$dest/initramfs.cpio") bytes, $(wc -l < "$dest/files.txt") entries"

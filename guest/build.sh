@@ -4,7 +4,7 @@
 #
 # Usage: guest/build.sh [OUTDIR_LINK]
 #   OUTDIR_LINK  symlink to create, pointing at a directory holding `Image`
-#                and `initramfs.cpio.gz` (default: build/guest, relative to
+#                and `initramfs.cpio` (default: build/guest, relative to
 #                the repository root; relative paths are taken from there).
 #
 # Outputs are cached outside the checkout in ${FERRY_CACHE:-/var/cache/ferry},
@@ -156,7 +156,7 @@ ikey=$({ echo "busybox $bkey"; echo "$toolchain"
          echo "--- programs"; tree_manifest "$guest/programs"
          echo "--- build-initramfs.sh"; cat "$guest/build-initramfs.sh"; } | key_of)
 idir=$cache/initramfs/$ikey
-if [[ -f $idir/initramfs.cpio.gz ]]; then
+if [[ -f $idir/initramfs.cpio ]]; then
     say "initramfs: cached $idir"
 else
     rm -rf "$idir.tmp"
@@ -171,12 +171,12 @@ fi
 #    cached artifacts, and the requested link pointing at it.
 # ---------------------------------------------------------------------------
 gdir=$cache/guest/$kkey-$ikey
-if [[ ! -e $gdir/Image || ! -e $gdir/initramfs.cpio.gz ]]; then
+if [[ ! -e $gdir/Image || ! -e $gdir/initramfs.cpio ]]; then
     rm -rf "$gdir.tmp"
     mkdir -p "$gdir.tmp"
     ln -s "../../kernel/$kkey/Image" "$gdir.tmp/Image"
     ln -s "../../kernel/$kkey/System.map" "$gdir.tmp/System.map"
-    ln -s "../../initramfs/$ikey/initramfs.cpio.gz" "$gdir.tmp/initramfs.cpio.gz"
+    ln -s "../../initramfs/$ikey/initramfs.cpio" "$gdir.tmp/initramfs.cpio"
     publish "$gdir.tmp" "$gdir"
 fi
 

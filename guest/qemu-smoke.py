@@ -80,7 +80,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     gdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "build", "guest")
     kernel = os.path.join(gdir, "Image")
-    initrd = os.path.join(gdir, "initramfs.cpio.gz")
+    initrd = os.path.join(gdir, "initramfs.cpio")
 
     tmp = tempfile.mkdtemp(prefix="ferry-smoke-")
     # small ext4 disk built from a directory, no mounting needed on the host

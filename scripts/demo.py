@@ -307,7 +307,7 @@ def preflight():
     ferry = Path(os.environ["FERRY"])
     if not os.access(ferry, os.X_OK):
         problems.append(f"no ferry binary at {ferry} (run make)")
-    for f in ("Image", "initramfs.cpio.gz", "data.ext4"):
+    for f in ("Image", "initramfs.cpio", "data.ext4"):
         if not (BUILD / "guest" / f).is_file():
             problems.append(f"no build/guest/{f} (run make guest)")
     if not problems:

@@ -56,7 +56,7 @@ static void run_usage(FILE *out)
             "ferry binary (guest/ or ../guest/).\n");
 }
 
-/* Finds the built-in guest directory holding Image and initramfs.cpio.gz. */
+/* Finds the built-in guest directory holding Image and initramfs.cpio. */
 static int find_guest_dir(char *out, size_t cap)
 {
     const char *env = getenv("FERRY_GUEST_DIR");
@@ -180,7 +180,7 @@ int cmd_run(int argc, char **argv)
             snprintf(kernel_path, sizeof kernel_path, "%s/Image", guest_dir);
             cfg.kernel = kernel_path;
             if (!cfg.initrd) {
-                snprintf(initrd_path, sizeof initrd_path, "%s/initramfs.cpio.gz", guest_dir);
+                snprintf(initrd_path, sizeof initrd_path, "%s/initramfs.cpio", guest_dir);
                 cfg.initrd = initrd_path;
             }
         }
@@ -193,7 +193,7 @@ int cmd_run(int argc, char **argv)
         snprintf(kernel_path, sizeof kernel_path, "%s/Image", guest_dir);
         cfg.kernel = kernel_path;
         if (!cfg.initrd) {
-            snprintf(initrd_path, sizeof initrd_path, "%s/initramfs.cpio.gz", guest_dir);
+            snprintf(initrd_path, sizeof initrd_path, "%s/initramfs.cpio", guest_dir);
             cfg.initrd = initrd_path;
         }
     }

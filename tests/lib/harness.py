@@ -9,7 +9,7 @@ Environment (set by tests/run.py for the test processes it starts; each has
 a sensible default so a test module can also be imported on its own):
     FERRY                      path of the ferry binary under test
     FERRY_TEST_TIMEOUT_SCALE   factor applied to every timeout (ASan is slow)
-    FERRY_GUEST_DIR            directory with Image and initramfs.cpio.gz
+    FERRY_GUEST_DIR            directory with Image and initramfs.cpio
 """
 
 import os
@@ -118,7 +118,7 @@ def guest_dir(ferry_path=None):
         bindir = Path(os.path.abspath(ferry_path)).parent
         cands += [bindir / "guest", bindir.parent / "guest"]
     for c in cands:
-        if (c / "Image").is_file() and (c / "initramfs.cpio.gz").is_file():
+        if (c / "Image").is_file() and (c / "initramfs.cpio").is_file():
             return c
     return None
 
@@ -127,7 +127,7 @@ def require_guest(ferry_path=None):
     """The guest directory; Skip when the guest has not been built."""
     d = guest_dir(ferry_path)
     if d is None:
-        raise Skip("guest not built (no build/guest/Image + initramfs.cpio.gz; run make guest)")
+        raise Skip("guest not built (no build/guest/Image + initramfs.cpio; run make guest)")
     return d
 
 

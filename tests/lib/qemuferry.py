@@ -29,7 +29,7 @@ def main():
         die("usage: qemuferry.py run [options]")
     args = args[1:]
     gdir = Path(os.environ.get("FERRY_GUEST_DIR") or REPO / "build" / "guest")
-    opt = {"kernel": str(gdir / "Image"), "initrd": str(gdir / "initramfs.cpio.gz"),
+    opt = {"kernel": str(gdir / "Image"), "initrd": str(gdir / "initramfs.cpio"),
            "append": "console=ttyS0 quiet", "mem": "256M", "smp": "1", "console": "stdio"}
     i = 0
     while i < len(args):

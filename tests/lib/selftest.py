@@ -128,7 +128,7 @@ def t_qemu():
     if not qemu:
         raise harness.Skip("no qemu-system-riscv64")
     argv = [qemu, "-M", "virt", "-bios", "default", "-nographic", "-smp", "2", "-m", "256M",
-            "-kernel", g / "Image", "-initrd", g / "initramfs.cpio.gz",
+            "-kernel", g / "Image", "-initrd", g / "initramfs.cpio",
             "-append", "console=ttyS0 quiet"]
     with ConsoleProcess(argv, name="qemu") as vm:
         secs = vm.boot(timeout=120)
