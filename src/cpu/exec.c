@@ -325,7 +325,9 @@ static bool exec_generic(struct hart *h, const struct decoded *d)
     bool ok;
     switch (d->op) {
     case OP_AMO: ok = exec_amo(h, d->raw); break;
-    case OP_FP: ok = fpu_exec(h, d->raw); break;
+    case OP_FP: case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
+        ok = fpu_exec(h, d->raw);
+        break;
     case OP_SYSTEM: ok = exec_system(h, d->raw); break;
     case OP_FENCE_I: machine_fence_i(h->machine); ok = true; break;
     default: illegal(h, d->raw); ok = false; break;
@@ -375,6 +377,7 @@ static void exec_uncached(struct hart *h)
             return;
         break;
     case OP_AMO: case OP_FP: case OP_SYSTEM: case OP_FENCE_I: case OP_ILLEGAL:
+    case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
         if (!exec_generic(h, &d))
             return;
         break;
@@ -400,7 +403,7 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
         L(MUL), L(MULH), L(MULHSU), L(MULHU), L(DIV), L(DIVU), L(REM), L(REMU),
         L(ADDW), L(SUBW), L(SLLW), L(SRLW), L(SRAW),
         L(MULW), L(DIVW), L(DIVUW), L(REMW), L(REMUW),
-        L(FENCE_I), L(AMO), L(SYSTEM), L(FP),
+        L(FENCE_I), L(AMO), L(SYSTEM), L(FP), L(FLW), L(FLD), L(FSW), L(FSD),
 #undef L
     };
     uint64_t *x = h->x;
@@ -579,6 +582,28 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
     do_REMW: x[d->rd] = remw(a, b); NEXT();
     do_REMUW: x[d->rd] = remuw(a, b); NEXT();
 
+    /* FP loads and stores only move bits: NaN-box singles, mark FS dirty.
+     * With FS off they go to the FPU, which raises illegal instruction. */
+    do_FLW:
+    do_FLD: {
+        uint64_t v;
+        if (unlikely(!(h->mstatus & MSTATUS_FS)))
+            goto do_FP;
+        if (!load(h, a + (uint64_t)imm, d->op == OP_FLD ? 8 : 4, &v, pc))
+            TRAPPED();
+        h->f[d->rd] = d->op == OP_FLD ? v : v | 0xffffffff00000000ull;
+        h->mstatus |= MSTATUS_FS;
+        CHECK_IRQ();
+        NEXT();
+    }
+    do_FSW:
+    do_FSD:
+        if (unlikely(!(h->mstatus & MSTATUS_FS)))
+            goto do_FP;
+        if (!store(h, a + (uint64_t)imm, d->op == OP_FSD ? 8 : 4, h->f[d->rs2], pc))
+            TRAPPED();
+        CHECK_IRQ();
+        NEXT();
     do_AMO:
     do_FP:
         h->pc = pc;

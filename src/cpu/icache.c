@@ -161,7 +161,13 @@ static uint8_t decode_op(uint32_t insn, int32_t *imm)
     case 0x0f: return f3 == 0 ? OP_NOP : f3 == 1 ? OP_FENCE_I : OP_ILLEGAL;
     case 0x2f: return OP_AMO;
     case 0x73: return OP_SYSTEM;
-    case 0x07: case 0x27: case 0x43: case 0x47: case 0x4b: case 0x4f: case 0x53: return OP_FP;
+    case 0x07:
+        *imm = imm_i(insn);
+        return f3 == 2 ? OP_FLW : f3 == 3 ? OP_FLD : OP_FP;
+    case 0x27:
+        *imm = imm_s(insn);
+        return f3 == 2 ? OP_FSW : f3 == 3 ? OP_FSD : OP_FP;
+    case 0x43: case 0x47: case 0x4b: case 0x4f: case 0x53: return OP_FP;
     default: return OP_ILLEGAL;
     }
 }
@@ -186,7 +192,7 @@ void icache_decode(struct decoded *d, uint32_t insn)
     d->rd = (full >> 7) & 31;
     d->rs1 = (full >> 15) & 31;
     d->rs2 = (full >> 20) & 31;
-    if (d->rd == 0) {
+    if (d->rd == 0 && op != OP_FLW && op != OP_FLD) {
         /* Pure register writes to x0 do nothing; jumps and loads keep their
          * effects and write into the discard slot. */
         if (op >= OP_ADDI && op <= OP_REMUW)

@@ -70,6 +70,7 @@ enum decoded_op {
     OP_ADDW, OP_SUBW, OP_SLLW, OP_SRLW, OP_SRAW,
     OP_MULW, OP_DIVW, OP_DIVUW, OP_REMW, OP_REMUW,
     OP_FENCE_I, OP_AMO, OP_SYSTEM, OP_FP,
+    OP_FLW, OP_FLD, OP_FSW, OP_FSD,   /* FP loads/stores: no rounding, fast path */
     OP_COUNT
 };
 
