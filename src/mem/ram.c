@@ -23,7 +23,10 @@ int ram_init(struct ram *ram, uint64_t base, uint64_t size, struct error *err)
     ram->npages = size >> RAM_PAGE_SHIFT;
     ram->dirty_words = (ram->npages + 63) / 64;
     ram->dirty = calloc(ram->dirty_words, sizeof *ram->dirty);
-    if (!ram->dirty) {
+    ram->touched = calloc(ram->dirty_words, sizeof *ram->touched);
+    if (!ram->dirty || !ram->touched) {
+        free(ram->dirty);
+        free(ram->touched);
         munmap(p, size);
         return error_set(err, "out of memory for the dirty bitmap");
     }
@@ -35,6 +38,7 @@ void ram_destroy(struct ram *ram)
     if (ram->host)
         munmap(ram->host, ram->size);
     free(ram->dirty);
+    free(ram->touched);
     memset(ram, 0, sizeof *ram);
 }
 

@@ -26,6 +26,7 @@ struct ram {
     uint64_t size;     /* bytes, a multiple of RAM_PAGE_SIZE */
     uint64_t npages;
     uint64_t *dirty;   /* one bit per page; access only through the functions below */
+    uint64_t *touched; /* one bit per page ever written; never cleared */
     size_t dirty_words;
 };
 
@@ -50,7 +51,19 @@ static inline uint8_t *ram_host(const struct ram *ram, uint64_t gpa)
  * so its cost stays off the store fast path. */
 static inline void ram_mark_dirty_page(struct ram *ram, uint64_t page)
 {
-    __atomic_fetch_or(&ram->dirty[page >> 6], 1ull << (page & 63), __ATOMIC_SEQ_CST);
+    uint64_t bit = 1ull << (page & 63);
+    /* `touched` only ever gains bits, so the relaxed pre-check is safe; it
+     * lets migration send never-written pages as zero without reading. */
+    if (!(__atomic_load_n(&ram->touched[page >> 6], __ATOMIC_RELAXED) & bit))
+        __atomic_fetch_or(&ram->touched[page >> 6], bit, __ATOMIC_SEQ_CST);
+    __atomic_fetch_or(&ram->dirty[page >> 6], bit, __ATOMIC_SEQ_CST);
+}
+
+/* True if the page was ever written (by the guest, a device or a loader):
+ * a page that was not is all zeros. */
+static inline bool ram_page_touched(const struct ram *ram, uint64_t page)
+{
+    return (__atomic_load_n(&ram->touched[page >> 6], __ATOMIC_ACQUIRE) >> (page & 63)) & 1;
 }
 
 /* Marks every page overlapping [gpa, gpa+len); gpa/len must be inside RAM. */

@@ -141,7 +141,8 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
         const uint8_t *host = ram->host + (page << RAM_PAGE_SHIFT);
         uint64_t entry = page << RAM_PAGE_SHIFT;
         c->pages++;
-        if (page_is_zero(host)) {
+        /* Never-written pages are zero: no need to read (and fault in) them. */
+        if (!ram_page_touched(ram, page) || page_is_zero(host)) {
             entry |= PAGE_ENTRY_ZERO;
             c->zero_pages++;
         } else {
@@ -193,6 +194,9 @@ int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, uint64
             memcpy(host, data, RAM_PAGE_SIZE);
             data += RAM_PAGE_SIZE;
             populated[page / 64] |= bit;
+            /* Content from the stream counts as written here: a later
+             * migration from this host must send it. */
+            ram_mark_dirty_page(ram, page);
         }
     }
     return 0;

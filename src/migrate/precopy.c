@@ -23,6 +23,7 @@
 #define MAX_ROUNDS 30
 #define MAX_RAM_MULTIPLE 3
 #define HANDSHAKE_TIMEOUT_MS 30000
+#define DOWNTIME_SAFETY 0.5
 
 /* FERRY_MIGRATION_TRACE=1 prints the time of each step of the final copy. */
 static void trace_step(const char *step, uint64_t since)
@@ -170,7 +171,10 @@ static void *migration_thread(void *arg)
             mig->st.pages = total.pages;
             mig->st.zero_pages = total.zero_pages;
             pthread_mutex_unlock(&mig->lock);
-            if (predicted <= (double)p->max_downtime_ns) {
+            /* Half the target: the send rate measured here runs ahead of
+             * what the destination has applied (socket buffers), and the
+             * stop itself costs a pause and a round trip. */
+            if (predicted <= (double)p->max_downtime_ns * DOWNTIME_SAFETY) {
                 pthread_mutex_lock(&mig->lock);
                 mig->st.converged = true;
                 pthread_mutex_unlock(&mig->lock);

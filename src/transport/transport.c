@@ -40,7 +40,9 @@ int transport_parse_tcp(const char *uri, char *host, size_t host_cap, char *port
 
 static void tune_socket(int fd)
 {
-    int one = 1, buf = 4 << 20;
+    /* Modest buffers: the send rate the source measures then tracks what
+     * the destination has applied, so the final pause has little backlog. */
+    int one = 1, buf = 1 << 20;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
