@@ -80,6 +80,14 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
                         (unsigned long long)mine);
             }
             return 0;
+        case REC_PING:
+            /* The source measures what we have applied, not what sits in
+             * socket buffers: answer once everything before is in RAM. */
+            if (!in->ep.is_file &&
+                (stream_put(&in->s, REC_PONG, body, len > 8 ? 8 : len, err) < 0 ||
+                 stream_flush(&in->s, err) < 0))
+                return -1;
+            break;
         case REC_ERROR:
             return error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
                              (const char *)body);

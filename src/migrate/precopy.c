@@ -135,9 +135,18 @@ static void *migration_thread(void *arg)
                 goto fail;
             struct page_counters c = {0};
             uint64_t t_round = vclock_host_ns(), wire0 = s.bytes_written + s.wlen;
-            if (mstate_put_pages(&s, m, bitmap, &c, p->bandwidth, &mig->cancel, &err) < 0 ||
-                stream_flush(&s, &err) < 0)
+            if (mstate_put_pages(&s, m, bitmap, &c, p->bandwidth, &mig->cancel, &err) < 0)
                 goto fail;
+            if (!ep.is_file) {
+                /* Round trip: the round counts as done when the destination
+                 * has applied it, so the rate below is end to end and no
+                 * backlog is left for the final pause. */
+                if (stream_put(&s, REC_PING, rb, 4, &err) < 0 || stream_flush(&s, &err) < 0 ||
+                    wait_reply(&s, REC_PONG, &err) < 0)
+                    goto fail;
+            } else if (stream_flush(&s, &err) < 0) {
+                goto fail;
+            }
             uint64_t dur = vclock_host_ns() - t_round;
             if (dur == 0)
                 dur = 1;

@@ -40,6 +40,13 @@ struct replication {
     char switch_err[512];
     int fd;
     uint64_t interval_sum_ns, interval_count;
+    /* Heartbeats come from their own thread, so a slow disk commit or a
+     * long staging never looks like a dead primary; send_lock keeps its
+     * small records from landing inside a checkpoint. */
+    pthread_t heartbeat;
+    bool heartbeat_running, heartbeat_stop;
+    pthread_mutex_t send_lock;
+    struct stream *hb_stream;
 };
 
 static uint64_t now_ns(void) { return vclock_host_ns(); }
@@ -159,6 +166,53 @@ static int wait_record(struct stream *s, uint32_t want, uint64_t epoch, struct e
     }
 }
 
+static void *heartbeat_thread(void *arg)
+{
+    struct replication *r = arg;
+    for (;;) {
+        struct timespec ts = {0, (long)HEARTBEAT_NS};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&r->send_lock);
+        bool stop = r->heartbeat_stop;
+        struct error err;
+        if (!stop && stream_send_small(r->hb_stream, REC_HEARTBEAT, NULL, 0, &err) < 0)
+            stop = true; /* the main thread sees the broken link too */
+        pthread_mutex_unlock(&r->send_lock);
+        if (stop)
+            return NULL;
+    }
+}
+
+static void heartbeat_start(struct replication *r, struct stream *s)
+{
+    r->hb_stream = s;
+    r->heartbeat_stop = false;
+    r->heartbeat_running = pthread_create(&r->heartbeat, NULL, heartbeat_thread, r) == 0;
+}
+
+static void heartbeat_end(struct replication *r)
+{
+    if (!r->heartbeat_running)
+        return;
+    pthread_mutex_lock(&r->send_lock);
+    r->heartbeat_stop = true;
+    pthread_mutex_unlock(&r->send_lock);
+    pthread_join(r->heartbeat, NULL);
+    r->heartbeat_running = false;
+}
+
+/* Sends (and flushes) what the main thread buffered, under send_lock. */
+static int send_locked(struct replication *r, struct stream *s, const struct stream *captured,
+                       struct error *err)
+{
+    pthread_mutex_lock(&r->send_lock);
+    int rc = captured ? stream_send_captured(s, captured, err) : 0;
+    if (rc == 0)
+        rc = stream_flush(s, err);
+    pthread_mutex_unlock(&r->send_lock);
+    return rc;
+}
+
 static void *replication_thread(void *arg)
 {
     struct replication *r = arg;
@@ -200,27 +254,21 @@ static void *replication_thread(void *arg)
         struct page_counters c = {0};
         if (mstate_put_pages(&s, m, bitmap, &c, 0, NULL, &err) < 0 || stream_flush(&s, &err) < 0)
             goto fail;
+        /* Records go straight to the socket from here on only under
+         * send_lock; the heartbeat thread starts after the bulk copy. */
         if (machine_dirty_sync_remote(m, bitmap) < 0) {
             error_set(&err, "the machine stopped");
             goto fail;
         }
     }
 
-    uint64_t next = now_ns(), last_cp = 0, last_sent = now_ns();
+    heartbeat_start(r, &s);
+    uint64_t next = now_ns(), last_cp = 0;
     for (;;) {
         /* Sleep until the epoch ends, unless asked to stop or switch. */
         pthread_mutex_lock(&r->lock);
         while (!r->stop_requested && !r->switch_requested && now_ns() < next) {
-            if (now_ns() - last_sent >= HEARTBEAT_NS) {
-                pthread_mutex_unlock(&r->lock);
-                if (stream_put(&s, REC_HEARTBEAT, NULL, 0, &err) < 0 ||
-                    stream_flush(&s, &err) < 0)
-                    goto fail;
-                last_sent = now_ns();
-                pthread_mutex_lock(&r->lock);
-                continue;
-            }
-            uint64_t t = next < last_sent + HEARTBEAT_NS ? next : last_sent + HEARTBEAT_NS;
+            uint64_t t = next;
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             uint64_t wait = t - now_ns();
@@ -239,7 +287,7 @@ static void *replication_thread(void *arg)
         pthread_mutex_unlock(&r->lock);
         if (stop) {
             stream_put(&s, REC_STOP, NULL, 0, &err);
-            stream_flush(&s, &err);
+            send_locked(r, &s, NULL, &err);
             break;
         }
 
@@ -266,11 +314,9 @@ static void *replication_thread(void *arg)
             machine_resume(m);
             paused = false;
         }
-        if (stream_send_captured(&s, &cs, &err) < 0 || stream_flush(&s, &err) < 0 ||
-            wait_record(&s, REC_ACK, epoch, &err) < 0)
+        if (send_locked(r, &s, &cs, &err) < 0 || wait_record(&s, REC_ACK, epoch, &err) < 0)
             goto fail;
         acked = epoch;
-        last_sent = now_ns();
         for_each_device(m, commit_epoch, epoch);
         uint64_t t_ack = now_ns();
         pthread_mutex_lock(&r->lock);
@@ -297,7 +343,7 @@ static void *replication_thread(void *arg)
 
         if (switching) {
             /* The standby holds the final state: hand the guest over. */
-            if (stream_put(&s, REC_GO, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0 ||
+            if (stream_put(&s, REC_GO, NULL, 0, &err) < 0 || send_locked(r, &s, NULL, &err) < 0 ||
                 wait_record(&s, REC_RUNNING, 0, &err) < 0) {
                 /* Past GO the standby may run the guest: never resume. */
                 pthread_mutex_lock(&r->lock);
@@ -334,6 +380,7 @@ static void *replication_thread(void *arg)
     goto out;
 
 fail:
+    heartbeat_end(r);
     /* The standby is gone or broken: never hold the guest hostage. */
     if (holding)
         for_each_device(m, hold_off, 0);
@@ -351,6 +398,7 @@ fail:
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
 out:
+    heartbeat_end(r);
     stream_free(&s);
     stream_free(&cs);
     transport_close(&ep);
@@ -388,6 +436,7 @@ int replication_start(struct machine *m, const struct replication_params *p, str
     r->fd = -1;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->cond, NULL);
+    pthread_mutex_init(&r->send_lock, NULL);
     r->st.state = REPL_SYNCING;
     r->st.interval_ns = p->interval_ns;
     snprintf(r->st.uri, sizeof r->st.uri, "%s", p->uri);
@@ -463,6 +512,7 @@ void replication_free(struct machine *m)
     pthread_join(r->thread, NULL);
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->cond);
+    pthread_mutex_destroy(&r->send_lock);
     free(r);
     m->replication = NULL;
 }

@@ -200,6 +200,8 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
             staged_clear(&sb);
             break;
         }
+        if (type == REC_HEARTBEAT)
+            continue;
         if (type == REC_CHECKPOINT) {
             staged_clear(&sb);
             in_checkpoint = true;

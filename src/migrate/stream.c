@@ -207,3 +207,17 @@ int stream_send_captured(struct stream *s, const struct stream *captured, struct
         return -1;
     return write_all(s, captured->wbuf, captured->wlen, err);
 }
+
+int stream_send_small(struct stream *s, uint32_t type, const void *body, size_t len,
+                      struct error *err)
+{
+    uint8_t rec[8 + 256 + 4];
+    if (len > 256)
+        return error_set(err, "small record too large");
+    put_u32(rec, type);
+    put_u32(rec + 4, (uint32_t)len);
+    if (len)
+        memcpy(rec + 8, body, len);
+    put_u32(rec + 8 + len, crc32c(0, rec, 8 + len));
+    return write_all(s, rec, 12 + len, err);
+}

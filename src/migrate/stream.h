@@ -33,12 +33,14 @@ enum record_type {
     REC_HEARTBEAT = REC_OPTIONAL | 9,
     REC_DISK_WRITE = 10, /* replication: u32 slot, u64 offset, data */
     REC_STOP = 11,       /* replication: protection ends, the standby exits */
+    REC_PING = 12,       /* u32 token: answer with PONG once everything before is applied */
     /* Return path, destination to source. */
     REC_READY = 0x100,   /* state received and verified; waiting for GO */
     REC_GO = 0x101,      /* source: the destination may run the guest */
     REC_RUNNING = 0x102, /* destination resumed the guest */
     REC_ERROR = 0x103,   /* text: why the destination gave up */
     REC_ACK = 0x104,     /* replication: checkpoint epoch N applied */
+    REC_PONG = 0x105,    /* u32 token of the PING it answers */
 };
 
 #define PAGE_ENTRY_ZERO 1ull  /* the page is all zeros: no data follows */
@@ -72,6 +74,12 @@ int stream_flush(struct stream *s, struct error *err);
 /* Sends the records a capturing stream accumulated (a replication
  * checkpoint staged while the guest was paused). */
 int stream_send_captured(struct stream *s, const struct stream *captured, struct error *err);
+
+/* Writes one small record (at most 256 bytes of body) straight to the fd,
+ * bypassing the buffer: for a second thread (replication heartbeats) that
+ * serializes with the owner through its own lock. */
+int stream_send_small(struct stream *s, uint32_t type, const void *body, size_t len,
+                      struct error *err);
 
 /* Reads the next record into s->rbuf; checks length and CRC. Optional
  * records of unknown type are returned too: the caller skips them. */
