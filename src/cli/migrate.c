@@ -63,7 +63,8 @@ static void print_report(json_t *mig)
            num(mig, "downtime_ms"));
     printf("  predicted downtime %.2f ms (target %.2f ms)%s\n", num(mig, "predicted_downtime_ms"),
            num(mig, "max_downtime_ms"),
-           json_is_true(json_object_get(mig, "live")) && !json_is_true(json_object_get(mig, "converged"))
+           state && strcmp(state, "completed") == 0 && json_is_true(json_object_get(mig, "live")) &&
+                   !json_is_true(json_object_get(mig, "converged"))
                ? " - pre-copy did not converge; stopped and copied anyway" : "");
     printf("  bytes on the wire  %.0f (%.1f MiB)\n", num(mig, "wire_bytes"),
            num(mig, "wire_bytes") / 1048576.0);

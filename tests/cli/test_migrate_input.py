@@ -233,7 +233,8 @@ def test_incoming_v1_stream_over_tcp():
                 chunk = s.recv(rlen + 4 - len(rest))
                 assert chunk, "destination closed the connection mid-record"
                 rest += chunk
-            assert struct.unpack("<I", rest[rlen:])[0] == crc32c(buf + rest[:rlen]), "bad CRC from destination"
+            crc = struct.unpack("<I", rest[rlen:])[0]
+            assert crc == crc32c(buf + rest[:rlen]), "bad CRC from the destination"
             return rtype, rest[:rlen]
 
         rtype, body = read_record()
