@@ -22,6 +22,14 @@ int ctl_connect(const char *path, struct error *err);
 /* Sends one request line and returns the malloc'd response line. */
 char *ctl_request(int fd, const char *line, struct error *err);
 
+/* JSON conveniences on top (jansson). ctl_ask returns the parsed answer or
+ * NULL with a message. ctl_call connects to PATH, sends req (consumed) and
+ * returns 0 with an "ok": true answer in *resp, or 1 after printing the
+ * error line. */
+typedef struct json_t json_t;
+json_t *ctl_ask(int fd, json_t *req, struct error *err);
+int ctl_call(const char *path, json_t *req, json_t **resp);
+
 /* Parses sizes like 256M, 1G, 65536, 64K. */
 int cli_parse_size(const char *text, uint64_t *out, struct error *err);
 

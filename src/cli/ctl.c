@@ -64,6 +64,42 @@ char *ctl_request(int fd, const char *line, struct error *err)
     return NULL;
 }
 
+json_t *ctl_ask(int fd, json_t *req, struct error *err)
+{
+    char *line = json_dumps(req, JSON_COMPACT);
+    char *resp = ctl_request(fd, line, err);
+    free(line);
+    if (!resp)
+        return NULL;
+    json_t *j = json_loads(resp, 0, NULL);
+    free(resp);
+    if (!j)
+        error_set(err, "the VM answered something that is not JSON");
+    return j;
+}
+
+int ctl_call(const char *path, json_t *req, json_t **resp_out)
+{
+    struct error err;
+    int fd = ctl_connect(path, &err);
+    json_t *j = fd < 0 ? NULL : ctl_ask(fd, req, &err);
+    json_decref(req);
+    if (fd >= 0)
+        close(fd);
+    if (!j) {
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    if (!json_is_true(json_object_get(j, "ok"))) {
+        const char *e = json_string_value(json_object_get(j, "error"));
+        cli_error("%s", e ? e : "the VM's answer was not understood");
+        json_decref(j);
+        return 1;
+    }
+    *resp_out = j;
+    return 0;
+}
+
 static json_t *word_value(const char *v)
 {
     char *end;

@@ -37,20 +37,6 @@ static int parse_duration(const char *text, double *ns)
     return 0;
 }
 
-static json_t *ask(int fd, json_t *req, struct error *err)
-{
-    char *line = json_dumps(req, JSON_COMPACT);
-    char *resp = ctl_request(fd, line, err);
-    free(line);
-    if (!resp)
-        return NULL;
-    json_t *j = json_loads(resp, 0, NULL);
-    free(resp);
-    if (!j)
-        error_set(err, "the VM answered something that is not JSON");
-    return j;
-}
-
 static double num(json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }
 
 static void print_report(json_t *mig)
@@ -152,7 +138,7 @@ int cmd_migrate(int argc, char **argv)
     json_t *req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b}", "cmd", "migrate", "uri", uri,
                             "live", live, "max_downtime_ms", downtime_ns / 1e6,
                             "bandwidth", (json_int_t)bandwidth, "verify", verify);
-    json_t *resp = ask(fd, req, &err);
+    json_t *resp = ctl_ask(fd, req, &err);
     json_decref(req);
     if (!resp || !json_is_true(json_object_get(resp, "ok"))) {
         cli_error("%s", resp ? json_string_value(json_object_get(resp, "error")) : err.msg);
@@ -166,7 +152,7 @@ int cmd_migrate(int argc, char **argv)
     json_t *mig = NULL;
     for (;;) {
         json_t *q = json_pack("{s:s}", "cmd", "migrate-status");
-        json_t *st = ask(fd, q, &err);
+        json_t *st = ctl_ask(fd, q, &err);
         json_decref(q);
         if (!st) {
             cli_error("lost the VM's control socket: %s", err.msg);
@@ -262,7 +248,7 @@ int cmd_save(int argc, char **argv)
                             keep_running);
     if (stream_version)
         json_object_set_new(req, "stream_version", json_integer(stream_version));
-    json_t *resp = ask(fd, req, &err);
+    json_t *resp = ctl_ask(fd, req, &err);
     json_decref(req);
     close(fd);
     if (!resp || !json_is_true(json_object_get(resp, "ok"))) {

@@ -11,36 +11,6 @@
 
 #include "cli/cli.h"
 
-static int ctl_call(const char *path, json_t *req, json_t **resp_out)
-{
-    struct error err;
-    int fd = ctl_connect(path, &err);
-    if (fd < 0) {
-        json_decref(req);
-        cli_error("%s", err.msg);
-        return 1;
-    }
-    char *line = json_dumps(req, JSON_COMPACT);
-    json_decref(req);
-    char *resp = ctl_request(fd, line, &err);
-    free(line);
-    close(fd);
-    if (!resp) {
-        cli_error("%s", err.msg);
-        return 1;
-    }
-    json_t *j = json_loads(resp, 0, NULL);
-    free(resp);
-    if (!j || !json_is_true(json_object_get(j, "ok"))) {
-        const char *e = j ? json_string_value(json_object_get(j, "error")) : NULL;
-        cli_error("%s", e ? e : "the VM's answer was not understood");
-        json_decref(j);
-        return 1;
-    }
-    *resp_out = j;
-    return 0;
-}
-
 static void print_replication(json_t *r)
 {
     char *text = json_dumps(r, JSON_INDENT(2));
