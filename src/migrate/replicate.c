@@ -268,10 +268,12 @@ static void *replication_thread(void *arg)
         /* Sleep until the epoch ends, unless asked to stop or switch. */
         pthread_mutex_lock(&r->lock);
         while (!r->stop_requested && !r->switch_requested && now_ns() < next) {
-            uint64_t t = next;
+            uint64_t t = next, tnow = now_ns();
+            if (t <= tnow)
+                continue; /* the deadline passed meanwhile: no unsigned wrap */
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint64_t wait = t - now_ns();
+            uint64_t wait = t - tnow;
             ts.tv_sec += (time_t)(wait / 1000000000);
             ts.tv_nsec += (long)(wait % 1000000000);
             if (ts.tv_nsec >= 1000000000) {
@@ -435,7 +437,12 @@ int replication_start(struct machine *m, const struct replication_params *p, str
     r->p = *p;
     r->fd = -1;
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->cond, NULL);
+    /* The epoch deadlines are CLOCK_MONOTONIC: the condition must be too. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cond, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&r->send_lock, NULL);
     r->st.state = REPL_SYNCING;
     r->st.interval_ns = p->interval_ns;
