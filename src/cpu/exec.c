@@ -1,5 +1,8 @@
-/* The interpreter: fetch, decode and execute, with TLB fast paths for
- * fetches, loads and stores. Compressed instructions are expanded first. */
+/* The interpreter. Instructions are decoded once into the per-page slots
+ * of the decoded-instruction cache (icache.c; RVC expanded there) and run
+ * by threaded dispatch (computed goto) while execution stays in the page;
+ * loads and stores hit the TLB's host-pointer addends. Everything unusual
+ * (CSRs, traps, AMOs, most FP, MMIO, page crossings) takes slow paths. */
 #include <string.h>
 
 #include "cpu/cpu_internal.h"

@@ -118,7 +118,7 @@ static struct sbi_ret sbi_dispatch(struct hart *h, uint64_t ext, uint64_t fid)
             return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
         return (struct sbi_ret){for_each_hart(m, a[0], a[1], ipi_one), 0};
     case EXT_RFENCE:
-        /* remote fence.i needs nothing (no decoded-code cache); remote
+        /* remote fence.i drops the shared decoded-code cache; the remote
          * sfence.vma variants flush the targets' TLBs. */
         if (fid > 6)
             return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
