@@ -91,8 +91,9 @@ void hart_reset(struct hart *h, uint64_t pc);
  * state SBI HSM hart_start and the boot ROM hand to a kernel). */
 void hart_start_supervisor(struct hart *h, uint64_t addr, uint64_t arg);
 
-/* Drops every cached translation (satp, sfence.vma, privilege or MPRV/SUM/
- * MXR changes, state load, dirty-log harvest). */
+/* Drops every cached translation (satp writes, sfence.vma, state load).
+ * Privilege, MPRV, SUM and MXR changes need no flush: the TLB tag carries
+ * them (hart_update_ctx). */
 void hart_tlb_flush(struct hart *h);
 /* Drops only write entries: after a dirty-log harvest, the next store to each
  * page must re-mark it. */
