@@ -109,7 +109,7 @@ struct virtq_seg {
     bool write;
 };
 
-#define VIRTQ_MAX_SEGS 64
+#define VIRTQ_MAX_SEGS 256 /* a 1 MiB request in 4 KiB pages plus header and status */
 struct virtq_req {
     uint16_t head;
     unsigned nseg;
