@@ -34,14 +34,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/if_tun.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "backend/tap.h"
 #include "dev/virtio_devices.h"
 
+#define VIRTIO_NET_F_CSUM (1ull << 0)       /* we finish checksums the guest left */
+#define VIRTIO_NET_F_GUEST_CSUM (1ull << 1) /* the guest accepts partial checksums */
 #define VIRTIO_NET_F_MAC (1ull << 5)
+#define VIRTIO_NET_F_GUEST_TSO4 (1ull << 7) /* the guest accepts large TCP segments */
+#define VIRTIO_NET_F_GUEST_TSO6 (1ull << 8)
+#define VIRTIO_NET_F_HOST_TSO4 (1ull << 11) /* we accept large TCP segments */
+#define VIRTIO_NET_F_HOST_TSO6 (1ull << 12)
 #define VIRTIO_NET_F_STATUS (1ull << 16)
+/* Offloads: the 12-byte header travels between the guest and the tap
+ * (IFF_VNET_HDR) unchanged, so the host kernel does the checksum and
+ * segmentation work the guest's negotiated features leave to the device. */
+#define NET_OFFLOADS (VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4 | VIRTIO_NET_F_HOST_TSO6 | \
+                      VIRTIO_NET_F_GUEST_CSUM | VIRTIO_NET_F_GUEST_TSO4 | VIRTIO_NET_F_GUEST_TSO6)
 #define VIRTIO_NET_S_LINK_UP 1
 
 #define NET_RXQ 0
@@ -64,6 +77,7 @@ struct held_frame {
 struct vnet {
     struct virtio_dev *dev;
     int tap_fd;
+    unsigned tap_offloads;        /* TUN_F_* last set on the tap */
     int event_fd;                 /* notifications and control */
     char ifname[TAP_NAME_MAX + 1];
     uint8_t mac[6];
@@ -100,6 +114,14 @@ struct vnet {
 };
 
 static const struct virtio_device_ops net_ops;
+
+/* Features the driver acknowledged (fixed once it set FEATURES_OK). */
+static uint64_t vnet_features(const struct vnet *n);
+
+static uint64_t vnet_features(const struct vnet *n)
+{
+    return __atomic_load_n(&n->dev->s.driver_features, __ATOMIC_RELAXED);
+}
 
 static struct vnet *vnet_of(const struct virtio_dev *dev)
 {
@@ -222,9 +244,14 @@ static void vnet_tx(struct vnet *n)
             virtq_read(n->dev, &req, 0, n->tx_frame, len) != (ssize_t)len) {
             n->tx_dropped++;
         } else {
-            /* No offloads were negotiated: whatever the guest put in the
-             * header, the tap gets "complete frame, nothing to do". */
-            memset(n->tx_frame, 0, NET_HDR_LEN);
+            if (vnet_features(n) & VIRTIO_NET_F_CSUM) {
+                /* Checksum/segmentation requests go to the tap as the
+                 * guest wrote them; num_buffers is for received frames. */
+                n->tx_frame[10] = n->tx_frame[11] = 0;
+            } else {
+                /* Without offloads the tap gets "complete frame". */
+                memset(n->tx_frame, 0, NET_HDR_LEN);
+            }
             /* Sent (a frame the tap refuses is lost, as on a wire) or
              * held for the standby's acknowledgement. */
             vnet_output(n, len);
@@ -260,8 +287,27 @@ static bool vnet_read_frame(struct vnet *n)
     }
 }
 
+/* Lets the tap hand us what the guest negotiated to accept: partial
+ * checksums and large TCP segments (needs GUEST_CSUM). Checked before each
+ * receive batch, so a driver reset or a migrated state takes effect. */
+static void vnet_sync_offloads(struct vnet *n)
+{
+    uint64_t f = vnet_features(n);
+    unsigned want = 0;
+    if (f & VIRTIO_NET_F_GUEST_CSUM) {
+        want |= TUN_F_CSUM;
+        if (f & VIRTIO_NET_F_GUEST_TSO4)
+            want |= TUN_F_TSO4;
+        if (f & VIRTIO_NET_F_GUEST_TSO6)
+            want |= TUN_F_TSO6;
+    }
+    if (want != n->tap_offloads && ioctl(n->tap_fd, TUNSETOFFLOAD, (unsigned long)want) == 0)
+        n->tap_offloads = want;
+}
+
 static void vnet_rx(struct vnet *n)
 {
+    vnet_sync_offloads(n);
     while (!n->rx_wait) {
         if (!n->rx_len && !vnet_read_frame(n))
             return;
@@ -278,8 +324,13 @@ static void vnet_rx(struct vnet *n)
              * completion makes the driver drop it and recycle the buffer. */
             n->rx_dropped++;
         } else {
-            memset(n->rx_frame, 0, NET_HDR_LEN);
+            /* The tap's header says what it left undone (partial
+             * checksum, segmentation), which the guest agreed to accept
+             * when the tap was allowed to leave it. */
+            if (!n->tap_offloads)
+                memset(n->rx_frame, 0, NET_HDR_LEN);
             n->rx_frame[10] = 1; /* num_buffers, little-endian */
+            n->rx_frame[11] = 0;
             if (virtq_write(n->dev, &req, 0, n->rx_frame, n->rx_len) == (ssize_t)n->rx_len) {
                 written = (uint32_t)n->rx_len;
                 n->rx_frames++;
@@ -444,7 +495,7 @@ static const struct virtio_device_ops net_ops = {
     .resume = virtio_net_resume,
     .name = "virtio-net",
     .device_id = VIRTIO_ID_NET,
-    .features = VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS,
+    .features = VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | NET_OFFLOADS,
     .num_queues = 2,
     .config_read = net_config_read,
     .config_write = net_config_write,
