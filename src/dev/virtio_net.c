@@ -1,9 +1,12 @@
 /* virtio-net (device id 1) on a tap interface.
  *
- * Features: MAC and STATUS (link always up), plus VERSION_1 from the
- * transport. No offloads: every frame is complete with valid checksums, so
- * the 12-byte virtio_net_hdr is all zeros except num_buffers = 1 on RX,
- * and the guest's header is ignored on TX (it is zero anyway).
+ * Features: MAC and STATUS (link always up), VERSION_1 from the transport,
+ * and checksum + TCP segmentation offloads in both directions. The tap is
+ * opened with IFF_VNET_HDR, so the 12-byte virtio_net_hdr passes between
+ * guest and tap unchanged (num_buffers = 1 on RX): the host kernel does the
+ * checksum and segmentation work the guest left, and hands the guest only
+ * what the guest negotiated to accept (TUNSETOFFLOAD follows the driver's
+ * features). A driver that declines the offloads gets all-zero headers.
  *
  * Queue 0 is RX, queue 1 is TX. One I/O thread per card poll()s the tap
  * and an eventfd the vCPU thread signals on queue notifications:
