@@ -33,6 +33,9 @@ int ctl_call(const char *path, json_t *req, json_t **resp);
 /* Parses sizes like 256M, 1G, 65536, 64K. */
 int cli_parse_size(const char *text, uint64_t *out, struct error *err);
 
+/* Parses durations like 5ms, 300us, 1.5s, 800ns into nanoseconds. */
+int cli_parse_duration(const char *text, double *ns);
+
 /* Prints "ferry: <message>" as one line on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -48,6 +48,20 @@ int cli_parse_size(const char *text, uint64_t *out, struct error *err)
     return 0;
 }
 
+int cli_parse_duration(const char *text, double *ns)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || !(v > 0))
+        return -1;
+    if (strcmp(end, "ms") == 0) *ns = v * 1e6;
+    else if (strcmp(end, "us") == 0) *ns = v * 1e3;
+    else if (strcmp(end, "s") == 0) *ns = v * 1e9;
+    else if (strcmp(end, "ns") == 0) *ns = v;
+    else return -1;
+    return 0;
+}
+
 int cli_flag_value(int argc, char **argv, int *i, const char *name, const char **value)
 {
     size_t n = strlen(name);

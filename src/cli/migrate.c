@@ -22,21 +22,6 @@ static void migrate_usage(FILE *out)
             "  --json              print the final report as JSON\n");
 }
 
-/* Parses 5ms, 300us, 1s, 2.5ms into nanoseconds. */
-static int parse_duration(const char *text, double *ns)
-{
-    char *end;
-    double v = strtod(text, &end);
-    if (end == text || v <= 0)
-        return -1;
-    if (strcmp(end, "ms") == 0) *ns = v * 1e6;
-    else if (strcmp(end, "us") == 0) *ns = v * 1e3;
-    else if (strcmp(end, "s") == 0) *ns = v * 1e9;
-    else if (strcmp(end, "ns") == 0) *ns = v;
-    else return -1;
-    return 0;
-}
-
 static double num(json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }
 
 static void print_report(json_t *mig)
@@ -97,7 +82,7 @@ int cmd_migrate(int argc, char **argv)
         } else if ((r = cli_flag_value(argc, argv, &i, "--max-downtime", &v)) != 0) {
             if (r < 0)
                 return EXIT_USAGE;
-            if (parse_duration(v, &downtime_ns) < 0) {
+            if (cli_parse_duration(v, &downtime_ns) < 0) {
                 cli_error("--max-downtime must be a duration like 5ms or 1s, not '%s'", v);
                 return EXIT_USAGE;
             }
@@ -238,24 +223,12 @@ int cmd_save(int argc, char **argv)
         cli_error("usage: ferry save PATH FILE [--keep-running]");
         return EXIT_USAGE;
     }
-    struct error err;
-    int fd = ctl_connect(path, &err);
-    if (fd < 0) {
-        cli_error("%s", err.msg);
-        return 1;
-    }
     json_t *req = json_pack("{s:s, s:s, s:b}", "cmd", "save", "file", file, "keep_running",
-                            keep_running);
+                            keep_running), *resp;
     if (stream_version)
         json_object_set_new(req, "stream_version", json_integer(stream_version));
-    json_t *resp = ctl_ask(fd, req, &err);
-    json_decref(req);
-    close(fd);
-    if (!resp || !json_is_true(json_object_get(resp, "ok"))) {
-        cli_error("%s", resp ? json_string_value(json_object_get(resp, "error")) : err.msg);
-        json_decref(resp);
+    if (ctl_call(path, req, &resp))
         return 1;
-    }
     json_t *mig = json_object_get(resp, "migration");
     printf("saved to %s: %.0f bytes, %.0f pages (%.0f zero), %.1f ms\n", file,
            num(mig, "wire_bytes"), num(mig, "pages"), num(mig, "zero_pages"), num(mig, "total_ms"));

@@ -36,18 +36,14 @@ int cmd_replicate(int argc, char **argv)
         } else if (strcmp(argv[i], "--status") == 0) {
             status = true;
         } else if ((r = cli_flag_value(argc, argv, &i, "--interval", &v)) != 0) {
-            char *end;
+            double ns;
             if (r < 0)
                 return EXIT_USAGE;
-            interval_ms = strtod(v, &end);
-            if (end == v || interval_ms <= 0 || strcmp(end, "ms") != 0) {
-                if (end != v && strcmp(end, "s") == 0 && interval_ms > 0) {
-                    interval_ms *= 1000;
-                } else {
-                    cli_error("--interval must be a duration like 25ms, not '%s'", v);
-                    return EXIT_USAGE;
-                }
+            if (cli_parse_duration(v, &ns) < 0) {
+                cli_error("--interval must be a duration like 25ms, not '%s'", v);
+                return EXIT_USAGE;
             }
+            interval_ms = ns / 1e6;
         } else if (argv[i][0] == '-') {
             cli_error("unknown option '%s' for 'ferry replicate' (try --help)", argv[i]);
             return EXIT_USAGE;

@@ -220,15 +220,13 @@ int cmd_run(int argc, char **argv)
     }
     uint64_t heartbeat_ns = 500ull * 1000 * 1000;
     if (heartbeat) {
-        char *end;
-        double v = strtod(heartbeat, &end);
-        double scale = strcmp(end, "ms") == 0 ? 1e6 : strcmp(end, "s") == 0 ? 1e9 : 0;
-        if (end == heartbeat || v <= 0 || scale == 0 || v * scale < 1e6) {
+        double ns;
+        if (cli_parse_duration(heartbeat, &ns) < 0 || ns < 1e6) {
             cli_error("--heartbeat-timeout must be a duration like 500ms or 2s, not '%s'",
                       heartbeat);
             return EXIT_USAGE;
         }
-        heartbeat_ns = (uint64_t)(v * scale);
+        heartbeat_ns = (uint64_t)ns;
     }
     if (incoming && strncmp(incoming, "tcp:", 4) != 0) {
         cli_error("--incoming must be tcp:ADDR:PORT, not '%s'", incoming);
