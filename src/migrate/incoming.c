@@ -32,7 +32,6 @@ void incoming_free(struct migration_in *in)
 {
     stream_free(&in->s);
     transport_close(&in->ep);
-    free(in->populated);
     free(in);
 }
 
@@ -49,7 +48,7 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
             return -1;
         switch (type) {
         case REC_PAGES:
-            if (mstate_load_pages(m, body, len, in->populated, err) < 0)
+            if (mstate_load_pages(m, body, len, err) < 0)
                 return -1;
             break;
         case REC_DEVICE:
@@ -155,11 +154,6 @@ int receive_open(struct migration_in **out, struct machine *m, struct machine_co
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
         if (m->virtio[i].ops && m->virtio[i].ops->quiesce)
             m->virtio[i].ops->quiesce(&m->virtio[i]);
-    in->populated = calloc(m->bus.ram.dirty_words, 8);
-    if (!in->populated) {
-        error_set(err, "out of memory");
-        goto fail_machine;
-    }
     if (mstate_apply_machine(m, &desc, err) < 0)
         goto fail_machine;
     *out = in;

@@ -156,8 +156,7 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
     return 0;
 }
 
-int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, uint64_t *populated,
-                      struct error *err)
+int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct error *err)
 {
     struct ram *ram = &m->bus.ram;
     if (len < 8)
@@ -184,16 +183,14 @@ int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, uint64
         uint64_t e = get_u64(body + 8 + 8ull * i);
         uint64_t page = e >> RAM_PAGE_SHIFT;
         uint8_t *host = ram->host + (e & ~0xfffull);
-        uint64_t bit = 1ull << (page % 64);
         if (e & PAGE_ENTRY_ZERO) {
-            /* A fresh machine's RAM is zero: only clear what was written,
-             * which keeps untouched host pages unallocated. */
-            if (populated[page / 64] & bit)
+            /* A page never written is zero already: skipping it keeps
+             * untouched host pages unallocated. */
+            if (ram_page_touched(ram, page))
                 memset(host, 0, RAM_PAGE_SIZE);
         } else {
             memcpy(host, data, RAM_PAGE_SIZE);
             data += RAM_PAGE_SIZE;
-            populated[page / 64] |= bit;
             /* Content from the stream counts as written here: a later
              * migration from this host must send it. */
             ram_mark_dirty_page(ram, page);

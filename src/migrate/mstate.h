@@ -39,10 +39,8 @@ struct page_counters {
 int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap,
                      struct page_counters *c, uint64_t bandwidth_limit, volatile int *cancel,
                      struct error *err);
-/* `populated` (ram->dirty_words words, zero for a fresh machine) tracks the
- * pages written so far, so zero pages never written need no work. */
-int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, uint64_t *populated,
-                      struct error *err);
+/* Writes a PAGES record into RAM, checking every entry first. */
+int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct error *err);
 
 /* Device and hart state, clock. `version` is the stream version (an older
  * one only to write compatibility fixtures). */

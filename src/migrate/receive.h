@@ -16,7 +16,6 @@ struct machine_config;
 struct migration_in {
     struct endpoint ep;
     struct stream s;
-    uint64_t *populated;     /* pages written so far (see mstate_load_pages) */
 };
 
 /* Listens on uri, accepts one sender, reads the header and MACHINE record,

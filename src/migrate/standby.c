@@ -122,7 +122,7 @@ static int apply_checkpoint(struct standby *sb, struct machine *m, struct migrat
         struct staged *r = &sb->recs[i];
         int rc = 0;
         switch (r->type) {
-        case REC_PAGES: rc = mstate_load_pages(m, r->body, r->len, in->populated, err); break;
+        case REC_PAGES: rc = mstate_load_pages(m, r->body, r->len, err); break;
         case REC_DEVICE: rc = mstate_load_device(m, r->body, r->len, err); break;
         case REC_CLOCK: rc = mstate_load_clock(m, r->body, r->len, err); break;
         case REC_DISK_WRITE: rc = keep_write(sb, epoch, r->body, r->len, err); break;
@@ -228,7 +228,7 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
         }
         if (type == REC_PAGES) {
             /* Initial copy before the first checkpoint. */
-            if (mstate_load_pages(m, body, len, in->populated, err) < 0)
+            if (mstate_load_pages(m, body, len, err) < 0)
                 goto fail;
         } else if (type == REC_GO) {
             planned = true;
