@@ -4,7 +4,7 @@
 
     bench/iobench.py [--ferry build/ferry] [--guest build/guest]
                 [--qemu qemu-system-riscv64 | --no-qemu] [--no-ferry]
-                [--runs 3 | --quick] [--disk-mib 256] [--net-mib 64]
+                [--runs 3 | --quick] [--disk-mib 256] [--net-mib 256]
                 [--requests 300] [--qemu-no-offload]
                 [--out bench/out] [--json FILE]
 
@@ -25,14 +25,20 @@ one virtio-blk disk (the image) and one virtio-net card (tap0, MAC
               (guest clock; both VMMs' guest clocks follow the host's
               monotonic clock). The host-side time of the whole command is
               kept in the JSON as a cross-check.
-  net guest->client  the guest serves a 64 MiB file of zeros from /tmp
-              (tmpfs) with `nc -l -p 5001 < /tmp/blob`; a Python client in
-              the client namespace connects and reads it all. MiB/s from
-              connect to last byte (client clock).
-  net client->guest  the guest runs `nc -l -p 5000 -e wc -c`; the client
-              connects, sends 64 MiB, half-closes and waits for wc's byte
-              count to come back (so the time covers every byte consumed in
-              the guest). MiB/s from connect to the count (client clock).
+  net guest->client  the guest runs `netblast source 5001 BYTES`
+              (guest/programs/netblast.c: accept one connection, send BYTES
+              zeros in 256 KiB writes); a Python client in the client
+              namespace connects, reads it all and checks it is all zeros.
+              MiB/s from connect to last byte (client clock).
+  net client->guest  the guest runs `netblast sink 5000` (read to EOF in
+              256 KiB reads, answer the byte count); the client connects,
+              sends 256 MiB, half-closes and waits for the count (so the time
+              covers every byte consumed in the guest). MiB/s from connect
+              to the count (client clock).
+              Not busybox nc and wc: with `nc -l -p 5000 -e wc -c` the guest
+              spent ~80 % of its time in wc's per-character loop (perf on
+              ferry), and nc sends a file in small writes, so both measured
+              instruction emulation rather than the virtual NIC.
   latency     the guest runs `reqlog 7000 /tmp/log` (guest/programs/reqlog.c:
               append the request line, fsync - cheap on tmpfs - answer
               "ACK n"); the client sends 20 warm-up requests then --requests
@@ -93,7 +99,6 @@ WARMUP_REQUESTS = 20
 TX_PORT = 5001           # guest -> client
 RX_PORT = 5000           # client -> guest
 REQ_PORT = 7000
-BLOB = "/tmp/blob"
 # --qemu-no-offload: QEMU's virtio-net with the feature set ferry offers
 # (MAC and STATUS only: no checksum offload, TSO/GSO or merged RX buffers).
 NO_OFFLOAD = ",".join(f"{o}=off" for o in (
@@ -149,7 +154,7 @@ print(json.dumps({"bytes": got, "seconds": t1 - t0, "nonzero_chunks": nonzero}))
 """
 
 # argv: addr port nbytes limit. Sends nbytes of zeros, half-closes, waits
-# for the guest's `wc -c` answer.
+# for the guest's byte count (netblast sink).
 _SEND = _CONNECT + r"""
 addr, port, nbytes, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 s = connect(addr, port, limit)
@@ -289,23 +294,20 @@ def measure_disk(vm, mib):
 def measure_net(vm, topo, mib):
     nbytes = mib << 20
     ip = topo.GUEST_IP
-    vm.run(f"dd if=/dev/zero of={BLOB} bs=1M count={mib} 2>/dev/null", timeout=NET_TIMEOUT)
-
     # guest -> client
     job = ClientJob(topo, _RECV, [ip, TX_PORT, nbytes, NET_TIMEOUT], NET_TIMEOUT + 30)
     t0 = time.monotonic()
-    vm.run(f"nc -l -p {TX_PORT} < {BLOB}", timeout=NET_TIMEOUT)
+    vm.run(f"netblast source {TX_PORT} {nbytes}", timeout=NET_TIMEOUT)
     tx = job.result()
     tx["host_seconds"] = time.monotonic() - t0
     if tx["bytes"] != nbytes or tx["nonzero_chunks"]:
         raise RuntimeError(f"guest->client: got {tx['bytes']} bytes (want {nbytes}), "
                            f"{tx['nonzero_chunks']} chunks not all zeros")
     tx["mib_s"] = nbytes / 2**20 / tx["seconds"]
-    vm.run(f"rm -f {BLOB}")
 
     # client -> guest
     job = ClientJob(topo, _SEND, [ip, RX_PORT, nbytes, NET_TIMEOUT], NET_TIMEOUT + 30)
-    vm.run(f"nc -l -p {RX_PORT} -e wc -c", timeout=NET_TIMEOUT)
+    vm.run(f"netblast sink {RX_PORT}", timeout=NET_TIMEOUT)
     rx = job.result()
     if rx["answer"] != str(nbytes):
         raise RuntimeError(f"client->guest: the guest counted {rx['answer']!r} bytes, want {nbytes}")
@@ -428,7 +430,7 @@ def report(results, args):
         f"disk: {args.disk_mib} MiB on a fresh sparse {IMAGE_MIB} MiB raw image per run, busybox dd's own "
         "timing (guest clock); MiB = 2^20 bytes.",
         f"net: {args.net_mib} MiB of zeros over TCP between the client namespace and the guest on tap0 "
-        "(veth + bridges), busybox nc in the guest, timed by the client from connect to last byte "
+        "(veth + bridges), netblast in the guest, timed by the client from connect to last byte "
         "(guest->client) or to the guest's byte count (client->guest).",
         f"latency: {args.requests} requests after {WARMUP_REQUESTS} warm-up ones, one at a time on one "
         "connection, to reqlog (write + fsync on tmpfs + ACK); p99 is nearest-rank.",
@@ -472,7 +474,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs per machine (default 3)")
     ap.add_argument("--quick", action="store_true", help="1 run per machine")
     ap.add_argument("--disk-mib", type=int, default=256, help="MiB written and read by dd (default 256)")
-    ap.add_argument("--net-mib", type=int, default=64, help="MiB sent each way (default 64)")
+    ap.add_argument("--net-mib", type=int, default=256, help="MiB sent each way (default 256)")
     ap.add_argument("--requests", type=int, default=300, help="timed requests (default 300)")
     ap.add_argument("--qemu-no-offload", action="store_true",
                     help="also run QEMU with virtio-net offloads off (ferry's feature set), "
@@ -489,8 +491,8 @@ def main():
         ap.error("--runs must be >= 1")
     if not 1 <= args.disk_mib <= IMAGE_MIB:
         ap.error(f"--disk-mib must be 1..{IMAGE_MIB}")
-    if not 1 <= args.net_mib <= 128:
-        ap.error("--net-mib must be 1..128 (the guest has 256 MiB of RAM and the file is in tmpfs)")
+    if not 1 <= args.net_mib <= 4096:
+        ap.error("--net-mib must be 1..4096")
     if args.requests < 1:
         ap.error("--requests must be >= 1")
 

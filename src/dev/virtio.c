@@ -10,6 +10,7 @@
 #define VRING_DESC_F_NEXT 1
 #define VRING_DESC_F_WRITE 2
 #define VRING_DESC_F_INDIRECT 4
+#define VRING_AVAIL_F_NO_INTERRUPT 1
 
 void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops, void *opaque,
                      struct bus *bus, struct irq_line irq)
@@ -266,27 +267,51 @@ out:
     return rc;
 }
 
-void virtq_push(struct virtio_dev *dev, unsigned q, uint16_t head, uint32_t written)
+void virtq_unpop(struct virtio_dev *dev, unsigned q, unsigned n)
+{
+    pthread_mutex_lock(&dev->lock);
+    dev->s.vq[q].last_avail = (uint16_t)(dev->s.vq[q].last_avail - n);
+    pthread_mutex_unlock(&dev->lock);
+}
+
+void virtq_push_batch(struct virtio_dev *dev, unsigned q, const struct virtq_used *done, unsigned n)
 {
     pthread_mutex_lock(&dev->lock);
     struct virtq_state *vq = &dev->s.vq[q];
-    if (!vq->ready || !vq->num) {
+    if (!vq->ready || !vq->num || !n) {
         pthread_mutex_unlock(&dev->lock);
         return;
     }
-    uint32_t elem[2] = {head, written};
-    uint64_t slot = vq->used + 4 + 8ull * (vq->used_idx % vq->num);
-    if (bus_dma_write(dev->bus, slot, elem, sizeof elem, NULL) < 0) {
-        virtio_fail(dev, "used ring outside RAM");
-        pthread_mutex_unlock(&dev->lock);
-        return;
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t elem[2] = {done[i].head, done[i].written};
+        uint64_t slot = vq->used + 4 + 8ull * ((uint16_t)(vq->used_idx + i) % vq->num);
+        if (bus_dma_write(dev->bus, slot, elem, sizeof elem, NULL) < 0) {
+            virtio_fail(dev, "used ring outside RAM");
+            pthread_mutex_unlock(&dev->lock);
+            return;
+        }
     }
-    /* The element must be visible before the index that publishes it. */
+    /* The elements must be visible before the index that publishes them. */
     __atomic_thread_fence(__ATOMIC_RELEASE);
-    vq->used_idx++;
+    vq->used_idx = (uint16_t)(vq->used_idx + n);
     bus_dma_write(dev->bus, vq->used + 2, &vq->used_idx, 2, NULL);
+    /* A driver busy polling the ring (Linux's NAPI, virtblk_done) sets
+     * NO_INTERRUPT in the available ring's flags. Read them only after the
+     * index is out: the driver clears the flag and then rereads the used
+     * index, so one of us always sees the other's write. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint16_t avail_flags = 0;
+    bool quiet = guest_read(dev, vq->avail, &avail_flags, 2) &&
+                 (avail_flags & VRING_AVAIL_F_NO_INTERRUPT);
     pthread_mutex_unlock(&dev->lock);
-    virtio_raise(dev, VIRTIO_INT_USED);
+    if (!quiet)
+        virtio_raise(dev, VIRTIO_INT_USED);
+}
+
+void virtq_push(struct virtio_dev *dev, unsigned q, uint16_t head, uint32_t written)
+{
+    struct virtq_used done = {head, written};
+    virtq_push_batch(dev, q, &done, 1);
 }
 
 static ssize_t virtq_copy(struct virtio_dev *dev, const struct virtq_req *req, size_t skip,

@@ -122,8 +122,20 @@ struct virtq_req {
  * NEEDS_RESET and the error is logged). Every address is checked. */
 int virtq_pop(struct virtio_dev *dev, unsigned q, struct virtq_req *req);
 /* Publishes a completed request with `written` bytes and raises the used
- * interrupt. Writes to guest RAM go through the dirty log. */
+ * interrupt, unless the driver asked for none (VRING_AVAIL_F_NO_INTERRUPT).
+ * Writes to guest RAM go through the dirty log. */
 void virtq_push(struct virtio_dev *dev, unsigned q, uint16_t head, uint32_t written);
+/* The same for n requests, published together by one used-index update
+ * (a received frame spread over several buffers must appear at once). */
+struct virtq_used {
+    uint16_t head;
+    uint32_t written;
+};
+void virtq_push_batch(struct virtio_dev *dev, unsigned q, const struct virtq_used *done,
+                      unsigned n);
+/* Hands the last n popped, not yet pushed requests back: they are available
+ * again, as if never taken. Only for the one thread that pops queue q. */
+void virtq_unpop(struct virtio_dev *dev, unsigned q, unsigned n);
 
 /* Copies between a request's segments and a host buffer, skipping `skip`
  * bytes of the chain; only readable (or only writable) segments count.

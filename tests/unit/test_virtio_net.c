@@ -9,7 +9,9 @@
  * buffer wait in the tap and come in order once buffers are added;
  * quiesce holds both directions until resume; announce sends RARP from the
  * card's MAC; a device reset and a fresh driver setup work; destroy joins
- * the thread (ASan checks for leaks). */
+ * the thread (ASan checks for leaks); mergeable RX buffers (a frame over
+ * several buffers, published at once, TCP payload split 8-aligned, waiting
+ * for enough buffers); NO_INTERRUPT suppresses the used interrupt. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -97,14 +99,15 @@ static void q_init(struct q *q, unsigned index)
     reg_write(0x044, 1);
 }
 
-static void driver_setup(void)
+/* A fresh driver accepting VERSION_1 and the given low feature bits. */
+static void driver_setup_features(uint32_t features)
 {
     reg_write(0x070, 0);
     reg_write(0x070, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
     reg_write(0x024, 1);
     reg_write(0x020, 1); /* VERSION_1 */
     reg_write(0x024, 0);
-    reg_write(0x020, (1u << 5) | (1u << 16)); /* MAC, STATUS */
+    reg_write(0x020, features);
     reg_write(0x070, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
     CHECK(reg_read(0x070) & VIRTIO_STATUS_FEATURES_OK, "FEATURES_OK refused");
     q_init(&rxq, 0);
@@ -112,6 +115,8 @@ static void driver_setup(void)
     reg_write(0x070, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
                          VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
 }
+
+static void driver_setup(void) { driver_setup_features((1u << 5) | (1u << 16)); /* MAC, STATUS */ }
 
 /* Slot s of a queue: descriptors 2s and 2s+1, buffer bufs + s * 2 * BUF_SIZE. */
 static uint64_t slot_buf(const struct q *q, unsigned s) { return q->bufs + s * 2ull * BUF_SIZE; }
@@ -416,6 +421,96 @@ static void test_reset(void)
     CHECK(lan_recv(ETYPE, 2000, got, sizeof got) == 114, "TX after reset");
 }
 
+/* ---- mergeable RX buffers ---- */
+
+#define MRG_RXBUF (1u << 15)
+#define MRG_BUF 256
+
+/* One 256-byte writable buffer per descriptor: descriptor s, buffer s. */
+static void mrg_post(unsigned n)
+{
+    for (unsigned k = 0; k < n; k++) {
+        unsigned s = rxq.avail_idx % QSIZE;
+        uint64_t b = rxq.bufs + s * (uint64_t)MRG_BUF;
+        memset(host(b), 0xee, MRG_BUF);
+        put_desc(&rxq, s, b, MRG_BUF, 2 /* WRITE */, 0);
+        publish(&rxq, (uint16_t)s);
+    }
+    kick(&rxq);
+}
+
+/* An IPv4/TCP frame to the guest (TCP header with options: 32 bytes), so
+ * the payload starts at 14 + 20 + 32 = 66 bytes into the frame. */
+static size_t make_tcp_frame(uint8_t *f, size_t payload)
+{
+    memset(f, 0, 66);
+    memcpy(f, guest_mac, 6);
+    memcpy(f + 6, peer_mac, 6);
+    f[12] = 0x08, f[13] = 0x00;
+    f[14] = 0x45;                 /* IPv4, 20-byte header */
+    f[14 + 9] = 6;                /* TCP */
+    f[34 + 12] = 8 << 4;          /* data offset: 8 words */
+    for (size_t i = 0; i < payload; i++)
+        f[66 + i] = (uint8_t)(i * 13 + 5);
+    return 66 + payload;
+}
+
+static void test_mergeable(void)
+{
+    driver_setup_features((1u << 5) | (1u << 16) | MRG_RXBUF);
+    uint8_t f[1200], got[2048];
+    size_t len = make_tcp_frame(f, 934); /* 1000 bytes, 1012 with the header */
+
+    /* Three buffers hold 768 bytes: the frame must wait, none used. */
+    mrg_post(3);
+    lan_send(f, len);
+    uint32_t id, ulen;
+    CHECK(!used_next(&rxq, 300, &id, &ulen), "a frame was split over too few buffers");
+
+    /* Enough buffers: all of it at once, num_buffers in the first. */
+    mrg_post(5);
+    uint32_t lens[8];
+    unsigned nb = 0, want = 0;
+    size_t total = 0;
+    while (nb < 8 && used_next(&rxq, nb ? 0 : 2000, &id, &ulen)) {
+        const uint8_t *b = host(rxq.bufs + id * (uint64_t)MRG_BUF);
+        CHECK(ulen <= MRG_BUF, "buffer %u: used length %u", nb, ulen);
+        if (!nb)
+            want = b[10] | b[11] << 8;
+        if (ulen <= MRG_BUF && total + ulen <= sizeof got)
+            memcpy(got + total, b, ulen);
+        total += ulen;
+        lens[nb++] = ulen;
+    }
+    CHECK(nb >= 4 && nb == want, "frame in %u buffers, num_buffers says %u", nb, want);
+    CHECK(total == 12 + len, "merged length %zu, want %zu", total, 12 + len);
+    if (total == 12 + len)
+        CHECK(memcmp(got + 12, f, len) == 0, "merged frame content differs");
+    /* Every buffer after the first starts at a payload offset that is a
+     * multiple of 8, so the guest's copy out of it stays aligned. */
+    size_t before = 0;
+    for (unsigned j = 0; j < nb; j++) {
+        if (j)
+            CHECK((before - (12 + 66)) % 8 == 0, "buffer %u starts at payload offset %zu", j,
+                  before - (12 + 66));
+        before += lens[j];
+    }
+
+    /* NO_INTERRUPT in the available ring's flags: the used entry comes,
+     * the interrupt does not; without the flag it does. */
+    reg_write(0x064, reg_read(0x060));
+    *(volatile uint16_t *)host(rxq.avail) = 1;
+    uint8_t g[200];
+    size_t glen = make_frame(g, guest_mac, peer_mac, 11, 100);
+    lan_send(g, glen);
+    CHECK(used_next(&rxq, 2000, &id, &ulen) && ulen == 12 + glen, "small frame not received");
+    CHECK(!(reg_read(0x060) & VIRTIO_INT_USED), "interrupt raised under NO_INTERRUPT");
+    *(volatile uint16_t *)host(rxq.avail) = 0;
+    lan_send(g, glen);
+    CHECK(used_next(&rxq, 2000, &id, &ulen) && ulen == 12 + glen, "second frame not received");
+    CHECK(reg_read(0x060) & VIRTIO_INT_USED, "no interrupt without NO_INTERRUPT");
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -451,6 +546,7 @@ int main(void)
     test_quiesce();
     test_announce();
     test_reset();
+    test_mergeable();
 
     virtio_dev_destroy(&dev);
     close(pkt_fd);
