@@ -244,6 +244,13 @@ int cmd_run(int argc, char **argv)
     uint64_t start_ns = vclock_host_ns(), instructions = 0;
     for (;;) {
         int rc;
+        struct ctl_server *ctl = NULL;
+        /* A destination opens its control socket before the stream comes,
+         * so that doing so is not part of the guest's downtime. */
+        if (control && receive_uri && !standby && ctl_open(control, &ctl, &err) < 0) {
+            cli_error("%s", err.msg);
+            return 1;
+        }
         if (standby) {
             struct standby_params sp = {standby, fence, heartbeat_ns};
             rc = standby_run(&m, &cfg, &sp, &err);
@@ -257,11 +264,13 @@ int cmd_run(int argc, char **argv)
             rc = machine_init(&m, &cfg, &err);
         }
         if (rc < 0) {
+            ctl_stop(ctl, 0);
             cli_error("%s", err.msg);
             return 1;
         }
-        struct ctl_server *ctl = NULL;
-        if (control && ctl_start(&m, control, &ctl, &err) < 0) {
+        if (ctl) {
+            ctl_serve(ctl, &m);
+        } else if (control && ctl_start(&m, control, &ctl, &err) < 0) {
             cli_error("%s", err.msg);
             machine_destroy(&m);
             return 1;

@@ -412,8 +412,11 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
     uint64_t *x = h->x;
     uint64_t n = 0;
     uint64_t instret0 = h->instret;
+    const int *kick = h->kick;
 
     while (n < budget) {
+        if (unlikely(__atomic_load_n(kick, __ATOMIC_RELAXED)))
+            break;
         if (unlikely(h->interrupt_check))
             hart_take_interrupt(h);
         if (unlikely(h->wfi))
@@ -440,8 +443,8 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
         int64_t imm;
 
 /* Sequential execution walks the slots; the sentinels past the page's end
- * stop it. Taken jumps stay in the loop only within the page and while the
- * slice lasts. Interrupts can only become pending through slow paths (MMIO,
+ * stop it. Taken jumps stay in the loop only within the page, while the
+ * slice lasts and while no other thread kicked the loop (h->kick). Interrupts can only become pending through slow paths (MMIO,
  * CSRs, SBI), which check for them themselves. */
 #define DISPATCH()                                                           \
     do {                                                                     \
@@ -460,7 +463,8 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
 #define JUMP(target)                                                         \
     do {                                                                     \
         pc = (target);                                                       \
-        if (unlikely((pc & ~0xfffull) != page || n >= budget))               \
+        if (unlikely((pc & ~0xfffull) != page || n >= budget ||             \
+                     __atomic_load_n(kick, __ATOMIC_RELAXED)))               \
             goto leave;                                                      \
         d = &cp->slots[(pc & 0xfff) >> 1];                                   \
         DISPATCH();                                                          \

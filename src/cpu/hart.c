@@ -16,6 +16,8 @@ void hart_init(struct hart *h, uint32_t hartid, struct machine *m, struct bus *b
     h->machine = m;
     h->bus = bus;
     h->icache = m ? &m->icache : NULL;
+    static const int never_kicked = 0;
+    h->kick = m ? &m->kick : &never_kicked;
     hart_reset(h, 0);
 }
 
@@ -25,11 +27,13 @@ void hart_reset(struct hart *h, uint64_t pc)
     struct bus *bus = h->bus;
     uint32_t hartid = h->hartid;
     struct icache *icache = h->icache;
+    const int *kick = h->kick;
     memset(h, 0, sizeof *h);
     h->hartid = hartid;
     h->machine = m;
     h->bus = bus;
     h->icache = icache;
+    h->kick = kick;
     h->pc = pc;
     h->priv = PRIV_M;
     h->misa = MISA_RV64 | MISA_EXT('I') | MISA_EXT('M') | MISA_EXT('A') | MISA_EXT('F') |

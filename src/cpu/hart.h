@@ -73,6 +73,9 @@ struct hart {
     struct machine *machine;
     struct bus *bus;
     struct icache *icache;   /* shared by the machine's harts */
+    /* Non-zero: leave hart_run at the next taken jump (another thread
+     * wants the loop: a pause, a device interrupt). Read atomically. */
+    const int *kick;
 
     /* ---- derived caches (never migrated, flushed on change) ---- */
     struct tlb_entry tlb_read[TLB_SIZE];

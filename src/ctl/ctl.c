@@ -33,7 +33,9 @@ struct ctl_client {
 };
 
 struct ctl_server {
-    struct machine *m;
+    struct machine *m;       /* set by ctl_serve, under lock */
+    bool stopping;           /* under lock */
+    pthread_cond_t serve_cond;
     int listen_fd;
     int stop_pipe[2];
     char path[108];
@@ -344,7 +346,15 @@ static struct ctl_client *reap_clients(struct ctl_server *srv, bool all)
 static void *ctl_thread(void *arg)
 {
     struct ctl_server *srv = arg;
-    for (;;) {
+    /* Opened before there is a machine (a destination binds its socket
+     * before the stream comes, so that creating it is not part of the
+     * guest's downtime): clients wait in the backlog until ctl_serve. */
+    pthread_mutex_lock(&srv->lock);
+    while (!srv->m && !srv->stopping)
+        pthread_cond_wait(&srv->serve_cond, &srv->lock);
+    bool stop = srv->stopping;
+    pthread_mutex_unlock(&srv->lock);
+    while (!stop) {
         struct pollfd p[2] = {{.fd = srv->listen_fd, .events = POLLIN},
                               {.fd = srv->stop_pipe[0], .events = POLLIN}};
         if (poll(p, 2, -1) < 0 && errno != EINTR)
@@ -375,7 +385,7 @@ static void *ctl_thread(void *arg)
     return NULL;
 }
 
-int ctl_start(struct machine *m, const char *path, struct ctl_server **out, struct error *err)
+int ctl_open(const char *path, struct ctl_server **out, struct error *err)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof addr.sun_path)
@@ -383,8 +393,8 @@ int ctl_start(struct machine *m, const char *path, struct ctl_server **out, stru
     struct ctl_server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return error_set(err, "out of memory");
-    srv->m = m;
     pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->serve_cond, NULL);
     snprintf(srv->path, sizeof srv->path, "%s", path);
     memcpy(addr.sun_path, path, strlen(path) + 1);
     srv->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -414,6 +424,22 @@ int ctl_start(struct machine *m, const char *path, struct ctl_server **out, stru
     return 0;
 }
 
+void ctl_serve(struct ctl_server *srv, struct machine *m)
+{
+    pthread_mutex_lock(&srv->lock);
+    srv->m = m;
+    pthread_cond_broadcast(&srv->serve_cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+int ctl_start(struct machine *m, const char *path, struct ctl_server **out, struct error *err)
+{
+    if (ctl_open(path, out, err) < 0)
+        return -1;
+    ctl_serve(*out, m);
+    return 0;
+}
+
 void ctl_stop(struct ctl_server *srv, int linger_ms)
 {
     if (!srv)
@@ -423,6 +449,10 @@ void ctl_stop(struct ctl_server *srv, int linger_ms)
     for (int waited = 0; waited < linger_ms &&
                          __atomic_load_n(&srv->client_connected, __ATOMIC_ACQUIRE); waited += 10)
         usleep(10000);
+    pthread_mutex_lock(&srv->lock);
+    srv->stopping = true;
+    pthread_cond_broadcast(&srv->serve_cond);
+    pthread_mutex_unlock(&srv->lock);
     if (write(srv->stop_pipe[1], "x", 1) < 0) {
     }
     pthread_join(srv->thread, NULL);
@@ -430,6 +460,7 @@ void ctl_stop(struct ctl_server *srv, int linger_ms)
     close(srv->stop_pipe[0]);
     close(srv->stop_pipe[1]);
     unlink(srv->path);
+    pthread_cond_destroy(&srv->serve_cond);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
 }

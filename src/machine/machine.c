@@ -24,6 +24,7 @@
 /* Instructions a hart runs before the loop looks at timers and devices:
  * about 0.1 ms, well below the guest's timer resolution needs. */
 #define SLICE_INSNS 20000
+#define PAUSE_SPIN_NS 1000000
 #define FDT_MAX_SIZE (64 * 1024)
 #define MIN_RAM (16ull << 20)
 
@@ -121,6 +122,9 @@ void machine_wake(void *opaque)
 {
     struct machine *m = opaque;
     uint64_t one = 1;
+    /* A running slice ends at its next taken jump instead of after up to
+     * SLICE_INSNS: a pause or an interrupt is not kept waiting ~0.1 ms. */
+    __atomic_store_n(&m->kick, 1, __ATOMIC_RELEASE);
     /* Nonblocking: a full counter already means "wake up". */
     if (write(m->wake_fd, &one, sizeof one) < 0) {
     }
@@ -180,6 +184,16 @@ int machine_pause(struct machine *m)
     if (!m->paused && !m->loop_done) {
         __atomic_or_fetch(&m->requests, REQ_PAUSE, __ATOMIC_RELEASE);
         machine_wake(m);
+        /* The loop parks within a slice (~0.1 ms): a migration's pause is
+         * downtime, so watch for it rather than sleep through a wakeup. */
+        pthread_mutex_unlock(&m->ctl_lock);
+        for (uint64_t t0 = vclock_host_ns(); vclock_host_ns() - t0 < PAUSE_SPIN_NS;) {
+            if (__atomic_load_n(&m->paused, __ATOMIC_ACQUIRE) ||
+                __atomic_load_n(&m->loop_done, __ATOMIC_ACQUIRE))
+                break;
+            sched_yield(); /* the vCPU thread may need this core to park */
+        }
+        pthread_mutex_lock(&m->ctl_lock);
         while (!m->paused && !m->loop_done)
             pthread_cond_wait(&m->ctl_cond, &m->ctl_lock);
     }
@@ -491,6 +505,12 @@ int machine_run(struct machine *m)
     sigaction(SIGHUP, &sa, NULL);
     while (m->stop == MACHINE_RUNNING) {
         bool busy = false;
+        /* Whoever kicked has set its request or interrupt bits first. */
+        __atomic_store_n(&m->kick, 0, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&m->requests, __ATOMIC_ACQUIRE))
+            machine_serve_requests(m);
+        if (m->stop != MACHINE_RUNNING)
+            break;
         for (unsigned i = 0; i < m->nharts; i++) {
             struct hart *h = &m->harts[i];
             if (h->hsm != HSM_STARTED)

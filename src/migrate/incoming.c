@@ -67,6 +67,7 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
             have_verify = true;
             break;
         case REC_END:
+            in->t_end = vclock_host_ns();
             if (!have_clock)
                 return error_set(err, "stream ended without the final device state");
             if (have_verify) {
@@ -86,6 +87,9 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
                 (stream_put(&in->s, REC_PONG, body, len > 8 ? 8 : len, err) < 0 ||
                  stream_flush(&in->s, err) < 0))
                 return -1;
+            /* The source now either starts another round or pauses the
+             * guest and sends the final state: be awake for it. */
+            stream_spin(&in->s, FINAL_SPIN_NS);
             break;
         case REC_ERROR:
             return error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
@@ -192,10 +196,13 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
     if (receive_state(m, in, err) < 0)
         goto fail;
     receive_loaded(m);
+    migration_trace("dst: state loaded", in->t_end);
     if (!in->ep.is_file) {
         /* Complete and verified: tell the source, then wait for GO. */
         if (stream_put(&in->s, REC_READY, NULL, 0, err) < 0 || stream_flush(&in->s, err) < 0)
             goto fail;
+        migration_trace("dst: READY sent", in->t_end);
+        stream_spin(&in->s, FINAL_SPIN_NS);
         for (;;) {
             uint32_t type;
             const uint8_t *body;
@@ -204,8 +211,10 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
                 error_prefix(err, "no GO from the source (it keeps the guest)");
                 goto fail;
             }
-            if (type == REC_GO)
+            if (type == REC_GO) {
+                migration_trace("dst: GO", in->t_end);
                 break;
+            }
             if (type == REC_ERROR) {
                 error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
                           (const char *)body);
@@ -239,10 +248,12 @@ void migration_receive_started(struct machine *m)
         if (virtio_net_is(dev) && virtio_net_announce(dev) < 0)
             fprintf(stderr, "ferry: could not announce the guest's MAC on the tap\n");
     }
+    migration_trace("dst: devices resumed", in->t_end);
     if (!in->ep.is_file) {
         struct error ignored;
         stream_put(&in->s, REC_RUNNING, NULL, 0, &ignored);
         stream_flush(&in->s, &ignored);
+        migration_trace("dst: RUNNING sent", in->t_end);
     }
     incoming_free(in);
     m->incoming = NULL;

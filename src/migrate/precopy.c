@@ -25,8 +25,7 @@
 #define HANDSHAKE_TIMEOUT_MS 30000
 #define DOWNTIME_SAFETY 0.5
 
-/* FERRY_MIGRATION_TRACE=1 prints the time of each step of the final copy. */
-static void trace_step(const char *step, uint64_t since)
+void migration_trace(const char *step, uint64_t since)
 {
     static int enabled = -1;
     if (enabled < 0)
@@ -207,7 +206,7 @@ static void *migration_thread(void *arg)
         goto fail;
     }
     paused = true;
-    trace_step("paused", t_pause);
+    migration_trace("paused", t_pause);
     if (p->live) {
         if (machine_dirty_sync_remote(m, scratch) < 0) {
             error_set(&err, "dirty log sync failed");
@@ -215,13 +214,17 @@ static void *migration_thread(void *arg)
         }
         for (size_t i = 0; i < ram->dirty_words; i++)
             bitmap[i] |= scratch[i];
+        migration_trace("dirty log synced", t_pause);
     } else {
         set_all(bitmap, ram->npages);
     }
     struct page_counters c = {0};
-    if (mstate_put_pages(&s, m, bitmap, &c, 0, &mig->cancel, &err) < 0 ||
-        mstate_put_devices(&s, m, version, &err) < 0)
+    if (mstate_put_pages(&s, m, bitmap, &c, 0, &mig->cancel, &err) < 0)
         goto fail;
+    migration_trace("pages queued", t_pause);
+    if (mstate_put_devices(&s, m, version, &err) < 0)
+        goto fail;
+    migration_trace("devices queued", t_pause);
     total.pages += c.pages;
     total.zero_pages += c.zero_pages;
     if (p->verify) {
@@ -232,19 +235,20 @@ static void *migration_thread(void *arg)
     }
     if (stream_put(&s, REC_END, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0)
         goto fail;
-    trace_step("final state sent", t_pause);
+    migration_trace("final state sent", t_pause);
     if (mig->cancel) {
         error_set(&err, "cancelled");
         goto fail;
     }
 
     if (!ep.is_file) {
+        stream_spin(&s, FINAL_SPIN_NS);
         if (wait_reply(&s, REC_READY, &err) < 0)
             goto fail;
         /* Commit point: the destination holds the complete state. From
          * here the guest must never run here again unless we know the
          * destination will not run it. */
-        trace_step("READY", t_pause);
+        migration_trace("READY", t_pause);
         pthread_mutex_lock(&mig->lock);
         if (!mig->cancel)
             mig->handed_over = handed_over = true;
@@ -254,12 +258,14 @@ static void *migration_thread(void *arg)
             error_set(&err, "cancelled");
             goto fail;
         }
-        if (stream_put(&s, REC_GO, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0 ||
-            wait_reply(&s, REC_RUNNING, &err) < 0)
+        if (stream_put(&s, REC_GO, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0)
+            goto fail;
+        stream_spin(&s, FINAL_SPIN_NS);
+        if (wait_reply(&s, REC_RUNNING, &err) < 0)
             goto fail;
     }
     uint64_t t_end = vclock_host_ns();
-    trace_step("RUNNING", t_pause);
+    migration_trace("RUNNING", t_pause);
     pthread_mutex_lock(&mig->lock);
     mig->st.downtime_ns = ep.is_file ? 0 : t_end - t_pause;
     mig->st.total_ns = t_end - t0;

@@ -16,6 +16,7 @@ struct machine_config;
 struct migration_in {
     struct endpoint ep;
     struct stream s;
+    uint64_t t_end;  /* when the END record came (vclock_host_ns), for tracing */
 };
 
 /* Listens on uri, accepts one sender, reads the header and MACHINE record,

@@ -2,12 +2,14 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/crc32c.h"
+#include "machine/vclock.h"
 
 #define WBUF_FLUSH_AT (1u << 20)
 
@@ -33,9 +35,19 @@ void stream_free(struct stream *s)
 
 static int wait_fd(struct stream *s, short events, struct error *err)
 {
+    struct pollfd p = {.fd = s->fd, .events = events};
+    if (events == POLLIN && s->spin_until) {
+        /* Yielding: on a small host another thread of the migration (the
+         * vCPU parking, the peer) may need this core. */
+        while (vclock_host_ns() < s->spin_until) {
+            if (poll(&p, 1, 0) > 0)
+                return 0;
+            sched_yield();
+        }
+        s->spin_until = 0;
+    }
     if (s->timeout_ms < 0)
         return 0;
-    struct pollfd p = {.fd = s->fd, .events = events};
     int n;
     do {
         n = poll(&p, 1, s->timeout_ms);
@@ -96,6 +108,11 @@ int stream_flush(struct stream *s, struct error *err)
     int rc = write_all(s, s->wbuf, s->wlen, err);
     s->wlen = 0;
     return rc;
+}
+
+void stream_spin(struct stream *s, uint64_t ns)
+{
+    s->spin_until = vclock_host_ns() + ns;
 }
 
 int stream_write_header(struct stream *s, uint32_t version, struct error *err)

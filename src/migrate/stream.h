@@ -56,6 +56,7 @@ struct stream {
     size_t rcap;
     uint64_t bytes_written, bytes_read;
     int timeout_ms;         /* for reads and writes; -1 = none */
+    uint64_t spin_until;    /* see stream_spin (vclock_host_ns) */
     bool capture;           /* records accumulate in wbuf, nothing is sent */
 };
 
@@ -71,6 +72,12 @@ int stream_put(struct stream *s, uint32_t type, const void *body, size_t len, st
 int stream_put_iov(struct stream *s, uint32_t type, const void *const *parts, const size_t *lens,
                    unsigned nparts, struct error *err);
 int stream_flush(struct stream *s, struct error *err);
+/* Reads wait for data by polling without sleeping for the next ns
+ * nanoseconds. For the few messages of a migration's final exchange, sent
+ * while the guest is paused: waking a sleeping thread for each of them
+ * costs tens of microseconds of downtime. */
+void stream_spin(struct stream *s, uint64_t ns);
+#define FINAL_SPIN_NS 2000000ull /* the final exchange's replies come within this */
 /* Sends the records a capturing stream accumulated (a replication
  * checkpoint staged while the guest was paused). */
 int stream_send_captured(struct stream *s, const struct stream *captured, struct error *err);
