@@ -124,6 +124,7 @@ void machine_wake(void *opaque)
     uint64_t one = 1;
     /* A running slice ends at its next taken jump instead of after up to
      * SLICE_INSNS: a pause or an interrupt is not kept waiting ~0.1 ms. */
+    __atomic_store_n(&m->last_wake_ns, vclock_host_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&m->kick, 1, __ATOMIC_RELEASE);
     /* Nonblocking: a full counter already means "wake up". */
     if (write(m->wake_fd, &one, sizeof one) < 0) {
@@ -455,8 +456,34 @@ static int64_t machine_next_timer_ns(struct machine *m)
     return deadline <= now ? 0 : (int64_t)vclock_ticks_to_ns(deadline - now);
 }
 
+/* Halt polling: when the harts went idle while devices were busy (a disk
+ * read in flight: the guest waits in WFI for its interrupt), watch for the
+ * completion for a while instead of sleeping, which would add a thread
+ * wakeup to every request. Only right after device activity, so an idle
+ * guest still sleeps. */
+#define HALT_POLL_NS 300000
+#define HALT_POLL_RECENT_NS 2000000
+
+/* Returns the timeout left for the sleep that follows. */
+static int64_t machine_halt_poll(struct machine *m, int64_t timeout_ns)
+{
+    uint64_t now = vclock_host_ns();
+    if (now - __atomic_load_n(&m->last_wake_ns, __ATOMIC_RELAXED) > HALT_POLL_RECENT_NS)
+        return timeout_ns;
+    uint64_t until = now + (timeout_ns >= 0 && timeout_ns < HALT_POLL_NS ? (uint64_t)timeout_ns
+                                                                           : HALT_POLL_NS);
+    uint64_t t = now;
+    while (!__atomic_load_n(&m->kick, __ATOMIC_ACQUIRE) && (t = vclock_host_ns()) < until)
+        sched_yield(); /* the device's thread may need this core */
+    if (timeout_ns < 0)
+        return timeout_ns;
+    return timeout_ns > (int64_t)(t - now) ? timeout_ns - (int64_t)(t - now) : 0;
+}
+
 static void machine_poll(struct machine *m, int64_t timeout_ns)
 {
+    if (timeout_ns != 0)
+        timeout_ns = machine_halt_poll(m, timeout_ns);
     struct pollfd fds[2];
     nfds_t nfds = 0;
     fds[nfds++] = (struct pollfd){.fd = m->wake_fd, .events = POLLIN};

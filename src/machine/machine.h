@@ -68,6 +68,7 @@ struct machine {
     struct virtio_dev virtio[MEMMAP_VIRTIO_SLOTS];
     int wake_fd;            /* eventfd: I/O threads wake the vCPU loop */
     int kick;               /* set with each wake: ends the running slice */
+    uint64_t last_wake_ns;  /* of the last wake (vclock_host_ns), atomic */
     uint8_t bootrom[0x1000];
 
     /* Linux mode: SBI is implemented by the emulator and harts start in S.
