@@ -443,9 +443,10 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
         int64_t imm;
 
 /* Sequential execution walks the slots; the sentinels past the page's end
- * stop it. Taken jumps stay in the loop only within the page, while the
- * slice lasts and while no other thread kicked the loop (h->kick). Interrupts can only become pending through slow paths (MMIO,
- * CSRs, SBI), which check for them themselves. */
+ * stop it. Taken jumps stay in the loop while the slice lasts, no other
+ * thread kicked the loop (h->kick) and the target's page has a cached
+ * translation. Interrupts can only become pending through slow paths
+ * (MMIO, CSRs, SBI), which check for them themselves. */
 #define DISPATCH()                                                           \
     do {                                                                     \
         n++;                                                                 \
@@ -463,9 +464,18 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
 #define JUMP(target)                                                         \
     do {                                                                     \
         pc = (target);                                                       \
-        if (unlikely((pc & ~0xfffull) != page || n >= budget ||             \
-                     __atomic_load_n(kick, __ATOMIC_RELAXED)))               \
+        if (unlikely(n >= budget || __atomic_load_n(kick, __ATOMIC_RELAXED))) \
             goto leave;                                                      \
+        if (unlikely((pc & ~0xfffull) != page)) {                            \
+            /* Calls and returns: follow a cached translation here; a     \
+             * miss or a pending interrupt check takes the outer loop. */    \
+            struct tlb_entry *je = &h->tlb_fetch[(pc >> 12) & (TLB_SIZE - 1)]; \
+            if (je->tag != ((pc >> 12) | h->ctx_fetch) || h->interrupt_check) \
+                goto leave;                                                  \
+            cp = je->code;                                                   \
+            page = pc & ~0xfffull;                                           \
+            host_page = (const uint8_t *)(uintptr_t)(page + je->addend);     \
+        }                                                                    \
         d = &cp->slots[(pc & 0xfff) >> 1];                                   \
         DISPATCH();                                                          \
     } while (0)
