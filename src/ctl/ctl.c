@@ -77,6 +77,8 @@ static json_t *migration_json(const struct migration_status *st)
         "wire_bytes", (json_int_t)st->wire_bytes, "pages", (json_int_t)st->pages,
         "zero_pages", (json_int_t)st->zero_pages, "ram_pages", (json_int_t)st->ram_pages,
         "verified", st->verified, "round_table", rounds);
+    if (st->paused_at_ns)
+        json_object_set_new(o, "paused_at_monotonic_ns", json_integer((json_int_t)st->paused_at_ns));
     if (st->error[0])
         json_object_set_new(o, "error", json_string(st->error));
     return o;
@@ -118,6 +120,8 @@ static json_t *cmd_status(struct machine *m)
                           "guest_time_s", (double)vclock_ns(&m->clock) / 1e9);
     if (st.state != MIG_NONE)
         json_object_set_new(o, "migration", migration_json(&st));
+    if (m->resumed_at_ns)
+        json_object_set_new(o, "resumed_at_monotonic_ns", json_integer((json_int_t)m->resumed_at_ns));
     struct replication_status rs;
     replication_get_status(m, &rs);
     if (rs.state != REPL_NONE)

@@ -94,6 +94,7 @@ struct machine {
     struct migration *migration;     /* outgoing migration, if any */
     struct replication *replication; /* continuous replication, if any */
     struct migration_in *incoming;   /* return path after receiving */
+    uint64_t resumed_at_ns; /* a received guest resumed here (CLOCK_MONOTONIC), 0: none */
 };
 
 #define REQ_PAUSE 1

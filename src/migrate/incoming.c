@@ -249,6 +249,7 @@ void migration_receive_started(struct machine *m)
             fprintf(stderr, "ferry: could not announce the guest's MAC on the tap\n");
     }
     migration_trace("dst: devices resumed", in->t_end);
+    m->resumed_at_ns = vclock_host_ns();
     if (!in->ep.is_file) {
         struct error ignored;
         stream_put(&in->s, REC_RUNNING, NULL, 0, &ignored);

@@ -201,6 +201,9 @@ static void *migration_thread(void *arg)
     /* Stop and copy. */
     set_state(mig, MIG_COMPLETING);
     t_pause = vclock_host_ns();
+    pthread_mutex_lock(&mig->lock);
+    mig->st.paused_at_ns = t_pause;
+    pthread_mutex_unlock(&mig->lock);
     if (machine_pause(m) < 0) {
         error_set(&err, "the machine stopped before the final copy");
         goto fail;
