@@ -146,6 +146,11 @@ bool uart_can_receive(const struct uart *u)
     return u->s.rx_count < UART_FIFO_SIZE;
 }
 
+unsigned uart_rx_room(const struct uart *u)
+{
+    return UART_FIFO_SIZE - u->s.rx_count;
+}
+
 void uart_receive(struct uart *u, uint8_t byte)
 {
     /* In loopback the receiver is disconnected from the outside world. */

@@ -29,6 +29,9 @@ struct uart {
 void uart_init(struct uart *u, struct irq_line irq, struct console *console);
 extern const struct mmio_ops uart_mmio_ops;
 bool uart_can_receive(const struct uart *u);
+/* Free places in the receive FIFO: read no more than that from the console,
+ * the rest would be lost to an overrun. */
+unsigned uart_rx_room(const struct uart *u);
 void uart_receive(struct uart *u, uint8_t byte);
 
 #endif

@@ -513,7 +513,9 @@ static void machine_poll(struct machine *m, int64_t timeout_ns)
     }
     if (con_index >= 0 && (fds[con_index].revents & (POLLIN | POLLHUP | POLLERR))) {
         uint8_t buf[UART_FIFO_SIZE];
-        int got = console_read(&m->console, buf, sizeof buf);
+        /* Only what fits: the rest stays in the console until the guest
+         * has read the FIFO (uart_can_receive gates the next poll). */
+        int got = console_read(&m->console, buf, uart_rx_room(&m->uart));
         if (got == CONSOLE_QUIT) {
             machine_request_stop(m, MACHINE_QUIT, 0);
             return;
