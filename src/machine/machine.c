@@ -122,9 +122,10 @@ void machine_wake(void *opaque)
 {
     struct machine *m = opaque;
     uint64_t one = 1;
+    /* Devices are busy: an idle loop halt-polls for a while. */
+    __atomic_store_n(&m->last_wake_ns, vclock_host_ns(), __ATOMIC_RELAXED);
     /* A running slice ends at its next taken jump instead of after up to
      * SLICE_INSNS: a pause or an interrupt is not kept waiting ~0.1 ms. */
-    __atomic_store_n(&m->last_wake_ns, vclock_host_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&m->kick, 1, __ATOMIC_RELEASE);
     /* Nonblocking: a full counter already means "wake up". */
     if (write(m->wake_fd, &one, sizeof one) < 0) {
