@@ -27,11 +27,13 @@ rewrites).
 ferry   source `ferry run --mem M --control PATH`, destination
         `ferry run --incoming tcp:127.0.0.1:PORT`, moved with
         `ferry migrate PATH URI --max-downtime 5ms --json`. Downtime is
-        ferry's measured one: the source pausing the guest to the source
-        hearing RUNNING from the destination (so it includes RUNNING's trip
-        back). "pause->dst running" is the source's paused_at_monotonic_ns
-        (report) to the destination's resumed_at_monotonic_ns (status), both
-        CLOCK_MONOTONIC of this host: the same span as QEMU's STOP->RESUME.
+        ferry's measured one (docs/migration-stream.md): source pause to
+        destination resume from the spans each side measured plus half a
+        round trip, no shared clock assumed. "pause->dst running" checks it
+        with timestamps: the source's paused_at_monotonic_ns (report) to
+        the destination's resumed_at_monotonic_ns (status), both this
+        host's CLOCK_MONOTONIC: the same span as QEMU's STOP->RESUME.
+        "handover" (JSON only): pause to the source hearing RUNNING.
 QEMU    qemu-system-riscv64 -M virt -bios default -nographic -smp 1 -m M,
         QMP on a unix socket, destination with -incoming tcp:127.0.0.1:PORT.
         Before `migrate`: migrate-set-parameters max-bandwidth=10 GiB/s (the
@@ -398,7 +400,7 @@ def report(results, args):
         f"median [min-max] over completed runs ({args.runs} per case and machine); host: {results['host']}",
         f"load average at start {results['loadavg_start']}, at end {results.get('loadavg_end')}: the host "
         "has 2 cores shared with other work, so times are noisy.",
-        "downtime: ferry's measured (source pause -> RUNNING heard back from the destination); QEMU's "
+        "downtime: ferry's measured (source pause -> destination resume, no shared clock assumed); QEMU's "
         "reported query-migrate 'downtime' (source side only, 1 ms resolution).",
         "pause->dst running: ferry = source pause to destination resume (CLOCK_MONOTONIC timestamps of "
         "both VMs); QEMU = QMP STOP (source) to RESUME (destination) event timestamps.",

@@ -32,6 +32,9 @@ static void print_report(json_t *mig)
     printf("  total time         %.1f ms\n", num(mig, "total_ms"));
     printf("  downtime           %.2f ms measured (source pause to destination running)\n",
            num(mig, "downtime_ms"));
+    if (json_object_get(mig, "handover_ms"))
+        printf("  handover           %.2f ms (source pause to RUNNING heard back)\n",
+               num(mig, "handover_ms"));
     printf("  predicted downtime %.2f ms (target %.2f ms)%s\n", num(mig, "predicted_downtime_ms"),
            num(mig, "max_downtime_ms"),
            state && strcmp(state, "completed") == 0 && json_is_true(json_object_get(mig, "live")) &&

@@ -77,6 +77,8 @@ static json_t *migration_json(const struct migration_status *st)
         "wire_bytes", (json_int_t)st->wire_bytes, "pages", (json_int_t)st->pages,
         "zero_pages", (json_int_t)st->zero_pages, "ram_pages", (json_int_t)st->ram_pages,
         "verified", st->verified, "round_table", rounds);
+    if (st->handover_ns)
+        json_object_set_new(o, "handover_ms", json_real((double)st->handover_ns / 1e6));
     if (st->paused_at_ns)
         json_object_set_new(o, "paused_at_monotonic_ns", json_integer((json_int_t)st->paused_at_ns));
     if (st->error[0])

@@ -198,8 +198,12 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
     receive_loaded(m);
     migration_trace("dst: state loaded", in->t_end);
     if (!in->ep.is_file) {
-        /* Complete and verified: tell the source, then wait for GO. */
-        if (stream_put(&in->s, REC_READY, NULL, 0, err) < 0 || stream_flush(&in->s, err) < 0)
+        /* Complete and verified: tell the source, then wait for GO. The
+         * body is how long that took here, so the source can tell the
+         * network's round trip from our work. */
+        uint8_t took[8];
+        put_u64(took, vclock_host_ns() - in->t_end);
+        if (stream_put(&in->s, REC_READY, took, 8, err) < 0 || stream_flush(&in->s, err) < 0)
             goto fail;
         migration_trace("dst: READY sent", in->t_end);
         stream_spin(&in->s, FINAL_SPIN_NS);
@@ -212,6 +216,7 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
                 goto fail;
             }
             if (type == REC_GO) {
+                in->t_go = vclock_host_ns();
                 migration_trace("dst: GO", in->t_end);
                 break;
             }
@@ -251,8 +256,11 @@ void migration_receive_started(struct machine *m)
     migration_trace("dst: devices resumed", in->t_end);
     m->resumed_at_ns = vclock_host_ns();
     if (!in->ep.is_file) {
+        /* The body: GO to resumed here, the last piece of the downtime. */
         struct error ignored;
-        stream_put(&in->s, REC_RUNNING, NULL, 0, &ignored);
+        uint8_t took[8];
+        put_u64(took, m->resumed_at_ns - in->t_go);
+        stream_put(&in->s, REC_RUNNING, took, in->t_go ? 8 : 0, &ignored);
         stream_flush(&in->s, &ignored);
         migration_trace("dst: RUNNING sent", in->t_end);
     }

@@ -53,6 +53,7 @@ struct migration_status {
     double dirty_rate, bandwidth;
     uint64_t total_ns;          /* start to end */
     uint64_t downtime_ns;       /* source pause to destination resume, measured */
+    uint64_t handover_ns;       /* source pause to RUNNING heard back */
     uint64_t paused_at_ns;      /* when the guest paused here (CLOCK_MONOTONIC) */
     uint64_t predicted_downtime_ns;
     uint64_t wire_bytes;

@@ -63,7 +63,9 @@ static void set_all(uint64_t *bitmap, uint64_t npages)
 }
 
 /* Waits for one return-path record; turns ERROR into a message. */
-static int wait_reply(struct stream *s, uint32_t want, struct error *err)
+/* Waits for a record of type want; *ns gets its u64 body (a duration the
+ * destination measured), or 0 when it has none (an older destination). */
+static int wait_reply(struct stream *s, uint32_t want, uint64_t *ns, struct error *err)
 {
     for (;;) {
         uint32_t type;
@@ -71,8 +73,11 @@ static int wait_reply(struct stream *s, uint32_t want, struct error *err)
         size_t len;
         if (stream_get(s, &type, &body, &len, err) < 0)
             return error_prefix(err, "waiting for the destination");
-        if (type == want)
+        if (type == want) {
+            if (ns)
+                *ns = len >= 8 ? get_u64(body) : 0;
             return 0;
+        }
         if (type == REC_ERROR)
             return error_set(err, "destination refused the stream: %.*s", (int)len,
                              (const char *)body);
@@ -141,7 +146,7 @@ static void *migration_thread(void *arg)
                  * has applied it, so the rate below is end to end and no
                  * backlog is left for the final pause. */
                 if (stream_put(&s, REC_PING, rb, 4, &err) < 0 || stream_flush(&s, &err) < 0 ||
-                    wait_reply(&s, REC_PONG, &err) < 0)
+                    wait_reply(&s, REC_PONG, NULL, &err) < 0)
                     goto fail;
             } else if (stream_flush(&s, &err) < 0) {
                 goto fail;
@@ -244,10 +249,13 @@ static void *migration_thread(void *arg)
         goto fail;
     }
 
+    uint64_t t_end_sent = vclock_host_ns(), downtime = 0;
     if (!ep.is_file) {
+        uint64_t ready_took, running_took;
         stream_spin(&s, FINAL_SPIN_NS);
-        if (wait_reply(&s, REC_READY, &err) < 0)
+        if (wait_reply(&s, REC_READY, &ready_took, &err) < 0)
             goto fail;
+        uint64_t t_ready = vclock_host_ns();
         /* Commit point: the destination holds the complete state. From
          * here the guest must never run here again unless we know the
          * destination will not run it. */
@@ -261,16 +269,34 @@ static void *migration_thread(void *arg)
             error_set(&err, "cancelled");
             goto fail;
         }
+        /* No stream_spin for RUNNING: the destination's vCPU starts to
+         * run the guest as it sends it, and a thread yielding to a busy
+         * one can wait out its whole time slice. */
         if (stream_put(&s, REC_GO, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0)
             goto fail;
-        stream_spin(&s, FINAL_SPIN_NS);
-        if (wait_reply(&s, REC_RUNNING, &err) < 0)
+        uint64_t t_go = vclock_host_ns();
+        if (wait_reply(&s, REC_RUNNING, &running_took, &err) < 0)
             goto fail;
+        /* The guest's downtime ends when the destination resumes it, not
+         * when we hear so: pause to GO sent (our clock), GO's one-way trip
+         * (half the END->READY round trip less the destination's work,
+         * both measured), and GO to resumed (the destination's clock). An
+         * older destination reports no durations: then it is pause to
+         * RUNNING heard. */
+        uint64_t rtt = t_ready - t_end_sent;
+        rtt = rtt > ready_took ? rtt - ready_took : 0;
+        if (ready_took && running_took)
+            downtime = t_go - t_pause + rtt / 2 + running_took;
     }
     uint64_t t_end = vclock_host_ns();
+    /* Hearing RUNNING bounds it from above (a late wakeup for READY can
+     * make half the round trip look longer than GO's trip was). */
+    if (!downtime || downtime > t_end - t_pause)
+        downtime = t_end - t_pause;
     migration_trace("RUNNING", t_pause);
     pthread_mutex_lock(&mig->lock);
-    mig->st.downtime_ns = ep.is_file ? 0 : t_end - t_pause;
+    mig->st.downtime_ns = ep.is_file ? 0 : downtime;
+    mig->st.handover_ns = ep.is_file ? 0 : t_end - t_pause;
     mig->st.total_ns = t_end - t0;
     mig->st.wire_bytes = s.bytes_written;
     mig->st.pages = total.pages;

@@ -16,7 +16,8 @@ struct machine_config;
 struct migration_in {
     struct endpoint ep;
     struct stream s;
-    uint64_t t_end;  /* when the END record came (vclock_host_ns), for tracing */
+    uint64_t t_end;  /* when the END record came (vclock_host_ns) */
+    uint64_t t_go;   /* when GO came (0: none, e.g. a standby's takeover) */
 };
 
 /* Listens on uri, accepts one sender, reads the header and MACHINE record,

@@ -62,6 +62,19 @@ def check_uptime(before, t_before, vm):
     return now
 
 
+def check_downtime(rep, dst):
+    """ferry measures the downtime without a shared clock (its spans on each
+    side and half a round trip). Both VMs run on this host: check it against
+    their CLOCK_MONOTONIC pause and resume timestamps, and that the source
+    heard RUNNING only after the resume."""
+    truth = (dst.status()["resumed_at_monotonic_ns"] - rep["paused_at_monotonic_ns"]) / 1e6
+    down, handover = rep["downtime_ms"], rep["handover_ms"]
+    assert 0 < truth <= handover, f"pause->resume {truth:.3f} ms, handover {handover:.3f} ms"
+    assert 0 < down <= handover, f"downtime {down:.3f} ms, handover {handover:.3f} ms"
+    assert abs(down - truth) <= max(1.0, truth / 2), (
+        f"reported downtime {down:.3f} ms, pause->resume timestamps {truth:.3f} ms")
+
+
 def test_live_idle():
     with source() as src, IncomingVM() as dst:
         src.boot(BOOT_TIMEOUT)
@@ -100,6 +113,7 @@ def test_live_memdirty():
         assert rep["pages"] >= rep["ram_pages"], f"fewer pages sent than RAM has: {rep}"
         assert not rep.get("error"), f"report: {rep}"
         dst.wait_resumed()
+        check_downtime(rep, dst)
         check_source_migrated(src)
         dst.wait_prompt()
         check_uptime(up, t_up, dst)
