@@ -263,6 +263,7 @@ void migration_receive_started(struct machine *m)
         stream_put(&in->s, REC_RUNNING, took, in->t_go ? 8 : 0, &ignored);
         stream_flush(&in->s, &ignored);
         migration_trace("dst: RUNNING sent", in->t_end);
+        migration_trace_flush();
     }
     incoming_free(in);
     m->incoming = NULL;

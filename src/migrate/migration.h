@@ -71,6 +71,7 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
 /* FERRY_MIGRATION_TRACE=1 prints each step of the final copy on stderr with
  * the time since `since_ns` (vclock_host_ns), on both sides. */
 void migration_trace(const char *step, uint64_t since_ns);
+void migration_trace_flush(void);
 void migration_get_status(struct machine *m, struct migration_status *out);
 void migration_cancel(struct machine *m);
 /* Joins a finished migration thread (call before destroying the machine). */

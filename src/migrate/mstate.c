@@ -99,30 +99,64 @@ static void sleep_ns(uint64_t ns)
     nanosleep(&ts, NULL);
 }
 
+/* Pages gathered for one PAGES record. */
+struct page_batch {
+    uint8_t head[8];
+    uint64_t entries[PAGES_PER_RECORD];
+    const void *parts[2 + PAGES_PER_RECORD];
+    size_t lens[2 + PAGES_PER_RECORD];
+    unsigned n, ndata;
+};
+
+static int batch_flush(struct stream *s, struct page_batch *b, struct error *err)
+{
+    put_u32(b->head, b->n);
+    put_u32(b->head + 4, 0);
+    b->parts[0] = b->head;
+    b->lens[0] = 8;
+    b->parts[1] = b->entries;
+    b->lens[1] = 8ull * b->n;
+    int rc = stream_put_iov(s, REC_PAGES, b->parts, b->lens, 2 + b->ndata, err);
+    b->n = b->ndata = 0;
+    return rc;
+}
+
 int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap,
                      struct page_counters *c, uint64_t bandwidth_limit, volatile int *cancel,
                      struct error *err)
 {
     struct ram *ram = &m->bus.ram;
-    uint8_t head[8];
-    uint64_t entries[PAGES_PER_RECORD];
-    const void *parts[2 + PAGES_PER_RECORD];
-    size_t lens[2 + PAGES_PER_RECORD];
-    unsigned n = 0, ndata = 0;
+    struct page_batch b;
+    b.n = b.ndata = 0;
     uint64_t start_ns = vclock_host_ns(), start_bytes = s->bytes_written + s->wlen;
 
-    for (uint64_t page = 0; page <= ram->npages; page++) {
-        bool flush = n == PAGES_PER_RECORD || (page == ram->npages && n);
-        if (flush) {
-            put_u32(head, n);
-            put_u32(head + 4, 0);
-            parts[0] = head;
-            lens[0] = 8;
-            parts[1] = entries;
-            lens[1] = 8ull * n;
-            if (stream_put_iov(s, REC_PAGES, parts, lens, 2 + ndata, err) < 0)
+    /* Word by word: a 1 GiB guest's final copy finds a few dozen dirty
+     * pages among 262,144, and the pause should not wait for a bit test
+     * per page. */
+    size_t words = (ram->npages + 63) / 64;
+    for (size_t w = 0; w < words; w++) {
+        for (uint64_t bits = bitmap[w]; bits; bits &= bits - 1) {
+            uint64_t page = w * 64 + (uint64_t)__builtin_ctzll(bits);
+            if (page >= ram->npages)
+                break;
+            const uint8_t *host = ram->host + (page << RAM_PAGE_SHIFT);
+            uint64_t entry = page << RAM_PAGE_SHIFT;
+            c->pages++;
+            /* Never-written pages are zero: no need to read (and fault in) them. */
+            if (!ram_page_touched(ram, page) || page_is_zero(host)) {
+                entry |= PAGE_ENTRY_ZERO;
+                c->zero_pages++;
+            } else {
+                b.parts[2 + b.ndata] = host;
+                b.lens[2 + b.ndata] = RAM_PAGE_SIZE;
+                b.ndata++;
+                c->bytes += RAM_PAGE_SIZE;
+            }
+            put_u64((uint8_t *)&b.entries[b.n++], entry);
+            if (b.n < PAGES_PER_RECORD)
+                continue;
+            if (batch_flush(s, &b, err) < 0)
                 return -1;
-            n = ndata = 0;
             if (cancel && *cancel)
                 return error_set(err, "cancelled");
             if (bandwidth_limit) {
@@ -134,25 +168,11 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
                     sleep_ns(due_ns - took);
             }
         }
-        if (page == ram->npages)
-            break;
-        if (!((bitmap[page / 64] >> (page % 64)) & 1))
-            continue;
-        const uint8_t *host = ram->host + (page << RAM_PAGE_SHIFT);
-        uint64_t entry = page << RAM_PAGE_SHIFT;
-        c->pages++;
-        /* Never-written pages are zero: no need to read (and fault in) them. */
-        if (!ram_page_touched(ram, page) || page_is_zero(host)) {
-            entry |= PAGE_ENTRY_ZERO;
-            c->zero_pages++;
-        } else {
-            parts[2 + ndata] = host;
-            lens[2 + ndata] = RAM_PAGE_SIZE;
-            ndata++;
-            c->bytes += RAM_PAGE_SIZE;
-        }
-        put_u64((uint8_t *)&entries[n++], entry);
     }
+    if (b.n && batch_flush(s, &b, err) < 0)
+        return -1;
+    if (cancel && *cancel)
+        return error_set(err, "cancelled");
     return 0;
 }
 

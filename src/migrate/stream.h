@@ -54,6 +54,8 @@ struct stream {
     size_t wlen, wcap;
     uint8_t *rbuf;          /* record body of the last read */
     size_t rcap;
+    uint8_t *ibuf;          /* bytes read from fd, not yet consumed */
+    size_t ipos, ilen;
     uint64_t bytes_written, bytes_read;
     int timeout_ms;         /* for reads and writes; -1 = none */
     uint64_t spin_until;    /* see stream_spin (vclock_host_ns) */
