@@ -559,35 +559,23 @@ def probe_drive(spec_args, wait=3.0):
 # A man in the middle
 # --------------------------------------------------------------------------
 
-class StreamProxy:
-    """Relays one migration connection from 127.0.0.1:.port (give .uri to
-    ferry migrate) to the destination on 127.0.0.1:dest_port, understanding
-    the stream's records so it can misbehave at a precise point:
+class RecordRelay:
+    """One TCP connection relayed from 127.0.0.1:.port (give .uri to the
+    sender) to 127.0.0.1:dest_port, for proxies that follow a ferry stream
+    record by record: a subclass gives _pump_forward(src, dst) and
+    _pump_back(src, dst), run on two threads once both sides are connected.
 
-      rate=B          forward at most B bytes/s source -> destination
-      cut_after=N     after N bytes source -> destination, close both sides
-      corrupt=TYPE    flip one byte in the body of the first record of TYPE
-                      (REC_PAGES with data: a page; REC_DEVICE: the final
-                      device state) on its way to the destination
-      drop="ready"    when the destination says READY, close both sides
-                      instead of passing it on (the source never hears it)
-      drop="go"       pass READY on, but when the source sends GO, close
-                      both sides instead (the destination never hears it)
-      on_bytes=(N, f) call f() (in the relay thread) once N bytes went by
+    .forwarded counts bytes relayed towards dest_port (the subclass's
+    _send adds them), .events describes what happened (for assertion
+    messages), .done is set when the relay ended."""
 
-    .forwarded counts bytes relayed to the destination, .events describes
-    what happened (for assertion messages), .done is set when it ended."""
+    BACK_JOIN_S = 120  # how long the end of the relay waits for _pump_back
 
-    def __init__(self, dest_port, rate=None, cut_after=None, corrupt=None, drop=None,
-                 on_bytes=None):
+    def __init__(self, dest_port):
         self.dest_port = dest_port
-        self.rate, self.cut_after, self.corrupt, self.drop = rate, cut_after, corrupt, drop
-        self.on_bytes = on_bytes
         self.forwarded = 0
         self.events = []
         self.done = threading.Event()
-        self.corrupted = False
-        self._ready_passed = False
         self._lock = threading.Lock()
         self._socks = []
         self._closed = False
@@ -597,6 +585,9 @@ class StreamProxy:
         self.listener.listen(1)
         self.port = self.listener.getsockname()[1]
         self.uri = f"tcp:{LOCALHOST}:{self.port}"
+
+    def start(self):
+        """Call at the end of the subclass's __init__."""
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -614,13 +605,14 @@ class StreamProxy:
             self.listener.close()
             b = socket.create_connection((LOCALHOST, self.dest_port), timeout=harness.scaled(30))
             b.settimeout(None)
+            a.settimeout(None)
             with self._lock:
                 self._socks = [a, b]
             self._event("connected")
             back = threading.Thread(target=self._pump_back, args=(b, a), daemon=True)
             back.start()
             self._pump_forward(a, b)
-            back.join(harness.scaled(120))
+            back.join(harness.scaled(self.BACK_JOIN_S))
         except Exception as e:  # noqa: BLE001 - recorded for the test's message
             self._event(f"relay error: {type(e).__name__}: {e}")
         finally:
@@ -647,13 +639,51 @@ class StreamProxy:
 
     @staticmethod
     def _recv_exact(sock, n):
+        """n bytes, or fewer (maybe none) when the peer closed first."""
         buf = bytearray()
         while len(buf) < n:
             chunk = sock.recv(min(n - len(buf), 1 << 20))
             if not chunk:
-                return bytes(buf) if buf else None
+                break
             buf += chunk
         return bytes(buf)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class StreamProxy(RecordRelay):
+    """Relays one migration connection from 127.0.0.1:.port (give .uri to
+    ferry migrate) to the destination on 127.0.0.1:dest_port, understanding
+    the stream's records so it can misbehave at a precise point
+    (RecordRelay has the plumbing):
+
+      rate=B          forward at most B bytes/s source -> destination
+      cut_after=N     after N bytes source -> destination, close both sides
+      corrupt=TYPE    flip one byte in the body of the first record of TYPE
+                      (REC_PAGES with data: a page; REC_DEVICE: the final
+                      device state) on its way to the destination
+      drop="ready"    when the destination says READY, close both sides
+                      instead of passing it on (the source never hears it)
+      drop="go"       pass READY on, but when the source sends GO, close
+                      both sides instead (the destination never hears it)
+      on_bytes=(N, f) call f() (in the relay thread) once N bytes went by
+
+    .forwarded counts bytes relayed to the destination, .events describes
+    what happened (for assertion messages), .done is set when it ended."""
+
+    def __init__(self, dest_port, rate=None, cut_after=None, corrupt=None, drop=None,
+                 on_bytes=None):
+        super().__init__(dest_port)
+        self.rate, self.cut_after, self.corrupt, self.drop = rate, cut_after, corrupt, drop
+        self.on_bytes = on_bytes
+        self.corrupted = False
+        self._ready_passed = False
+        self.start()
 
     def _send(self, dst, data):
         """Forward data source -> destination, honouring rate/cut_after/on_bytes.
@@ -759,10 +789,3 @@ class StreamProxy:
 
     def describe(self):
         return "proxy events:\n  " + "\n  ".join(self.events or ["(none)"])
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False

@@ -56,8 +56,8 @@ import time
 
 import harness
 from ferryvm import FerryVM, VMError
-from migration import (LOCALHOST, REC_END, REC_PAGES, STREAM_HEADER_SIZE, SourceVM, ctl_request,
-                       wait_for)
+from migration import (LOCALHOST, REC_END, REC_PAGES, STREAM_HEADER_SIZE, RecordRelay, SourceVM,
+                       ctl_request, wait_for)
 
 SERVICE_PORT = 7000
 REPL_PORT = 5555
@@ -523,7 +523,7 @@ class GuestCounter:
 # A man in the middle of the replication stream
 # --------------------------------------------------------------------------
 
-class CheckpointProxy:
+class CheckpointProxy(RecordRelay):
     """Relays one replication connection from 127.0.0.1:.port (give .uri to
     ferry replicate) to the standby on 127.0.0.1:dest_port. It follows the
     stream's records and epochs (CHECKPOINT e ... END); .complete lists the
@@ -540,35 +540,21 @@ class CheckpointProxy:
     is the longest time the primary sent nothing (the standby's heartbeat
     timeout must never see such a silence while the primary lives)."""
 
+    BACK_JOIN_S = 60
+
     def __init__(self, dest_port):
-        self.dest_port = dest_port
-        self.events = []
+        super().__init__(dest_port)
         self.complete = []
         self.acks = []
         self.hit = threading.Event()
-        self.done = threading.Event()
         self.target_epoch = None
         self.mode = None
         self._skip = None
-        self._lock = threading.Lock()
-        self._socks = []
-        self._closed = False
-        self.forwarded = 0
         # The longest silence of the primary: (seconds, type of the record
         # that ended it, the epoch relayed before it).
         self.max_gap = (0.0, None, None)
         self.t_last = time.monotonic()   # when the last record went by
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((LOCALHOST, 0))
-        self.listener.listen(1)
-        self.port = self.listener.getsockname()[1]
-        self.uri = f"tcp:{LOCALHOST}:{self.port}"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _event(self, msg):
-        self.events.append(f"{time.monotonic():.3f} {msg}")
+        self.start()
 
     def arm(self, mode, skip=2):
         assert mode in ("flip", "cut")
@@ -576,58 +562,6 @@ class CheckpointProxy:
             self.mode = mode
             self._skip = skip
         self._event(f"armed: {mode} the checkpoint after the next {skip}")
-
-    def _serve(self):
-        try:
-            self.listener.settimeout(harness.scaled(300))
-            try:
-                a, _ = self.listener.accept()
-            except OSError as e:
-                self._event(f"accept failed: {e}")
-                return
-            self.listener.close()
-            b = socket.create_connection((LOCALHOST, self.dest_port), timeout=harness.scaled(30))
-            b.settimeout(None)
-            a.settimeout(None)
-            with self._lock:
-                self._socks = [a, b]
-            self._event("connected")
-            back = threading.Thread(target=self._pump_back, args=(b, a), daemon=True)
-            back.start()
-            self._pump_forward(a, b)
-            back.join(harness.scaled(60))
-        except Exception as e:  # noqa: BLE001 - recorded for the test's message
-            self._event(f"relay error: {type(e).__name__}: {e}")
-        finally:
-            self.close()
-            self.done.set()
-
-    def close(self):
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            socks = list(self._socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        try:
-            self.listener.close()
-        except OSError:
-            pass
-
-    @staticmethod
-    def _recv_exact(sock, n):
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = sock.recv(min(n - len(buf), 1 << 20))
-            if not chunk:
-                return bytes(buf)
-            buf += chunk
-        return bytes(buf)
 
     def _send(self, dst, data):
         dst.sendall(data)
@@ -733,10 +667,3 @@ class CheckpointProxy:
                 f"acks {self.acks[-5:]}; longest silence of the primary {gap * 1000:.0f} ms "
                 f"(after checkpoint {gepoch}, ended by record {gtype if gtype is None else hex(gtype)}); "
                 f"events:\n  " + "\n  ".join(ev or ["(none)"]))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
