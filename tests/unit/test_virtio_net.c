@@ -32,6 +32,7 @@
 #include "dev/virtio_devices.h"
 #include "dev/virtio_net.h"
 #include "mem/bus.h"
+#include "tap_lan.h"
 
 static int failures, checks;
 #define CHECK(cond, ...)                                   \
@@ -227,46 +228,6 @@ static int lan_recv(uint16_t etype, long ms, uint8_t *out, size_t cap)
             continue;
         if (out[12] == (etype >> 8) && out[13] == (etype & 0xff))
             return (int)n;
-    }
-}
-
-static int setup_tap_side(void)
-{
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", TAP);
-    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
-        printf("FAIL: %s: %s\n", TAP, strerror(errno));
-        return -1;
-    }
-    ifr.ifr_flags |= IFF_UP;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
-        printf("FAIL: bring %s up: %s\n", TAP, strerror(errno));
-        return -1;
-    }
-    close(s);
-    pkt_fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
-    struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
-                              .sll_ifindex = (int)if_nametoindex(TAP)};
-    if (pkt_fd < 0 || bind(pkt_fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
-        printf("FAIL: packet socket on %s: %s\n", TAP, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static void no_ipv6(void)
-{
-    /* No router solicitations or DAD on the tap: only our frames. */
-    const char *files[] = {"/proc/sys/net/ipv6/conf/all/disable_ipv6",
-                           "/proc/sys/net/ipv6/conf/default/disable_ipv6"};
-    for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(files[i], "w");
-        if (f) {
-            fputs("1\n", f);
-            fclose(f);
-        }
     }
 }
 
@@ -523,7 +484,7 @@ int main(void)
         printf("test_virtio_net: skipped: /dev/net/tun: %s\n", strerror(errno));
         return 0;
     }
-    no_ipv6();
+    tap_lan_no_ipv6();
     struct error err;
     if (ram_init(&bus.ram, RAM_BASE, RAM_SIZE, &err) < 0) {
         printf("FAIL: ram_init: %s\n", err.msg);
@@ -534,7 +495,7 @@ int main(void)
         printf("FAIL: attach: %s\n", err.msg);
         return 1;
     }
-    if (setup_tap_side() < 0)
+    if ((pkt_fd = tap_lan_open(TAP)) < 0)
         return 1;
     driver_setup();
     rx_post(QSIZE / 2);
