@@ -37,6 +37,25 @@ def cpu_seconds(pid):
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
+def loadavg():
+    """The 1, 5 and 15 minute load averages, as text."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def pin_ferry(ferry, directory):
+    """Copies the ferry binary into directory and returns the copy: others
+    may rebuild build/ferry during a long run, and a bench measures one
+    binary."""
+    pinned = os.path.join(directory, "ferry")
+    shutil.copy2(ferry, pinned)
+    log(f"bench: measuring a copy of {ferry} ({pinned})")
+    return pinned
+
+
 def host_description():
     model = platform.processor() or "?"
     try:

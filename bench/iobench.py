@@ -456,14 +456,6 @@ def report(results, args):
 
 # --------------------------------------------------------------------------
 
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ferry", default=str(bl.REPO / "build" / "ferry"))
@@ -509,11 +501,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="fbench-io-")
     try:
         if ferry:
-            # Others may rebuild build/ferry during the run: measure one binary.
-            pinned = os.path.join(tmp, "ferry")
-            shutil.copy2(ferry, pinned)
-            bl.log(f"bench: measuring a copy of {ferry} ({pinned})")
-            ferry = pinned
+            ferry = bl.pin_ferry(ferry, tmp)
         why = netns.available()
         if why:
             bl.log(f"bench: network part skipped: {why}")
@@ -542,7 +530,7 @@ def measure_all(args, guest, ferry, qemu, topo, net_skipped, tmp):
                "runs_per_machine": args.runs, "disk_mib": args.disk_mib, "image_mib": IMAGE_MIB,
                "net_mib": args.net_mib, "requests": args.requests, "warmup_requests": WARMUP_REQUESTS,
                "network": topo is not None, "network_skipped": net_skipped,
-               "machines": machines, "loadavg_start": loadavg(),
+               "machines": machines, "loadavg_start": bl.loadavg(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": []}
     t_start = time.monotonic()
     total = args.runs * len(machines)
@@ -552,9 +540,9 @@ def measure_all(args, guest, ferry, qemu, topo, net_skipped, tmp):
         for vmm in order:
             n += 1
             bl.log(f"[{n}/{total}] {vmm} run {i + 1}/{args.runs} "
-                   f"({time.monotonic() - t_start:.0f} s elapsed, load {loadavg()})")
+                   f"({time.monotonic() - t_start:.0f} s elapsed, load {bl.loadavg()})")
             t0 = time.monotonic()
-            rec = {"vmm": vmm, "run": i + 1, "ok": False, "loadavg": loadavg()}
+            rec = {"vmm": vmm, "run": i + 1, "ok": False, "loadavg": bl.loadavg()}
             try:
                 rec.update(one_run(vmm, makers[vmm], args, topo, tmp))
                 rec["ok"] = True
@@ -565,7 +553,7 @@ def measure_all(args, guest, ferry, qemu, topo, net_skipped, tmp):
             results["runs"].append(rec)
             with open(json_path, "w") as f:   # partial results survive a crash
                 json.dump(results, f, indent=2, default=str)
-    results["loadavg_end"] = loadavg()
+    results["loadavg_end"] = bl.loadavg()
     results["seconds"] = time.monotonic() - t_start
     bl.save_json(json_path, results)
     report(results, args)

@@ -516,14 +516,6 @@ def plot(results, args, out_dir):
 
 # --------------------------------------------------------------------------
 
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ferry", default=str(bl.REPO / "build" / "ferry"))
@@ -565,12 +557,8 @@ def main():
         bl.log(f"bench: {args.qemu} not found; QEMU column skipped")
     pin_dir = None
     if ferry:
-        # Others may rebuild build/ferry during a long run: measure one binary.
         pin_dir = tempfile.mkdtemp(prefix="fbench-")
-        pinned = os.path.join(pin_dir, "ferry")
-        shutil.copy2(ferry, pinned)
-        bl.log(f"bench: measuring a copy of {ferry} ({pinned})")
-        ferry = pinned
+        ferry = bl.pin_ferry(ferry, pin_dir)
     try:
         return measure_all(args, guest, ferry, qemu, cases)
     finally:
@@ -589,7 +577,7 @@ def measure_all(args, guest, ferry, qemu, cases):
     results = {"host": bl.host_description(), "guest": str(guest), "ferry": ferry, "qemu": qemu,
                "runs_per_case": args.runs, "max_downtime_ms": args.max_downtime,
                "qemu_converge_timeout_s": args.qemu_converge_timeout,
-               "cases": cases, "machines": machines, "loadavg_start": loadavg(),
+               "cases": cases, "machines": machines, "loadavg_start": bl.loadavg(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": []}
     t_start = time.monotonic()
     total = len(cases) * args.runs * len(machines)
@@ -602,7 +590,7 @@ def measure_all(args, guest, ferry, qemu, cases):
             for vmm in order:
                 n += 1
                 bl.log(f"[{n}/{total}] {case} {vmm} run {i + 1}/{args.runs} "
-                       f"({time.monotonic() - t_start:.0f} s elapsed, load {loadavg()})")
+                       f"({time.monotonic() - t_start:.0f} s elapsed, load {bl.loadavg()})")
                 t0 = time.monotonic()
                 rec = {"case": case, "vmm": vmm, "run": i + 1, "ok": False}
                 try:
@@ -627,7 +615,7 @@ def measure_all(args, guest, ferry, qemu, cases):
                 results["runs"].append(rec)
                 with open(json_path, "w") as f:   # partial results survive a crash
                     json.dump(results, f, indent=2, default=str)
-    results["loadavg_end"] = loadavg()
+    results["loadavg_end"] = bl.loadavg()
     results["seconds"] = time.monotonic() - t_start
     bl.save_json(json_path, results)
     if not args.no_plot:

@@ -290,14 +290,6 @@ def fmt(v, digits=1, unit=""):
     return "n/a" if v is None else f"{v:.{digits}f}{unit}"
 
 
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
 # --------------------------------------------------------------------------
 # VMs
 # --------------------------------------------------------------------------
@@ -1032,7 +1024,7 @@ def main():
     results = {"host": bl.host_description(), "guest": str(guest), "ferry": ferry,
                "window_s": args.window, "interval_ms": args.interval,
                "intervals_ms": args.intervals, "heartbeat_timeout_ms": args.heartbeat_timeout,
-               "loadavg_start": loadavg(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "loadavg_start": bl.loadavg(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                "targets": TARGETS, "rates": [], "moves": [], "failures": [],
                "_json": str(json_path)}
     b = Bench(args, ferry, guest, workdir)
@@ -1052,7 +1044,7 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
     if results["failures"]:
         status = 1
-    results["loadavg_end"] = loadavg()
+    results["loadavg_end"] = bl.loadavg()
     results["seconds"] = time.monotonic() - t0
     results.pop("_json")
     bl.save_json(json_path, results)
