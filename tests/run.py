@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """ferry's test runner.
 
-    tests/run.py [--ferry build/asan/ferry] [--filter SUBSTR] [-v] [--list]
+    tests/run.py [--ferry build/asan/ferry] [--filter SUBSTR] [--jobs N] [-v] [--list]
 
 Runs, in this order, one line per test:
   unit/NAME         every executable build/unit/NAME (exit 0 = pass)
   isa/NAME          every build/isa/NAME.elf via `ferry run --bios` (exit 0 = pass)
   cli/MOD/CASE      function test_CASE of tests/cli/test_MOD.py
   linux/MOD/CASE    function test_CASE of tests/linux/test_MOD.py
+
+With --jobs N (default: FERRY_TEST_JOBS, else 1) up to N tests run at
+once, in the order above; a test marked @harness.exclusive runs alone, and
+a test whose module names a GATE waits until the gate has finished. Lines
+are printed as tests finish.
 
 Each test runs in a session of its own with a time limit; when it ends,
 every process left in that session (ferry, the guest's helpers, ...) is
@@ -29,7 +34,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 import traceback
 from pathlib import Path
 
@@ -104,6 +111,19 @@ class Outcome:
         self.seconds = seconds
 
 
+# Sessions of the tests running now, so an interrupted run can end them all
+# (with --jobs, tests run on worker threads the signal never reaches).
+_live_sessions = set()
+_live_lock = threading.Lock()
+
+
+def kill_live_sessions():
+    with _live_lock:
+        sids = list(_live_sessions)
+    for sid in sids:
+        kill_session(sid)
+
+
 def run_isolated(argv, timeout, env=None):
     """Run argv in a new session with stdin /dev/null and stdout+stderr to
     a file; kill the whole session when it ends or times out.
@@ -116,6 +136,8 @@ def run_isolated(argv, timeout, env=None):
         p = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=out,
                              stderr=subprocess.STDOUT, env=full_env, cwd=REPO,
                              start_new_session=True)
+        with _live_lock:
+            _live_sessions.add(p.pid)
         try:
             rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -126,6 +148,8 @@ def run_isolated(argv, timeout, env=None):
             raise
         kill_session(p.pid)
         p.wait()
+        with _live_lock:
+            _live_sessions.discard(p.pid)
         seconds = time.monotonic() - start
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
@@ -213,12 +237,13 @@ def load_module(path):
 # --------------------------------------------------------------------------
 
 class Test:
-    def __init__(self, name, kind, run, needs_ferry=False, gate=None):
+    def __init__(self, name, kind, run, needs_ferry=False, gate=None, exclusive=False):
         self.name = name
         self.kind = kind
         self.run = run               # () -> Outcome
         self.needs_ferry = needs_ferry
         self.gate = gate             # name of a test that must not have failed
+        self.exclusive = exclusive   # runs with no other test beside it
 
 
 def discover(ferry, scale, build):
@@ -261,13 +286,75 @@ def discover(ferry, scale, build):
                 tests.append(Test(name, kind,
                                   lambda path=path, attr=attr, limit=limit:
                                   run_python_test(path, attr, limit),
-                                  needs_ferry=True, gate=gate if gate != name else None))
+                                  needs_ferry=True, gate=gate if gate != name else None,
+                                  exclusive=getattr(fn, "exclusive", False)))
     return tests
 
 
 # --------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------
+
+def run_one(t):
+    try:
+        return t.run()
+    except Exception as e:  # noqa: BLE001 - a runner bug must not hide the summary
+        return Outcome("fail", f"runner error: {type(e).__name__}: {e}", traceback.format_exc())
+
+
+def run_scheduled(tests, jobs, have_ferry, status_of, report):
+    """Runs the tests, up to `jobs` at once, in discovery order as far as
+    gates and exclusive tests allow. Returns True when interrupted."""
+    pending = list(tests)
+    running = {}  # future -> Test
+    names_left = {t.name for t in tests}
+
+    def start_what_can_start(pool):
+        i = 0
+        while i < len(pending) and len(running) < jobs:
+            if any(r.exclusive for r in running.values()):
+                return
+            t = pending[i]
+            if t.needs_ferry and not have_ferry:
+                pending.pop(i)
+                names_left.discard(t.name)
+                report(t.name, Outcome("skip", "no ferry binary"))
+                continue
+            if t.gate and t.gate in names_left:
+                i += 1  # its gate has not finished yet
+                continue
+            if t.gate and status_of.get(t.gate) == "fail":
+                pending.pop(i)
+                names_left.discard(t.name)
+                report(t.name, Outcome("skip", f"{t.gate} failed"))
+                continue
+            if t.exclusive and running:
+                return  # let the others drain; nothing overtakes it
+            pending.pop(i)
+            running[pool.submit(run_one, t)] = t
+            if t.exclusive:
+                return
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        try:
+            while pending or running:
+                start_what_can_start(pool)
+                if not running:
+                    continue  # everything left was skipped just now
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for f in done:
+                    t = running.pop(f)
+                    names_left.discard(t.name)
+                    report(t.name, f.result())
+        except KeyboardInterrupt:
+            for t in running.values():
+                report(t.name, Outcome("fail", "interrupted"))
+            kill_live_sessions()
+            for f in running:
+                f.cancel()
+            return True
+    return False
+
 
 def indent(text, lines=30):
     body = harness.tail(text, lines, 6000).rstrip()
@@ -285,6 +372,8 @@ def main():
     ap.add_argument("--build", default=str(REPO / "build"),
                     help="where unit/ and isa/ binaries are (default build/)")
     ap.add_argument("--list", action="store_true", help="list the tests and exit")
+    ap.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("FERRY_TEST_JOBS", "1")),
+                    help="run up to N tests at once (default FERRY_TEST_JOBS or 1)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
 
@@ -344,23 +433,7 @@ def main():
     if not have_ferry and any(t.needs_ferry for t in tests):
         report("ferry-binary", Outcome("fail", f"{ferry} not found or not executable (make / make asan)"))
 
-    interrupted = False
-    for t in tests:
-        if t.needs_ferry and not have_ferry:
-            report(t.name, Outcome("skip", "no ferry binary"))
-            continue
-        if t.gate and status_of.get(t.gate) == "fail":
-            report(t.name, Outcome("skip", f"{t.gate} failed"))
-            continue
-        try:
-            o = t.run()
-        except KeyboardInterrupt:
-            interrupted = True
-            report(t.name, Outcome("fail", "interrupted"))
-            break
-        except Exception as e:  # noqa: BLE001 - a runner bug must not hide the summary
-            o = Outcome("fail", f"runner error: {type(e).__name__}: {e}", traceback.format_exc())
-        report(t.name, o)
+    interrupted = run_scheduled(tests, a.jobs, have_ferry, status_of, report)
 
     if interrupted:
         print("interrupted", flush=True)

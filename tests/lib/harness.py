@@ -47,6 +47,14 @@ def timeout(seconds):
     return wrap
 
 
+def exclusive(fn):
+    """Decorator: the runner runs this test alone, never next to another one
+    (`tests/run.py --jobs N`). For tests whose assertions depend on timing
+    that a second busy guest on the same cores would distort."""
+    fn.exclusive = True
+    return fn
+
+
 # --------------------------------------------------------------------------
 # Timeouts
 # --------------------------------------------------------------------------
