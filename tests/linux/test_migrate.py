@@ -183,7 +183,7 @@ def _save_and_restore(stream_args, expect_version):
 
 @timeout(400)
 def test_save_restore():
-    _save_and_restore([], 2)
+    _save_and_restore([], 3)
 
 
 @timeout(400)
