@@ -290,9 +290,9 @@ bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
         return true;
     }
     case CSR_MCYCLE: case CSR_MINSTRET:
-        /* The writing instruction does not count itself (priv spec: the
-         * write takes effect after its increment would have): the
-         * increment every retired instruction gets brings this to v. */
+        /* Priv spec (Zicsr): for a counter an instruction also updates,
+         * "the write is done instead of the increment". The increment
+         * every retired instruction gets brings this to v. */
         h->instret = v - 1;
         return true;
     case CSR_TSELECT: case CSR_TDATA1: case CSR_TDATA2: case CSR_TDATA3: case CSR_TINFO:
