@@ -192,8 +192,9 @@ def test_sstc_timer_without_sbi_calls():
     # The device tree advertises Sstc, so Linux 6.1 programs its timer by
     # writing stimecmp instead of calling SBI set_timer: timer interrupts
     # keep coming (sleep works, the timer's /proc/interrupts count grows)
-    # while --stats counts no set_timer call at all.
-    with vm("--stats") as v:
+    # while --stats counts no set_timer call at all. Two harts: the second,
+    # started through SBI HSM, must have Sstc enabled too.
+    with vm("--stats", "--smp", "2") as v:
         v.boot(BOOT_TIMEOUT)
         cpuinfo = v.run("grep -m1 ^isa /proc/cpuinfo")
         m = re.search(r"isa\s*:\s*(\S+)", cpuinfo)
