@@ -49,7 +49,8 @@ static void run_usage(FILE *out)
             "  --heartbeat-timeout T\n"
             "                    with --standby: silence that means the primary is\n"
             "                    gone (default 500ms)\n"
-            "  --stats           print instructions executed and MIPS at exit\n"
+            "  --stats           print instructions executed, MIPS and SBI set_timer calls\n"
+            "                    at exit\n"
             "\n"
             "On a terminal, Ctrl-A x quits.\n"
             "The built-in guest is looked up in $FERRY_GUEST_DIR, then next to the\n"
@@ -241,7 +242,7 @@ int cmd_run(int argc, char **argv)
 
     static struct machine m; /* large: keep it off the stack */
     int status;
-    uint64_t start_ns = vclock_host_ns(), instructions = 0;
+    uint64_t start_ns = vclock_host_ns(), instructions = 0, set_timer_calls = 0;
     for (;;) {
         int rc;
         struct ctl_server *ctl = NULL;
@@ -283,6 +284,8 @@ int cmd_run(int argc, char **argv)
         ctl_stop(ctl, m.stop == MACHINE_MIGRATED ? 5000 : 0);
         migration_join(&m);
         instructions += machine_instructions(&m);
+        for (unsigned i = 0; i < m.nharts; i++)
+            set_timer_calls += m.harts[i].sbi_set_timer_calls;
         enum machine_stop why = m.stop;
         if (why == MACHINE_MIGRATED) {
             struct migration_status st;
@@ -312,9 +315,11 @@ int cmd_run(int argc, char **argv)
         double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
         fprintf(stderr, "ferry: stats: instructions=%llu seconds=%.3f mips=%.1f cpu_seconds=%.3f "
-                "mips_per_cpu_second=%.1f\n", (unsigned long long)instructions, secs,
+                "mips_per_cpu_second=%.1f sbi_set_timer_calls=%llu\n",
+                (unsigned long long)instructions, secs,
                 secs > 0 ? (double)instructions / secs / 1e6 : 0.0, cpu,
-                cpu > 0 ? (double)instructions / cpu / 1e6 : 0.0);
+                cpu > 0 ? (double)instructions / cpu / 1e6 : 0.0,
+                (unsigned long long)set_timer_calls);
     }
     return status;
 }

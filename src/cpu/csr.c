@@ -26,6 +26,96 @@ static bool counter_allowed(const struct hart *h, uint32_t csr)
     return true;
 }
 
+/* Brings mip.STIP up to date with stimecmp (reads see the current time). */
+static void timer_refresh(struct hart *h)
+{
+    if (h->machine)
+        hart_timer_update(h, machine_time_ticks(h->machine));
+}
+
+/* Sstc: below M, stimecmp needs menvcfg.STCE and mcounteren.TM. */
+static bool stimecmp_allowed(const struct hart *h)
+{
+    return h->priv == PRIV_M ||
+           ((h->menvcfg & MENVCFG_STCE) && (h->mcounteren & COUNTEREN_TM));
+}
+
+/* menvcfg/senvcfg WARL: the reserved CBIE value 10 reads as 00. */
+static uint64_t envcfg_legal(uint64_t v, uint64_t writable)
+{
+    v &= writable;
+    if (((v & ENVCFG_CBIE) >> ENVCFG_CBIE_SHIFT) == 2)
+        v &= ~ENVCFG_CBIE;
+    return v;
+}
+#define SENVCFG_WRITABLE (ENVCFG_FIOM | ENVCFG_CBIE | ENVCFG_CBCFE | ENVCFG_CBZE)
+#define MENVCFG_WRITABLE (SENVCFG_WRITABLE | MENVCFG_STCE)
+
+/* PMP: 16 entries whose registers M-mode can write and read back with the
+ * spec's WARL rules (locked entries keep their values, reserved bits read 0,
+ * the reserved R=0/W=1 combination reads as W=0, pmpaddr is 54 bits wide).
+ * They are not enforced: accesses are checked as if every entry granted
+ * everything. Nothing ferry runs needs enforcement (Linux runs in S with
+ * the SBI emulated, and a check on every TLB fill and M-mode access would
+ * cost on the hot paths); the register file is what M-mode software and
+ * its tests probe. pmpcfg1/3 do not exist on RV64 (illegal); entries
+ * 16..63 are read-only zero. */
+#define PMPCFG_L 0x80
+#define PMPCFG_A_TOR 0x08
+#define PMPCFG_A 0x18
+#define PMPADDR_MASK ((1ull << 54) - 1)
+
+static bool pmp_csr(uint32_t csr)
+{
+    return (csr >= CSR_PMPCFG0 && csr < CSR_PMPCFG0 + 16) ||
+           (csr >= CSR_PMPADDR0 && csr < CSR_PMPADDR0 + 64);
+}
+
+static bool pmp_read(const struct hart *h, uint32_t csr, uint64_t *v)
+{
+    *v = 0;
+    if (csr < CSR_PMPADDR0) {
+        if (csr & 1)
+            return false;
+        unsigned first = (csr - CSR_PMPCFG0) * 4; /* pmpcfg2 holds entries 8..15 */
+        for (unsigned i = 0; i < 8 && first + i < PMP_ENTRIES; i++)
+            *v |= (uint64_t)h->pmpcfg[first + i] << (8 * i);
+        return true;
+    }
+    unsigned i = csr - CSR_PMPADDR0;
+    if (i < PMP_ENTRIES)
+        *v = h->pmpaddr[i];
+    return true;
+}
+
+static bool pmp_write(struct hart *h, uint32_t csr, uint64_t v)
+{
+    if (csr < CSR_PMPADDR0) {
+        if (csr & 1)
+            return false;
+        unsigned first = (csr - CSR_PMPCFG0) * 4;
+        for (unsigned i = 0; i < 8 && first + i < PMP_ENTRIES; i++) {
+            uint8_t cfg = (uint8_t)(v >> (8 * i)) & 0x9f;
+            if ((cfg & 3) == 2) /* W without R is reserved */
+                cfg &= ~2;
+            if (!(h->pmpcfg[first + i] & PMPCFG_L))
+                h->pmpcfg[first + i] = cfg;
+        }
+        return true;
+    }
+    unsigned i = csr - CSR_PMPADDR0;
+    if (i >= PMP_ENTRIES)
+        return true;
+    /* A locked entry's address is fixed, and so is the base of a locked
+     * TOR entry above it. */
+    bool locked = (h->pmpcfg[i] & PMPCFG_L) ||
+                  (i + 1 < PMP_ENTRIES && (h->pmpcfg[i + 1] & PMPCFG_L) &&
+                   (h->pmpcfg[i + 1] & PMPCFG_A) == PMPCFG_A_TOR);
+    if (!locked)
+        h->pmpaddr[i] = v & PMPADDR_MASK;
+    return true;
+}
+
 static bool fs_enabled(const struct hart *h)
 {
     return (h->mstatus & MSTATUS_FS) != 0;
@@ -47,7 +137,15 @@ bool csr_read(struct hart *h, uint32_t csr, uint64_t *v)
         return true;
     case CSR_SSTATUS: *v = hart_mstatus_read(h) & SSTATUS_MASK; return true;
     case CSR_SIE: *v = h->mie & h->mideleg; return true;
-    case CSR_SIP: *v = h->mip & h->mideleg; return true;
+    case CSR_SIP:
+        timer_refresh(h);
+        *v = h->mip & h->mideleg;
+        return true;
+    case CSR_STIMECMP:
+        if (!stimecmp_allowed(h))
+            return false;
+        *v = h->stimecmp;
+        return true;
     case CSR_STVEC: *v = h->stvec; return true;
     case CSR_SCOUNTEREN: *v = h->scounteren; return true;
     case CSR_SENVCFG: *v = h->senvcfg; return true;
@@ -77,15 +175,21 @@ bool csr_read(struct hart *h, uint32_t csr, uint64_t *v)
     case CSR_MEPC: *v = h->mepc; return true;
     case CSR_MCAUSE: *v = h->mcause; return true;
     case CSR_MTVAL: *v = h->mtval; return true;
-    case CSR_MIP: *v = h->mip; return true;
+    case CSR_MIP:
+        timer_refresh(h);
+        *v = h->mip;
+        return true;
     case CSR_MCYCLE: case CSR_MINSTRET: *v = h->instret; return true;
-    case CSR_TSELECT: *v = 0; return true; /* no triggers: reads as 0 */
+    /* No triggers (Sdtrig discovery): tselect reads 0, tdata1 reads type 0
+     * ("no trigger here"), tinfo reads 1 (only type 0 exists). */
+    case CSR_TSELECT: case CSR_TDATA1: case CSR_TDATA2: case CSR_TDATA3: *v = 0; return true;
+    case CSR_TINFO: *v = 1; return true;
     default:
-        /* No PMP entries and no extra hardware counters: all read as zero
-         * (hpmcounters 3..31 and their M-mode twins, mhpmevent). */
-        if ((csr >= CSR_PMPCFG0 && csr < CSR_PMPCFG0 + 16) ||
-            (csr >= CSR_PMPADDR0 && csr < CSR_PMPADDR0 + 64) ||
-            (csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f)) {
+        if (pmp_csr(csr))
+            return pmp_read(h, csr, v);
+        /* No extra hardware counters: all read as zero (hpmcounters
+         * 3..31 and their M-mode twins, mhpmevent). */
+        if ((csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f)) {
             *v = 0;
             return true;
         }
@@ -128,7 +232,13 @@ bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
         return true;
     case CSR_STVEC: h->stvec = v & ~2ull; return true;
     case CSR_SCOUNTEREN: h->scounteren = v & 0xffffffff; return true;
-    case CSR_SENVCFG: h->senvcfg = 0; return true; /* no fields implemented */
+    case CSR_SENVCFG: h->senvcfg = envcfg_legal(v, SENVCFG_WRITABLE); return true;
+    case CSR_STIMECMP:
+        if (!stimecmp_allowed(h))
+            return false;
+        h->stimecmp = v;
+        timer_refresh(h);
+        return true;
     case CSR_SSCRATCH: h->sscratch = v; return true;
     case CSR_SEPC: h->sepc = v & ~1ull; return true;
     case CSR_SCAUSE: h->scause = v; return true;
@@ -160,7 +270,10 @@ bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
     case CSR_MIE: h->mie = v & ALL_INTERRUPTS; h->interrupt_check = true; return true;
     case CSR_MTVEC: h->mtvec = v & ~2ull; return true;
     case CSR_MCOUNTEREN: h->mcounteren = v & 0xffffffff; return true;
-    case CSR_MENVCFG: h->menvcfg = 0; return true;
+    case CSR_MENVCFG:
+        h->menvcfg = envcfg_legal(v, MENVCFG_WRITABLE);
+        timer_refresh(h); /* STCE may have changed */
+        return true;
     case CSR_MCOUNTINHIBIT: return true;
     case CSR_MSCRATCH: h->mscratch = v; return true;
     case CSR_MEPC: h->mepc = v & ~1ull; return true;
@@ -168,18 +281,26 @@ bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
     case CSR_MTVAL: h->mtval = v; return true;
     case CSR_MIP: {
         /* Software may write SSIP, STIP and SEIP; the M bits come from
-         * the ACLINT and PLIC. */
-        uint64_t writable = MIP_SSIP | MIP_STIP | MIP_SEIP;
+         * the ACLINT and PLIC, and with Sstc enabled STIP from stimecmp. */
+        uint64_t writable = MIP_SSIP | MIP_SEIP;
+        if (!(h->menvcfg & MENVCFG_STCE))
+            writable |= MIP_STIP;
         h->mip = (h->mip & ~writable) | (v & writable);
         h->interrupt_check = true;
         return true;
     }
-    case CSR_MCYCLE: case CSR_MINSTRET: h->instret = v; return true;
-    case CSR_TSELECT: return true;
+    case CSR_MCYCLE: case CSR_MINSTRET:
+        /* Priv spec (Zicsr): for a counter an instruction also updates,
+         * "the write is done instead of the increment". The increment
+         * every retired instruction gets brings this to v. */
+        h->instret = v - 1;
+        return true;
+    case CSR_TSELECT: case CSR_TDATA1: case CSR_TDATA2: case CSR_TDATA3: case CSR_TINFO:
+        return true; /* no triggers: writes are ignored */
     default:
-        if ((csr >= CSR_PMPCFG0 && csr < CSR_PMPCFG0 + 16) ||
-            (csr >= CSR_PMPADDR0 && csr < CSR_PMPADDR0 + 64) ||
-            (csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f))
+        if (pmp_csr(csr))
+            return pmp_write(h, csr, v);
+        if ((csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f))
             return true;
         return false;
     }

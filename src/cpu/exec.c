@@ -141,6 +141,7 @@ static uint64_t alu_op(unsigned op, uint64_t a, uint64_t b, int64_t imm)
     case OP_DIVW: return divw(a, b);
     case OP_DIVUW: return divuw(a, b);
     case OP_REMW: return remw(a, b);
+    case OP_BITMANIP_FIRST ... OP_BITMANIP_LAST: return cpu_bitmanip(op, a, b, imm);
     default: return remuw(a, b); /* OP_REMUW */
     }
 }
@@ -209,6 +210,55 @@ static bool exec_amo(struct hart *h, uint32_t insn)
     }
     memcpy(p, &nv, size);
     h->x[rd] = old;
+    return true;
+}
+
+/* Zicbom/Zicboz permission: below M, menvcfg must enable the operation,
+ * and in U-mode senvcfg too; `field` is the CBCFE or CBZE bit, or CBIE. */
+static bool cbo_allowed(const struct hart *h, uint64_t field)
+{
+    if (h->priv == PRIV_M)
+        return true;
+    if (!(h->menvcfg & field))
+        return false;
+    return h->priv == PRIV_S || (h->senvcfg & field);
+}
+
+/* cbo.clean/flush/inval (Zicbom) and cbo.zero (Zicboz) on the 64-byte block
+ * holding rs1. There are no caches to manage: clean, flush and inval only
+ * check that a load or a store to the block would be permitted (else a
+ * store fault, with tval = rs1 as for every CBO fault). cbo.zero writes
+ * zeros through the store path, which marks the page dirty; on anything
+ * but RAM it raises a store access fault. */
+static bool exec_cbo(struct hart *h, uint32_t insn)
+{
+    unsigned fn = insn >> 20;
+    uint64_t rs1 = h->x[(insn >> 15) & 31];
+    uint64_t block = rs1 & ~(uint64_t)(CACHE_BLOCK_SIZE - 1);
+    uint64_t pa, cause;
+    if (!cbo_allowed(h, fn == 4 ? ENVCFG_CBZE : fn == 0 ? ENVCFG_CBIE : ENVCFG_CBCFE)) {
+        illegal(h, insn);
+        return false;
+    }
+    if (fn != 4) {
+        if (!mmu_translate(h, block, ACCESS_READ, &pa, &cause) &&
+            !mmu_translate(h, block, ACCESS_WRITE, &pa, &cause)) {
+            hart_raise_exception(h, cause, rs1);
+            return false;
+        }
+        return true;
+    }
+    if (!mmu_translate(h, block, ACCESS_WRITE, &pa, &cause)) {
+        hart_raise_exception(h, cause, rs1);
+        return false;
+    }
+    if (!ram_contains(&h->bus->ram, pa, CACHE_BLOCK_SIZE)) {
+        hart_raise_exception(h, CAUSE_STORE_ACCESS, rs1);
+        return false;
+    }
+    for (unsigned off = 0; off < CACHE_BLOCK_SIZE; off += 8)
+        if (!cpu_store(h, block + off, 8, 0))
+            return false; /* not reached: the block's page translated */
     return true;
 }
 
@@ -328,6 +378,7 @@ static bool exec_generic(struct hart *h, const struct decoded *d)
     bool ok;
     switch (d->op) {
     case OP_AMO: ok = exec_amo(h, d->raw); break;
+    case OP_CBO: ok = exec_cbo(h, d->raw); break;
     case OP_FP: case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
         ok = fpu_exec(h, d->raw);
         break;
@@ -380,7 +431,7 @@ static void exec_uncached(struct hart *h)
             return;
         break;
     case OP_AMO: case OP_FP: case OP_SYSTEM: case OP_FENCE_I: case OP_ILLEGAL:
-    case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
+    case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD: case OP_CBO:
         if (!exec_generic(h, &d))
             return;
         break;
@@ -406,7 +457,8 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
         L(MUL), L(MULH), L(MULHSU), L(MULHU), L(DIV), L(DIVU), L(REM), L(REMU),
         L(ADDW), L(SUBW), L(SLLW), L(SRLW), L(SRAW),
         L(MULW), L(DIVW), L(DIVUW), L(REMW), L(REMUW),
-        L(FENCE_I), L(AMO), L(SYSTEM), L(FP), L(FLW), L(FLD), L(FSW), L(FSD),
+        L(FENCE_I), L(AMO), L(SYSTEM), L(FP), L(FLW), L(FLD), L(FSW), L(FSD), L(CBO),
+        [OP_BITMANIP_FIRST ... OP_BITMANIP_LAST] = &&do_BITMANIP,
 #undef L
     };
     uint64_t *x = h->x;
@@ -621,7 +673,9 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
             TRAPPED();
         CHECK_IRQ();
         NEXT();
+    do_BITMANIP: x[d->rd] = cpu_bitmanip(d->op, a, b, imm); NEXT();
     do_AMO:
+    do_CBO:
     do_FP:
         h->pc = pc;
         if (!exec_generic(h, d))
@@ -633,10 +687,11 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
         /* May change privilege, translation, interrupts or the code cache:
          * always go back through the outer loop. */
         h->pc = pc;
-        h->instret = instret0 + n;
+        /* instret as CSRs see it: the instructions before this one. */
+        h->instret = instret0 + n - 1;
         if (exec_generic(h, d))
             h->pc = pc + d->len;
-        instret0 = h->instret - n;
+        instret0 = h->instret + 1 - n;
         continue;
     leave:
         h->pc = pc;

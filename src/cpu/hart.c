@@ -40,7 +40,7 @@ void hart_reset(struct hart *h, uint64_t pc)
               MISA_EXT('D') | MISA_EXT('C') | MISA_EXT('S') | MISA_EXT('U');
     /* UXL = SXL = 64 bits; they are read-only. */
     h->mstatus = (2ull << 32) | (2ull << 34);
-    h->sbi_timecmp = UINT64_MAX;
+    h->stimecmp = UINT64_MAX;
     h->hsm = HSM_STARTED;
     hart_tlb_flush(h);
     hart_update_ctx(h);
@@ -108,6 +108,34 @@ static uint64_t hart_pick_interrupt(const struct hart *h)
         if (take & (1ull << order[i]))
             return CAUSE_INTERRUPT | (uint64_t)order[i];
     return 0;
+}
+
+/* Whether stimecmp drives mip.STIP. With SBI in the emulator there is no
+ * M-mode software to write STIP, so the timer always drives it (set_timer
+ * writes stimecmp); on a bare-metal machine only when M-mode enabled Sstc. */
+static bool hart_timer_drives_stip(const struct hart *h)
+{
+    return (h->menvcfg & MENVCFG_STCE) || (h->machine && h->machine->sbi);
+}
+
+void hart_timer_update(struct hart *h, uint64_t now)
+{
+    if (!hart_timer_drives_stip(h))
+        return;
+    bool due = now >= h->stimecmp;
+    if (due != ((h->mip & MIP_STIP) != 0))
+        hart_set_pending(h, MIP_STIP, due);
+}
+
+uint64_t hart_timer_deadline(const struct hart *h)
+{
+    return hart_timer_drives_stip(h) ? h->stimecmp : UINT64_MAX;
+}
+
+void hart_firmware_envcfg(struct hart *h)
+{
+    h->menvcfg = MENVCFG_STCE | ENVCFG_CBZE | ENVCFG_CBCFE |
+                 (ENVCFG_CBIE_INVAL << ENVCFG_CBIE_SHIFT);
 }
 
 bool hart_interrupt_pending(const struct hart *h)

@@ -1,4 +1,5 @@
-/* One RISC-V hart (RV64IMAFDC, Zicsr, Zifencei; M/S/U; Sv39/Sv48).
+/* One RISC-V hart (RV64IMAFDC, Zicsr, Zifencei, Zba/Zbb/Zbs, Zicond,
+ * Zicbom/Zicboz, Sstc; M/S/U; Sv39/Sv48).
  *
  * The architectural state lives in plain fields; the TLB and fetch cache are
  * derived caches, rebuilt (flushed) whenever translation-relevant state
@@ -63,10 +64,16 @@ struct hart {
     uint64_t reservation;    /* physical address of the LR reservation */
     bool reserved;
 
-    /* SBI-in-emulator state (only used when the machine implements SBI). */
-    uint64_t sbi_timecmp;    /* STIP is raised while time >= sbi_timecmp */
+    /* Sstc: STIP is raised while time >= stimecmp, when menvcfg.STCE is
+     * set or the machine implements SBI (whose set_timer writes it, as
+     * OpenSBI does on a hart with Sstc). See hart_timer_update(). */
+    uint64_t stimecmp;
     uint8_t hsm;             /* enum hsm_state */
     uint64_t hsm_start_addr, hsm_start_arg;
+
+    /* PMP: 16 entries, WARL-checked but not enforced (csr.c says why). */
+    uint8_t pmpcfg[PMP_ENTRIES];
+    uint64_t pmpaddr[PMP_ENTRIES];
 
     /* ---- identity and wiring (not migrated) ---- */
     uint32_t hartid;
@@ -76,6 +83,9 @@ struct hart {
     /* Non-zero: leave hart_run at the next taken jump (another thread
      * wants the loop: a pause, a device interrupt). Read atomically. */
     const int *kick;
+
+    /* ---- host-side statistics (not migrated) ---- */
+    uint64_t sbi_set_timer_calls; /* SBI set_timer calls (legacy and TIME) */
 
     /* ---- derived caches (never migrated, flushed on change) ---- */
     struct tlb_entry tlb_read[TLB_SIZE];
@@ -109,6 +119,19 @@ void hart_set_pending(struct hart *h, uint64_t mip_bits, bool level);
 /* Runs up to `budget` instructions; returns how many were executed. Stops
  * early when the hart enters WFI. */
 uint64_t hart_run(struct hart *h, uint64_t budget);
+
+/* The supervisor timer (Sstc stimecmp, or the SBI timer which shares it):
+ * sets mip.STIP to time >= stimecmp when the timer drives STIP, i.e. when
+ * menvcfg.STCE is set or the machine implements SBI; otherwise STIP is
+ * left to software (M-mode writes mip). `now` is the time CSR's value.
+ * The machine calls it for every hart when time passes. */
+void hart_timer_update(struct hart *h, uint64_t now);
+/* The time at which hart_timer_update will raise STIP, or UINT64_MAX when
+ * the timer does not drive STIP (the machine sleeps until the earliest). */
+uint64_t hart_timer_deadline(const struct hart *h);
+/* What M-mode firmware sets before entering S-mode (the machine plays the
+ * firmware with SBI): Sstc on, cache-block operations allowed to S/U. */
+void hart_firmware_envcfg(struct hart *h);
 
 /* True when an enabled interrupt is pending for this hart (used to wake it). */
 bool hart_interrupt_pending(const struct hart *h);

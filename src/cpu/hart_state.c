@@ -61,19 +61,24 @@ static const struct vmfield hart_fields[] = {
     VMFIELD(struct hart, instret, 1),
     VMFIELD(struct hart, reservation, 1),
     VMFIELD(struct hart, reserved, 1),
-    VMFIELD(struct hart, sbi_timecmp, 1),
+    /* The SBI timer's compare value in version 1 and 2, which stimecmp
+     * now shares (SBI set_timer writes stimecmp). */
+    VMFIELD(struct hart, stimecmp, 1),
     VMFIELD(struct hart, hsm, 1),
     VMFIELD(struct hart, hsm_start_addr, 1),
     VMFIELD(struct hart, hsm_start_arg, 1),
     /* Version 2 (stream version 2): the envcfg CSRs. */
     VMFIELD(struct hart, menvcfg, 2),
     VMFIELD(struct hart, senvcfg, 2),
+    /* Version 3 (stream version 3): the PMP registers. */
+    VMFIELD_ARRAY(struct hart, pmpcfg, 3),
+    VMFIELD_ARRAY(struct hart, pmpaddr, 3),
     VMFIELD_END,
 };
 
 const struct vmstate hart_vmstate = {
     .name = "cpu",
-    .version = 2,
+    .version = 3,
     .min_version = 1,
     .size = sizeof(struct hart),
     .fields = hart_fields,

@@ -82,6 +82,82 @@ static int32_t imm_j(uint32_t insn)
                      ((insn >> 9) & 0x800) | ((insn >> 20) & 0x7fe));
 }
 
+/* Zba/Zbb/Zbs/Zicond encodings in OP, OP-32, OP-IMM and OP-IMM-32 that
+ * the base decoder does not claim, or OP_ILLEGAL. The caller has put an
+ * immediate form's shift amount in imm. */
+static uint8_t decode_bitmanip(uint32_t insn)
+{
+    unsigned f3 = (insn >> 12) & 7, f7 = insn >> 25, top6 = insn >> 26, imm12 = insn >> 20;
+    unsigned rs2 = (insn >> 20) & 31;
+    switch (insn & 0x7f) {
+    case 0x13: /* OP-IMM */
+        if (f3 == 1) {
+            switch (top6) {
+            case 0x12: return OP_BCLRI;
+            case 0x0a: return OP_BSETI;
+            case 0x1a: return OP_BINVI;
+            default: break;
+            }
+            switch (imm12) {
+            case 0x600: return OP_CLZ;
+            case 0x601: return OP_CTZ;
+            case 0x602: return OP_CPOP;
+            case 0x604: return OP_SEXT_B;
+            case 0x605: return OP_SEXT_H;
+            default: return OP_ILLEGAL;
+            }
+        }
+        if (f3 == 5) {
+            if (imm12 == 0x287) return OP_ORC_B;
+            if (imm12 == 0x6b8) return OP_REV8;
+            if (top6 == 0x12) return OP_BEXTI;
+            if (top6 == 0x18) return OP_RORI;
+        }
+        return OP_ILLEGAL;
+    case 0x1b: /* OP-IMM-32 */
+        if (f3 == 1) {
+            switch (imm12) {
+            case 0x600: return OP_CLZW;
+            case 0x601: return OP_CTZW;
+            case 0x602: return OP_CPOPW;
+            default: return OP_ILLEGAL;
+            }
+        }
+        return f3 == 5 && f7 == 0x30 ? OP_RORIW : OP_ILLEGAL;
+    case 0x33: /* OP */
+        switch (f7) {
+        case 0x10:
+            return f3 == 2 ? OP_SH1ADD : f3 == 4 ? OP_SH2ADD : f3 == 6 ? OP_SH3ADD : OP_ILLEGAL;
+        case 0x20:
+            return f3 == 7 ? OP_ANDN : f3 == 6 ? OP_ORN : f3 == 4 ? OP_XNOR : OP_ILLEGAL;
+        case 0x05: {
+            static const uint8_t ops[8] = {OP_ILLEGAL, OP_ILLEGAL, OP_ILLEGAL, OP_ILLEGAL,
+                                           OP_MIN, OP_MINU, OP_MAX, OP_MAXU};
+            return ops[f3];
+        }
+        case 0x30: return f3 == 1 ? OP_ROL : f3 == 5 ? OP_ROR : OP_ILLEGAL;
+        case 0x24: return f3 == 1 ? OP_BCLR : f3 == 5 ? OP_BEXT : OP_ILLEGAL;
+        case 0x34: return f3 == 1 ? OP_BINV : OP_ILLEGAL;
+        case 0x14: return f3 == 1 ? OP_BSET : OP_ILLEGAL;
+        case 0x07: return f3 == 5 ? OP_CZERO_EQZ : f3 == 7 ? OP_CZERO_NEZ : OP_ILLEGAL;
+        default: return OP_ILLEGAL;
+        }
+    case 0x3b: /* OP-32 */
+        switch (f7) {
+        case 0x04:
+            if (f3 == 0) return OP_ADD_UW;
+            return f3 == 4 && rs2 == 0 ? OP_ZEXT_H : OP_ILLEGAL;
+        case 0x10:
+            return f3 == 2 ? OP_SH1ADD_UW : f3 == 4 ? OP_SH2ADD_UW
+                 : f3 == 6 ? OP_SH3ADD_UW : OP_ILLEGAL;
+        case 0x30: return f3 == 1 ? OP_ROLW : f3 == 5 ? OP_RORW : OP_ILLEGAL;
+        default: return OP_ILLEGAL;
+        }
+    default:
+        return OP_ILLEGAL;
+    }
+}
+
 /* The operation of a 32-bit instruction, or OP_ILLEGAL. Operations that
  * only write rd become OP_NOP when rd is x0. */
 static uint8_t decode_op(uint32_t insn, int32_t *imm)
@@ -119,23 +195,29 @@ static uint8_t decode_op(uint32_t insn, int32_t *imm)
         case 4: return OP_XORI;
         case 6: return OP_ORI;
         case 7: return OP_ANDI;
-        case 1: *imm &= 63; return (insn >> 26) ? OP_ILLEGAL : OP_SLLI;
+        case 1: *imm &= 63; return (insn >> 26) ? decode_bitmanip(insn) : OP_SLLI;
         default:
             *imm &= 63;
             if ((insn >> 26) == 0) return OP_SRLI;
             if ((insn >> 26) == 0x10) return OP_SRAI;
-            return OP_ILLEGAL;
+            return decode_bitmanip(insn);
         }
     case 0x1b:
         *imm = imm_i(insn);
         switch (f3) {
         case 0: return OP_ADDIW;
-        case 1: *imm &= 31; return f7 ? OP_ILLEGAL : OP_SLLIW;
+        case 1:
+            if ((insn >> 26) == 0x02) { /* slli.uw: a 6-bit shift amount */
+                *imm &= 63;
+                return OP_SLLI_UW;
+            }
+            *imm &= 31;
+            return f7 ? decode_bitmanip(insn) : OP_SLLIW;
         case 5:
             *imm &= 31;
             if (f7 == 0) return OP_SRLIW;
             if (f7 == 0x20) return OP_SRAIW;
-            return OP_ILLEGAL;
+            return decode_bitmanip(insn);
         default: return OP_ILLEGAL;
         }
     case 0x33: {
@@ -147,7 +229,7 @@ static uint8_t decode_op(uint32_t insn, int32_t *imm)
         if (f7 == 1) return muldiv[f3];
         if (f7 == 0x20 && f3 == 0) return OP_SUB;
         if (f7 == 0x20 && f3 == 5) return OP_SRA;
-        return OP_ILLEGAL;
+        return decode_bitmanip(insn);
     }
     case 0x3b:
         if (f7 == 0) return f3 == 0 ? OP_ADDW : f3 == 1 ? OP_SLLW : f3 == 5 ? OP_SRLW : OP_ILLEGAL;
@@ -157,8 +239,15 @@ static uint8_t decode_op(uint32_t insn, int32_t *imm)
                                            OP_DIVW, OP_DIVUW, OP_REMW, OP_REMUW};
             return ops[f3];
         }
-        return OP_ILLEGAL;
-    case 0x0f: return f3 == 0 ? OP_NOP : f3 == 1 ? OP_FENCE_I : OP_ILLEGAL;
+        return decode_bitmanip(insn);
+    case 0x0f:
+        if (f3 == 2) {
+            /* cbo.inval/clean/flush (Zicbom), cbo.zero (Zicboz) */
+            unsigned fn = insn >> 20;
+            bool cbo = ((insn >> 7) & 31) == 0 && (fn == 0 || fn == 1 || fn == 2 || fn == 4);
+            return cbo ? OP_CBO : OP_ILLEGAL;
+        }
+        return f3 == 0 ? OP_NOP : f3 == 1 ? OP_FENCE_I : OP_ILLEGAL;
     case 0x2f: return OP_AMO;
     case 0x73: return OP_SYSTEM;
     case 0x07:
@@ -195,7 +284,8 @@ void icache_decode(struct decoded *d, uint32_t insn)
     if (d->rd == 0 && op != OP_FLW && op != OP_FLD) {
         /* Pure register writes to x0 do nothing; jumps and loads keep their
          * effects and write into the discard slot. */
-        if (op >= OP_ADDI && op <= OP_REMUW)
+        if ((op >= OP_ADDI && op <= OP_REMUW) ||
+            (op >= OP_BITMANIP_FIRST && op <= OP_BITMANIP_LAST))
             op = OP_NOP;
         else if (op == OP_LUI || op == OP_AUIPC)
             op = OP_NOP;

@@ -71,7 +71,24 @@ enum decoded_op {
     OP_MULW, OP_DIVW, OP_DIVUW, OP_REMW, OP_REMUW,
     OP_FENCE_I, OP_AMO, OP_SYSTEM, OP_FP,
     OP_FLW, OP_FLD, OP_FSW, OP_FSD,   /* FP loads/stores: no rounding, fast path */
+    OP_CBO,                           /* Zicbom/Zicboz cbo.*: exec_generic */
+    /* Zba, Zbb, Zbs, Zicond: pure register writes, all executed by
+     * cpu_bitmanip() (imm is the shift amount of the immediate forms). */
+    OP_SH1ADD, OP_SH2ADD, OP_SH3ADD, OP_ADD_UW, OP_SH1ADD_UW, OP_SH2ADD_UW, OP_SH3ADD_UW,
+    OP_SLLI_UW,
+    OP_ANDN, OP_ORN, OP_XNOR, OP_CLZ, OP_CLZW, OP_CTZ, OP_CTZW, OP_CPOP, OP_CPOPW,
+    OP_MAX, OP_MAXU, OP_MIN, OP_MINU, OP_SEXT_B, OP_SEXT_H, OP_ZEXT_H,
+    OP_ROL, OP_ROLW, OP_ROR, OP_RORI, OP_RORW, OP_RORIW, OP_ORC_B, OP_REV8,
+    OP_BCLR, OP_BCLRI, OP_BEXT, OP_BEXTI, OP_BINV, OP_BINVI, OP_BSET, OP_BSETI,
+    OP_CZERO_EQZ, OP_CZERO_NEZ,
     OP_COUNT
 };
+
+#define OP_BITMANIP_FIRST OP_SH1ADD
+#define OP_BITMANIP_LAST OP_CZERO_NEZ
+
+/* The result of a Zba/Zbb/Zbs/Zicond operation (op in OP_BITMANIP_FIRST..
+ * OP_BITMANIP_LAST) on rs1 = a, rs2 = b, or the decoded immediate. */
+uint64_t cpu_bitmanip(unsigned op, uint64_t a, uint64_t b, int64_t imm);
 
 #endif

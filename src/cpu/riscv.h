@@ -79,6 +79,7 @@ enum { PRIV_U = 0, PRIV_S = 1, PRIV_M = 3 };
 #define CSR_SCAUSE     0x142
 #define CSR_STVAL      0x143
 #define CSR_SIP        0x144
+#define CSR_STIMECMP   0x14d
 #define CSR_SATP       0x180
 #define CSR_MVENDORID  0xf11
 #define CSR_MARCHID    0xf12
@@ -100,10 +101,35 @@ enum { PRIV_U = 0, PRIV_S = 1, PRIV_M = 3 };
 #define CSR_MTVAL      0x343
 #define CSR_MIP        0x344
 #define CSR_PMPCFG0    0x3a0
+#define CSR_PMPCFG2    0x3a2
 #define CSR_PMPADDR0   0x3b0
 #define CSR_MCYCLE     0xb00
 #define CSR_MINSTRET   0xb02
 #define CSR_TSELECT    0x7a0
+#define CSR_TDATA1     0x7a1
+#define CSR_TDATA2     0x7a2
+#define CSR_TDATA3     0x7a3
+#define CSR_TINFO      0x7a4
+
+/* menvcfg / senvcfg (senvcfg has no STCE) */
+#define ENVCFG_FIOM        (1ull << 0)
+#define ENVCFG_CBIE_SHIFT  4
+#define ENVCFG_CBIE        (3ull << 4)   /* 00 illegal, 01 flush, 11 invalidate */
+#define ENVCFG_CBIE_FLUSH  1ull
+#define ENVCFG_CBIE_INVAL  3ull
+#define ENVCFG_CBCFE       (1ull << 6)
+#define ENVCFG_CBZE        (1ull << 7)
+#define MENVCFG_STCE       (1ull << 63)
+
+/* mcounteren / scounteren bit of the time CSR (also gates stimecmp) */
+#define COUNTEREN_TM (1ull << 1)
+
+/* Zicbom / Zicboz cache-block size (riscv,cbom-block-size in the device
+ * tree): cbo.zero clears this many bytes. */
+#define CACHE_BLOCK_SIZE 64
+
+/* PMP entries implemented (pmpcfg0/pmpcfg2, pmpaddr0..15). */
+#define PMP_ENTRIES 16
 
 /* satp */
 #define SATP_MODE_SHIFT 60

@@ -29,6 +29,15 @@ struct sbi_ret {
     uint64_t value;
 };
 
+/* set_timer writes stimecmp, as OpenSBI does on a hart with Sstc; the
+ * calls are counted for --stats (a kernel using Sstc makes none). */
+static void sbi_set_timer(struct hart *h, uint64_t when)
+{
+    h->sbi_set_timer_calls++;
+    h->stimecmp = when;
+    machine_update_hart_timer(h->machine, h);
+}
+
 static bool ext_supported(uint64_t ext)
 {
     switch (ext) {
@@ -110,8 +119,7 @@ static struct sbi_ret sbi_dispatch(struct hart *h, uint64_t ext, uint64_t fid)
     case EXT_TIME:
         if (fid != 0)
             return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
-        h->sbi_timecmp = a[0];
-        machine_update_hart_timer(m, h);
+        sbi_set_timer(h, a[0]);
         return (struct sbi_ret){0, 0};
     case EXT_IPI:
         if (fid != 0)
@@ -152,8 +160,7 @@ bool sbi_ecall(struct hart *h)
     struct machine *m = h->machine;
     switch (ext) {
     case EXT_LEGACY_SET_TIMER:
-        h->sbi_timecmp = h->x[10];
-        machine_update_hart_timer(m, h);
+        sbi_set_timer(h, h->x[10]);
         h->x[10] = 0;
         return true;
     case EXT_LEGACY_PUTCHAR: {

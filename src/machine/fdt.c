@@ -6,6 +6,7 @@
 
 #include <libfdt.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/random.h>
 
 #include "machine/machine.h"
@@ -89,6 +90,35 @@ static int dt_add_chosen(struct dt_ctx *c, const struct fdt_params *p)
     return 0;
 }
 
+/* What the CPU implements (src/cpu); Linux enables the extensions it finds
+ * here. Every kernel parses riscv,isa (Linux 6.1 acts on sstc and zicbom,
+ * shows them in /proc/cpuinfo, and skips the names it does not know);
+ * riscv,isa-base plus riscv,isa-extensions is the newer binding (6.6+).
+ * The order is the canonical one: single letters, then Z extensions by
+ * their category letter (i before b), then S extensions. */
+#define DT_ISA "rv64imafdc_zicbom_zicboz_zicond_zicsr_zifencei_zba_zbb_zbs_sstc"
+static const char *const dt_isa_extensions[] = {
+    "i", "m", "a", "f", "d", "c", "zicbom", "zicboz", "zicond", "zicsr", "zifencei",
+    "zba", "zbb", "zbs", "sstc",
+};
+
+static int dt_add_isa(struct dt_ctx *c)
+{
+    char list[256];
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof dt_isa_extensions / sizeof dt_isa_extensions[0]; i++) {
+        size_t n = strlen(dt_isa_extensions[i]) + 1;
+        memcpy(list + len, dt_isa_extensions[i], n);
+        len += n;
+    }
+    TRY(c, fdt_property_string(c->fdt, "riscv,isa", DT_ISA));
+    TRY(c, fdt_property_string(c->fdt, "riscv,isa-base", "rv64i"));
+    TRY(c, fdt_property(c->fdt, "riscv,isa-extensions", list, (int)len));
+    TRY(c, fdt_property_u32(c->fdt, "riscv,cbom-block-size", CACHE_BLOCK_SIZE));
+    TRY(c, fdt_property_u32(c->fdt, "riscv,cboz-block-size", CACHE_BLOCK_SIZE));
+    return 0;
+}
+
 static int dt_add_cpus(struct dt_ctx *c, unsigned nharts)
 {
     TRY(c, fdt_begin_node(c->fdt, "cpus"));
@@ -102,8 +132,8 @@ static int dt_add_cpus(struct dt_ctx *c, unsigned nharts)
         TRY(c, fdt_property_u32(c->fdt, "reg", i));
         TRY(c, fdt_property_string(c->fdt, "status", "okay"));
         TRY(c, fdt_property_string(c->fdt, "compatible", "riscv"));
-        /* Only what the CPU implements: Linux enables extensions it finds here. */
-        TRY(c, fdt_property_string(c->fdt, "riscv,isa", "rv64imafdc"));
+        if (dt_add_isa(c) < 0)
+            return -1;
         TRY(c, fdt_property_string(c->fdt, "mmu-type", "riscv,sv48"));
         TRY(c, fdt_begin_node(c->fdt, "interrupt-controller"));
         TRY(c, fdt_property_u32(c->fdt, "#interrupt-cells", 1));

@@ -77,8 +77,7 @@ uint64_t machine_time_ticks(const struct machine *m)
 
 void machine_update_hart_timer(struct machine *m, struct hart *h)
 {
-    if (m->sbi)
-        hart_set_pending(h, MIP_STIP, machine_time_ticks(m) >= h->sbi_timecmp);
+    hart_timer_update(h, machine_time_ticks(m));
 }
 
 void machine_send_ipi(struct machine *m, unsigned hartid)
@@ -334,10 +333,12 @@ static int machine_load_linux(struct machine *m, struct error *err)
         struct hart *h = &m->harts[i];
         /* What M-mode firmware would set up before entering S-mode: every
          * exception but ecalls, and the supervisor interrupts, go to S;
-         * the counters are readable from S. */
+         * the counters are readable from S; Sstc and cache-block
+         * operations are enabled for S. */
         h->medeleg = 0xb1ff;
         h->mideleg = MIP_SSIP | MIP_STIP | MIP_SEIP;
         h->mcounteren = 7;
+        hart_firmware_envcfg(h);
         /* scounteren has no architectural reset value. Linux 6.1 only
          * writes it from the SBI PMU driver, yet its vDSO reads `time`
          * from U-mode, so start with cycle/time/instret readable. */
@@ -416,15 +417,9 @@ void machine_destroy(struct machine *m)
 static void machine_update_timers(struct machine *m)
 {
     aclint_update(&m->aclint);
-    if (m->sbi) {
-        uint64_t now = machine_time_ticks(m);
-        for (unsigned i = 0; i < m->nharts; i++) {
-            struct hart *h = &m->harts[i];
-            bool due = now >= h->sbi_timecmp;
-            if (due != ((h->mip & MIP_STIP) != 0))
-                hart_set_pending(h, MIP_STIP, due);
-        }
-    }
+    uint64_t now = machine_time_ticks(m);
+    for (unsigned i = 0; i < m->nharts; i++)
+        hart_timer_update(&m->harts[i], now);
 }
 
 /* HTIF: a bare-metal program ends by writing (code << 1) | 1 to tohost. */
@@ -447,10 +442,9 @@ static void machine_check_tohost(struct machine *m)
 static int64_t machine_next_timer_ns(struct machine *m)
 {
     uint64_t deadline = aclint_next_deadline(&m->aclint);
-    if (m->sbi)
-        for (unsigned i = 0; i < m->nharts; i++)
-            if (m->harts[i].hsm == HSM_STARTED && m->harts[i].sbi_timecmp < deadline)
-                deadline = m->harts[i].sbi_timecmp;
+    for (unsigned i = 0; i < m->nharts; i++)
+        if (m->harts[i].hsm == HSM_STARTED && hart_timer_deadline(&m->harts[i]) < deadline)
+            deadline = hart_timer_deadline(&m->harts[i]);
     if (deadline == UINT64_MAX)
         return -1;
     uint64_t now = machine_time_ticks(m);

@@ -242,12 +242,13 @@ static unsigned collect_devices(struct machine *m, struct dev_entry *out)
 
 #define MAX_DEVICES (MACHINE_MAX_HARTS + 3 + MEMMAP_VIRTIO_SLOTS)
 
-/* Device description version used in a stream of the given version: v1
- * streams carry the CPU description v1; everything else is unchanged. */
+/* Device description version used in a stream of the given version:
+ * stream v1 carries the CPU description v1 (no envcfg), v2 the CPU v2 (no
+ * PMP); everything else is unchanged. */
 static uint32_t desc_version(const struct vmstate *vs, uint32_t stream_version)
 {
-    if (stream_version == 1 && vs == &hart_vmstate)
-        return 1;
+    if (stream_version <= 2 && vs == &hart_vmstate)
+        return stream_version;
     return vs->version;
 }
 
@@ -294,8 +295,13 @@ int mstate_load_device(struct machine *m, const uint8_t *body, size_t len, struc
         if (vmstate_load(vs, devs[i].obj, version, body + 9 + name_len, len - 9 - name_len,
                          err) < 0)
             return -1;
-        if (vs == &hart_vmstate)
+        if (vs == &hart_vmstate) {
+            /* A CPU v1 record has no menvcfg. Under SBI the emulator is the
+             * firmware that sets it (Sstc on): the kernel may use stimecmp. */
+            if (version < 2 && m->sbi)
+                hart_firmware_envcfg(devs[i].obj);
             hart_state_loaded(devs[i].obj);
+        }
         return 0;
     }
     return error_set(err, "stream has state for '%.*s' instance %u, which this machine lacks",

@@ -12,7 +12,7 @@
 #include "base/error.h"
 
 #define STREAM_MAGIC "FERRYMIG"
-#define STREAM_VERSION 2        /* written by this build */
+#define STREAM_VERSION 3        /* written by this build */
 #define STREAM_MIN_VERSION 1    /* oldest this build reads */
 #define STREAM_HEADER_SIZE 16   /* magic[8], u32 version, u32 flags */
 #define STREAM_MAX_RECORD (16u << 20)

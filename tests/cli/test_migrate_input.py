@@ -336,8 +336,8 @@ def test_save_missing_socket():
 
 def test_save_unsupported_stream_version():
     with FakeVM() as vm:
-        expect_error(["save", vm.control, str(tmpdir() / "out.save"), "--stream-version", "3"],
-                     ["version 3", "3"])
+        expect_error(["save", vm.control, str(tmpdir() / "out.save"), "--stream-version", "4"],
+                     ["version 4", "4"])
         assert '"state":"running"' in vm.status().replace(" ", "")
 
 

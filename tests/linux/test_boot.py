@@ -177,3 +177,44 @@ def test_ctrl_a_x_quits():
         v.send(b"\x01x")
         rc = v.wait_exit(30)
         assert rc >= 0, f"ferry was killed by signal {-rc} on Ctrl-A x"
+
+
+def _interrupt_count(out, name):
+    """Sum over CPUs of the /proc/interrupts line whose description has name."""
+    for line in out.splitlines():
+        if name in line:
+            fields = line.split()
+            return sum(int(f) for f in fields[1:] if f.isdigit())
+    return None
+
+
+def test_sstc_timer_without_sbi_calls():
+    # The device tree advertises Sstc, so Linux 6.1 programs its timer by
+    # writing stimecmp instead of calling SBI set_timer: timer interrupts
+    # keep coming (sleep works, the timer's /proc/interrupts count grows)
+    # while --stats counts no set_timer call at all. Two harts: the second,
+    # started through SBI HSM, must have Sstc enabled too.
+    with vm("--stats", "--smp", "2") as v:
+        v.boot(BOOT_TIMEOUT)
+        cpuinfo = v.run("grep -m1 ^isa /proc/cpuinfo")
+        m = re.search(r"isa\s*:\s*(\S+)", cpuinfo)
+        assert m, f"no isa line in /proc/cpuinfo: {cpuinfo!r}"
+        # Linux 6.1 prints the letters, then the multi-letter extensions
+        # it knows (of ours: sstc and zicbom).
+        assert m.group(1).startswith("rv64imafdc") and "_sstc" in m.group(1) \
+            and "_zicbom" in m.group(1), f"isa line {m.group(1)!r}"
+        dmesg = v.run("dmesg | grep -i sstc")
+        assert "sstc" in dmesg.lower(), f"the kernel did not report Sstc: {dmesg!r}"
+        before = _interrupt_count(v.run("cat /proc/interrupts"), "riscv-timer")
+        assert before is not None and before > 0, "no riscv-timer line in /proc/interrupts"
+        status, _ = v.run_status("sleep 0.5")
+        assert status == 0, f"sleep 0.5 exited {status}"
+        after = _interrupt_count(v.run("cat /proc/interrupts"), "riscv-timer")
+        assert after > before, f"timer interrupts did not advance: {before} -> {after}"
+        v.sendline("poweroff")
+        rc = v.wait_exit(60)
+        assert rc == 0, f"ferry exited with {rc} after poweroff"
+        st = v.stats()
+        assert st is not None, f"no 'ferry: stats:' line on stderr:\n{v.stderr()}"
+        assert st.get("sbi_set_timer_calls") == 0, \
+            f"the guest called SBI set_timer {st.get('sbi_set_timer_calls')} times: {st}"

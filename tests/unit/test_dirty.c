@@ -133,6 +133,30 @@ int main(void)
     const unsigned want2[] = {16};
     expect_pages("round 2 (after harvest)", want2, 1);
 
+    /* Zicboz cbo.zero writes a 64-byte block (page 30, rs1 unaligned):
+     * it marks the page, twice in a row across a harvest; cbo.clean and
+     * cbo.flush (page 31) write nothing. */
+    const uint32_t prog_cbo[] = {
+        enc_lui(T0, 14), enc_add(T1, A0, T0),
+        enc_i(0x13, T1, 0, T1, 13),         /* rs1 inside the block, not at its start */
+        enc_i(0x0f, 0, 2, T1, 4),           /* cbo.zero (a0+0xe00d): page 30 */
+        enc_lui(T0, 15), enc_add(T1, A0, T0),
+        enc_i(0x0f, 0, 2, T1, 1),           /* cbo.clean (a0+0xf000): page 31 */
+        enc_i(0x0f, 0, 2, T1, 2),           /* cbo.flush, same block */
+        JAL_SELF,
+    };
+    const unsigned want_cbo[] = {30};
+    for (int round = 0; round < 2; round++) {
+        uint8_t *block = m.bus.ram.host + DATA_BASE + 0xe000;
+        memset(block, 0xa5, 128);
+        load_program(prog_cbo, sizeof prog_cbo / 4);
+        ram_dirty_clear_all(&m.bus.ram);
+        run_program();
+        CHECK(block[0] == 0 && block[63] == 0 && block[64] == 0xa5,
+              "cbo.zero must clear exactly the 64-byte block");
+        expect_pages(round ? "cbo.zero again (after harvest)" : "cbo.zero", want_cbo, 1);
+    }
+
     /* Device DMA marks exactly the pages it wrote (here 40 and 41). */
     uint8_t buf[100] = {1};
     CHECK(bus_dma_write(&m.bus, m.bus.ram.base + 41 * 4096 - 50, buf, sizeof buf, &err) == 0,

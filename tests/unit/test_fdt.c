@@ -149,7 +149,19 @@ static void test_tree(void)
         CHECK(prop_is_string(path, "device_type", "cpu"));
         CHECK(prop_is_string(path, "status", "okay"));
         CHECK(prop_is_string(path, "compatible", "riscv"));
-        CHECK(prop_is_string(path, "riscv,isa", "rv64imafdc"));
+        CHECK(prop_is_string(path, "riscv,isa",
+                             "rv64imafdc_zicbom_zicboz_zicond_zicsr_zifencei_zba_zbb_zbs_sstc"));
+        CHECK(prop_is_string(path, "riscv,isa-base", "rv64i"));
+        static const char *const exts[] = {"i", "m", "a", "f", "d", "c", "zicbom", "zicboz",
+                                           "zicond", "zicsr", "zifencei", "zba", "zbb",
+                                           "zbs", "sstc"};
+        int off = node(path);
+        CHECK_EQ(fdt_stringlist_count(blob, off, "riscv,isa-extensions"),
+                 (int)(sizeof exts / sizeof exts[0]));
+        for (unsigned k = 0; k < sizeof exts / sizeof exts[0]; k++)
+            CHECK_EQ(fdt_stringlist_search(blob, off, "riscv,isa-extensions", exts[k]), (int)k);
+        CHECK_EQ(prop_u32(path, "riscv,cbom-block-size"), 64);
+        CHECK_EQ(prop_u32(path, "riscv,cboz-block-size"), 64);
         CHECK(prop_is_string(path, "mmu-type", "riscv,sv48"));
         CHECK(prop_is_string(ipath, "compatible", "riscv,cpu-intc"));
         CHECK_EQ(prop_u32(ipath, "#interrupt-cells"), 1);

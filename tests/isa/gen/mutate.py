@@ -21,7 +21,7 @@ for n in map(int,sys.argv[2:]):
             kind=m.group(2)
             if kind=='FAULT':
                 parts[1]=f"({parts[1]})^1"
-            elif kind in ('TEST_RR','TEST_RI','TEST_RR_D1','TEST_RR_D2','TEST_RR_SS','TEST_LD'):
+            elif kind in ('TEST_RR','TEST_RI','TEST_R','TEST_RR_D1','TEST_RR_D2','TEST_RR_SS','TEST_LD'):
                 parts[1]=f"({parts[1]})^1"
             elif kind=='TEST_BR':
                 parts[-1]=str(1-int(parts[-1]))
