@@ -365,6 +365,9 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
 {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
+    runstate_init(&m->rs, RUN_STATE_RUNNING);
+    job_slot_init(&m->jobs);
+    dirty_registry_init(&m->dirty_readers);
     m->console.in_fd = m->console.out_fd = m->console.listen_fd = -1;
     pthread_mutex_init(&m->ctl_lock, NULL);
     pthread_cond_init(&m->ctl_cond, NULL);
@@ -401,8 +404,7 @@ fail:
 
 void machine_destroy(struct machine *m)
 {
-    replication_free(m);
-    migration_free(m);
+    job_slot_destroy(&m->jobs); /* stops and joins a running job */
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
         virtio_dev_destroy(&m->virtio[i]);
     if (m->wake_fd >= 0)

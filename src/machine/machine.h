@@ -16,7 +16,10 @@
 #include "dev/syscon.h"
 #include "dev/uart.h"
 #include "dev/virtio.h"
+#include "machine/dirty_reader.h"
+#include "machine/job.h"
 #include "machine/memmap.h"
+#include "machine/runstate.h"
 #include "machine/vclock.h"
 #include "mem/bus.h"
 
@@ -24,9 +27,7 @@
 #define MACHINE_MAX_DRIVES 4
 #define MACHINE_MAX_NETS 2
 
-struct migration;
 struct migration_in;
-struct replication;
 
 struct machine_config {
     uint64_t ram_size;
@@ -91,10 +92,16 @@ struct machine {
     uint64_t *sync_out;
     uint64_t sync_count;
 
-    struct migration *migration;     /* outgoing migration, if any */
-    struct replication *replication; /* continuous replication, if any */
     struct migration_in *incoming;   /* return path after receiving */
     uint64_t resumed_at_ns; /* a received guest resumed here (CLOCK_MONOTONIC), 0: none */
+
+    /* ---- Control plane (runstate.c, job.c, dirty_reader.c) ----
+     * Who may pause and run the guest, which job runs, who reads the
+     * dirty log. Only those files change these; the vCPU loop never
+     * touches them. */
+    struct runstate rs;                  /* run state and pause holds */
+    struct job_slot jobs;                /* at most one migrate/save/replicate */
+    struct dirty_registry dirty_readers; /* the dirty log's one reader */
 };
 
 #define REQ_PAUSE 1

@@ -153,6 +153,8 @@ int receive_open(struct migration_in **out, struct machine *m, struct machine_co
         cfg->no_rng = true;
     if (machine_init(m, cfg, err) < 0)
         goto fail;
+    /* Not to be run (paused, resumed, migrated) until the state is in. */
+    runstate_transition(m, RUN_STATE_RUNNING, RUN_STATE_INCOMING, err);
     /* Devices stay quiet until the guest resumes here: a tap must not write
      * received frames into a guest that is still being loaded. */
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
@@ -244,6 +246,9 @@ void migration_receive_started(struct machine *m)
     struct migration_in *in = m->incoming;
     if (!in)
         return;
+    struct error ignored;
+    if (runstate_transition(m, RUN_STATE_INCOMING, RUN_STATE_RUNNING, &ignored) < 0)
+        runstate_transition(m, RUN_STATE_STANDBY, RUN_STATE_RUNNING, &ignored);
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++) {
         struct virtio_dev *dev = &m->virtio[i];
         /* Devices pick up requests the driver queued before the pause. */

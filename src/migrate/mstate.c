@@ -122,7 +122,7 @@ static int batch_flush(struct stream *s, struct page_batch *b, struct error *err
 }
 
 int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap,
-                     struct page_counters *c, uint64_t bandwidth_limit, volatile int *cancel,
+                     struct page_counters *c, uint64_t bandwidth_limit, atomic_bool *cancel,
                      struct error *err)
 {
     struct ram *ram = &m->bus.ram;
@@ -157,7 +157,7 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
                 continue;
             if (batch_flush(s, &b, err) < 0)
                 return -1;
-            if (cancel && *cancel)
+            if (cancel && atomic_load(cancel))
                 return error_set(err, "cancelled");
             if (bandwidth_limit) {
                 /* Pace to the limit: sleep off any lead over it. */
@@ -171,7 +171,7 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
     }
     if (b.n && batch_flush(s, &b, err) < 0)
         return -1;
-    if (cancel && *cancel)
+    if (cancel && atomic_load(cancel))
         return error_set(err, "cancelled");
     return 0;
 }

@@ -4,6 +4,8 @@
 #ifndef FERRY_MIGRATE_MSTATE_H
 #define FERRY_MIGRATE_MSTATE_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/error.h"
@@ -37,7 +39,7 @@ struct page_counters {
     uint64_t pages, zero_pages, bytes;
 };
 int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap,
-                     struct page_counters *c, uint64_t bandwidth_limit, volatile int *cancel,
+                     struct page_counters *c, uint64_t bandwidth_limit, atomic_bool *cancel,
                      struct error *err);
 /* Writes a PAGES record into RAM, checking every entry first. */
 int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct error *err);

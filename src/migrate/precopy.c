@@ -62,23 +62,24 @@ void migration_trace_flush(void)
     trace_len = 0;
 }
 
+/* A migration or save job. job.lock guards st, fd and handed_over;
+ * job.cancel asks the thread to give up (until READY). */
 struct migration {
-    pthread_t thread;
-    struct machine *m;
+    struct job job;              /* first: a struct job * is a struct migration * */
     struct migration_params p;
-    pthread_mutex_t lock;
-    struct migration_status st;  /* under lock */
-    volatile int cancel;
+    struct migration_status st;  /* under job.lock */
     int fd;                      /* the connection, for cancel */
     bool handed_over;            /* READY received: cancel no longer possible */
-    bool joined;
+    enum hold_owner hold;        /* HOLD_MIGRATION or HOLD_SAVE */
+    struct dirty_reader reader;  /* registered while the job runs */
 };
 
 static void set_state(struct migration *mig, enum migration_state state)
 {
-    pthread_mutex_lock(&mig->lock);
+    pthread_mutex_lock(&mig->job.lock);
     mig->st.state = state;
-    pthread_mutex_unlock(&mig->lock);
+    pthread_cond_broadcast(&mig->job.cond);
+    pthread_mutex_unlock(&mig->job.lock);
 }
 
 static void set_all(uint64_t *bitmap, uint64_t npages)
@@ -123,10 +124,10 @@ static size_t device_state_bytes(struct machine *m)
 static void *migration_thread(void *arg)
 {
     struct migration *mig = arg;
-    struct machine *m = mig->m;
+    struct machine *m = mig->job.m;
     struct ram *ram = &m->bus.ram;
     const struct migration_params *p = &mig->p;
-    struct error err = {{0}};
+    struct error err = {{0}}, rs_err;
     struct endpoint ep = {.fd = -1};
     struct stream s = {0};
     bool paused = false, handed_over = false;
@@ -141,9 +142,9 @@ static void *migration_thread(void *arg)
     }
     if (transport_open_out(p->uri, &ep, &err) < 0 || stream_init(&s, ep.fd, &err) < 0)
         goto fail;
-    pthread_mutex_lock(&mig->lock);
+    pthread_mutex_lock(&mig->job.lock);
     mig->fd = ep.fd;
-    pthread_mutex_unlock(&mig->lock);
+    pthread_mutex_unlock(&mig->job.lock);
     s.timeout_ms = HANDSHAKE_TIMEOUT_MS;
     if (stream_write_header(&s, version, &err) < 0 || mstate_put_machine(&s, m, &err) < 0)
         goto fail;
@@ -151,10 +152,8 @@ static void *migration_thread(void *arg)
     if (p->live) {
         /* Start the dirty log now: what the guest writes from here on is
          * sent again in a later round. */
-        if (machine_dirty_sync_remote(m, scratch) < 0) {
-            error_set(&err, "the machine stopped");
+        if (dirty_reader_harvest(&mig->reader, scratch, &err) < 0)
             goto fail;
-        }
         set_all(bitmap, ram->npages);
         set_state(mig, MIG_ACTIVE);
         uint64_t prev_dirty = UINT64_MAX;
@@ -166,7 +165,7 @@ static void *migration_thread(void *arg)
                 goto fail;
             struct page_counters c = {0};
             uint64_t t_round = vclock_host_ns(), wire0 = s.bytes_written + s.wlen;
-            if (mstate_put_pages(&s, m, bitmap, &c, p->bandwidth, &mig->cancel, &err) < 0)
+            if (mstate_put_pages(&s, m, bitmap, &c, p->bandwidth, &mig->job.cancel, &err) < 0)
                 goto fail;
             if (!ep.is_file) {
                 /* Round trip: the round counts as done when the destination
@@ -181,11 +180,9 @@ static void *migration_thread(void *arg)
             uint64_t dur = vclock_host_ns() - t_round;
             if (dur == 0)
                 dur = 1;
-            int64_t dirty = machine_dirty_sync_remote(m, bitmap);
-            if (dirty < 0) {
-                error_set(&err, "the machine stopped");
+            int64_t dirty = dirty_reader_harvest(&mig->reader, bitmap, &err);
+            if (dirty < 0)
                 goto fail;
-            }
             total.pages += c.pages;
             total.zero_pages += c.zero_pages;
             total.bytes += c.bytes;
@@ -195,7 +192,7 @@ static void *migration_thread(void *arg)
              * bandwidth just measured. */
             double predicted = bw > 0 ? ((double)dirty * RAM_PAGE_SIZE +
                                          (double)device_state_bytes(m)) / bw * 1e9 : 1e18;
-            pthread_mutex_lock(&mig->lock);
+            pthread_mutex_lock(&mig->job.lock);
             if (round <= MIG_MAX_ROUNDS) {
                 struct migration_round *r = &mig->st.round[round - 1];
                 *r = (struct migration_round){round, c.pages, c.zero_pages,
@@ -210,14 +207,14 @@ static void *migration_thread(void *arg)
             mig->st.wire_bytes = s.bytes_written;
             mig->st.pages = total.pages;
             mig->st.zero_pages = total.zero_pages;
-            pthread_mutex_unlock(&mig->lock);
+            pthread_mutex_unlock(&mig->job.lock);
             /* Half the target: the send rate measured here runs ahead of
              * what the destination has applied (socket buffers), and the
              * stop itself costs a pause and a round trip. */
             if (predicted <= (double)p->max_downtime_ns * DOWNTIME_SAFETY) {
-                pthread_mutex_lock(&mig->lock);
+                pthread_mutex_lock(&mig->job.lock);
                 mig->st.converged = true;
-                pthread_mutex_unlock(&mig->lock);
+                pthread_mutex_unlock(&mig->job.lock);
                 /* Target met. Another round still pays while the dirty set
                  * shrinks fast (a round over a quarter of the pages leaves
                  * about a quarter as many behind) and is not already a
@@ -243,20 +240,22 @@ static void *migration_thread(void *arg)
     /* Stop and copy. */
     set_state(mig, MIG_COMPLETING);
     t_pause = vclock_host_ns();
-    pthread_mutex_lock(&mig->lock);
+    pthread_mutex_lock(&mig->job.lock);
     mig->st.paused_at_ns = t_pause;
-    pthread_mutex_unlock(&mig->lock);
-    if (machine_pause(m) < 0) {
-        error_set(&err, "the machine stopped before the final copy");
+    pthread_mutex_unlock(&mig->job.lock);
+    /* The job's own hold: an operator's pause or resume meanwhile neither
+     * runs the guest during the copy nor is undone by the job. */
+    if (runstate_hold(m, mig->hold, &err) < 0) {
+        error_prefix(&err, "cannot pause for the final copy");
         goto fail;
     }
     paused = true;
+    if (runstate_transition(m, RUN_STATE_PAUSED, RUN_STATE_COMPLETING, &err) < 0)
+        goto fail;
     migration_trace("paused", t_pause);
     if (p->live) {
-        if (machine_dirty_sync_remote(m, scratch) < 0) {
-            error_set(&err, "dirty log sync failed");
+        if (dirty_reader_harvest(&mig->reader, scratch, &err) < 0)
             goto fail;
-        }
         for (size_t i = 0; i < ram->dirty_words; i++)
             bitmap[i] |= scratch[i];
         migration_trace("dirty log synced", t_pause);
@@ -264,7 +263,7 @@ static void *migration_thread(void *arg)
         set_all(bitmap, ram->npages);
     }
     struct page_counters c = {0};
-    if (mstate_put_pages(&s, m, bitmap, &c, 0, &mig->cancel, &err) < 0)
+    if (mstate_put_pages(&s, m, bitmap, &c, 0, &mig->job.cancel, &err) < 0)
         goto fail;
     migration_trace("pages queued", t_pause);
     if (mstate_put_devices(&s, m, version, &err) < 0)
@@ -281,7 +280,7 @@ static void *migration_thread(void *arg)
     if (stream_put(&s, REC_END, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0)
         goto fail;
     migration_trace("final state sent", t_pause);
-    if (mig->cancel) {
+    if (atomic_load(&mig->job.cancel)) {
         error_set(&err, "cancelled");
         goto fail;
     }
@@ -297,10 +296,15 @@ static void *migration_thread(void *arg)
          * here the guest must never run here again unless we know the
          * destination will not run it. */
         migration_trace("READY", t_pause);
-        pthread_mutex_lock(&mig->lock);
-        if (!mig->cancel)
+        pthread_mutex_lock(&mig->job.lock);
+        if (!atomic_load(&mig->job.cancel))
             mig->handed_over = handed_over = true;
-        pthread_mutex_unlock(&mig->lock);
+        pthread_mutex_unlock(&mig->job.lock);
+        if (handed_over && runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_HANDOVER,
+                                               &err) < 0) {
+            handed_over = false; /* cannot happen: nobody else leaves COMPLETING */
+            goto fail;
+        }
         if (!handed_over) {
             /* Cancelled before GO: the destination never runs the guest. */
             error_set(&err, "cancelled");
@@ -332,7 +336,7 @@ static void *migration_thread(void *arg)
         downtime = t_end - t_pause;
     migration_trace("RUNNING", t_pause);
     migration_trace_flush();
-    pthread_mutex_lock(&mig->lock);
+    pthread_mutex_lock(&mig->job.lock);
     mig->st.downtime_ns = ep.is_file ? 0 : downtime;
     mig->st.handover_ns = ep.is_file ? 0 : t_end - t_pause;
     mig->st.total_ns = t_end - t0;
@@ -342,23 +346,29 @@ static void *migration_thread(void *arg)
     mig->st.remaining_pages = 0;
     mig->st.verified = p->verify;
     mig->st.state = MIG_COMPLETED;
-    pthread_mutex_unlock(&mig->lock);
+    pthread_mutex_unlock(&mig->job.lock);
     stream_free(&s);
     transport_close(&ep);
     free(bitmap);
     free(scratch);
+    dirty_reader_close(&mig->reader);
     if (ep.is_file && p->keep_running) {
-        machine_resume(m);
+        if (runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_PAUSED, &rs_err) < 0 ||
+            runstate_release(m, mig->hold, &rs_err) < 0)
+            fprintf(stderr, "ferry: save: %s\n", rs_err.msg);
     } else {
         /* The guest lives on elsewhere (or in the file): end this VM. */
+        runstate_transition(m, ep.is_file ? RUN_STATE_COMPLETING : RUN_STATE_HANDOVER,
+                            RUN_STATE_MIGRATED, &rs_err);
         machine_request_stop(m, MACHINE_MIGRATED, 0);
-        machine_resume(m);
+        machine_resume(m); /* wakes the parked loop, which sees the stop and ends */
     }
+    job_finish(&mig->job);
     return NULL;
 
 fail:
-    pthread_mutex_lock(&mig->lock);
-    mig->st.state = mig->cancel ? MIG_CANCELLED : MIG_FAILED;
+    pthread_mutex_lock(&mig->job.lock);
+    mig->st.state = atomic_load(&mig->job.cancel) ? MIG_CANCELLED : MIG_FAILED;
     mig->st.total_ns = vclock_host_ns() - t0;
     mig->st.wire_bytes = s.bytes_written;
     if (handed_over)
@@ -369,7 +379,7 @@ fail:
     else
         snprintf(mig->st.error, sizeof mig->st.error, "%s; the guest keeps running here",
                  err.msg);
-    pthread_mutex_unlock(&mig->lock);
+    pthread_mutex_unlock(&mig->job.lock);
     if (ep.fd >= 0) {
         /* Tell the destination why, if it still listens. */
         struct error ignored;
@@ -384,95 +394,132 @@ fail:
     transport_close(&ep);
     free(bitmap);
     free(scratch);
-    if (paused && !handed_over)
-        machine_resume(m);
+    dirty_reader_close(&mig->reader);
+    if (paused && handed_over) {
+        /* Only someone who checked the destination may run it here. */
+        runstate_hand_to_operator(m, mig->hold, RUN_STATE_HANDOVER, &rs_err);
+    } else if (paused) {
+        /* COMPLETING -> PAUSED may fail when the pause itself failed
+         * before it: then the state never left PAUSED. */
+        runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_PAUSED, &rs_err);
+        if (runstate_release(m, mig->hold, &rs_err) < 0)
+            fprintf(stderr, "ferry: migration: %s\n", rs_err.msg);
+    }
+    job_finish(&mig->job);
     return NULL;
 }
 
+static void migration_stop_job(struct job *j)
+{
+    struct migration *mig = (struct migration *)j;
+    pthread_mutex_lock(&mig->job.lock);
+    if (!mig->handed_over) {
+        atomic_store(&mig->job.cancel, true);
+        if (mig->fd >= 0)
+            shutdown(mig->fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&mig->job.lock);
+}
+
+static void migration_destroy_job(struct job *j)
+{
+    free(j);
+}
+
+static const struct job_ops migration_job_ops = {
+    .stop = migration_stop_job,
+    .destroy = migration_destroy_job,
+};
+
 int migration_start(struct machine *m, const struct migration_params *p, struct error *err)
 {
-    if (m->migration) {
-        pthread_mutex_lock(&m->migration->lock);
-        enum migration_state st = m->migration->st.state;
-        pthread_mutex_unlock(&m->migration->lock);
-        if (st == MIG_SETUP || st == MIG_ACTIVE || st == MIG_COMPLETING)
-            return error_set(err, "a migration is already running");
-        migration_join(m);
-        pthread_mutex_destroy(&m->migration->lock);
-        free(m->migration);
-        m->migration = NULL;
-    }
     if (strncmp(p->uri, "tcp:", 4) != 0 && strncmp(p->uri, "file:", 5) != 0)
         return error_set(err, "destination '%s' must be tcp:HOST:PORT or file:PATH", p->uri);
     if (p->stream_version && (p->stream_version < STREAM_MIN_VERSION ||
                               p->stream_version > STREAM_VERSION))
         return error_set(err, "stream version %u is not supported", p->stream_version);
-    if (m->paused)
+    enum run_state rs = runstate_get(m);
+    if (rs == RUN_STATE_PAUSED)
         return error_set(err, "the guest is paused: resume it first");
+    if (rs != RUN_STATE_RUNNING)
+        return error_set(err, "the VM is %s: nothing to migrate", runstate_name(rs));
     struct migration *mig = calloc(1, sizeof *mig);
     if (!mig)
         return error_set(err, "out of memory");
-    mig->m = m;
+    bool save = strncmp(p->uri, "file:", 5) == 0;
+    job_init(&mig->job, save ? JOB_SAVE : JOB_MIGRATE, &migration_job_ops, m);
     mig->p = *p;
     mig->fd = -1;
-    pthread_mutex_init(&mig->lock, NULL);
+    mig->hold = save ? HOLD_SAVE : HOLD_MIGRATION;
     mig->st.state = MIG_SETUP;
     mig->st.live = p->live;
     mig->st.ram_pages = m->bus.ram.npages;
     mig->st.max_downtime_ns = p->max_downtime_ns;
     snprintf(mig->st.uri, sizeof mig->st.uri, "%s", p->uri);
-    if (pthread_create(&mig->thread, NULL, migration_thread, mig) != 0) {
-        free(mig);
-        return error_set(err, "cannot start the migration thread");
+    /* The job slot refuses a second job; the dirty log a second reader
+     * (registered before the thread runs, dropped when it ends). */
+    if (dirty_reader_open(m, &mig->reader, job_kind_name(mig->job.kind), err) < 0) {
+        job_put(&mig->job);
+        return -1;
     }
-    m->migration = mig;
+    if (job_start(m, &mig->job, migration_thread, err) < 0) {
+        dirty_reader_close(&mig->reader);
+        job_put(&mig->job);
+        return -1;
+    }
     return 0;
+}
+
+struct job *migration_job(struct machine *m)
+{
+    return job_get(m, JOB_FAMILY_MIGRATION);
+}
+
+void migration_job_status(struct job *j, struct migration_status *out)
+{
+    struct migration *mig = (struct migration *)j;
+    pthread_mutex_lock(&mig->job.lock);
+    *out = mig->st;
+    pthread_mutex_unlock(&mig->job.lock);
 }
 
 void migration_get_status(struct machine *m, struct migration_status *out)
 {
     memset(out, 0, sizeof *out);
-    struct migration *mig = m->migration;
-    if (!mig)
+    struct job *j = migration_job(m);
+    if (!j)
         return;
-    pthread_mutex_lock(&mig->lock);
-    *out = mig->st;
-    pthread_mutex_unlock(&mig->lock);
+    migration_job_status(j, out);
+    job_put(j);
 }
 
 void migration_cancel(struct machine *m)
 {
-    struct migration *mig = m->migration;
-    if (!mig)
+    struct job *j = job_get_running(m);
+    if (!j)
         return;
-    pthread_mutex_lock(&mig->lock);
-    bool running = mig->st.state == MIG_SETUP || mig->st.state == MIG_ACTIVE ||
-                   mig->st.state == MIG_COMPLETING;
-    if (running && !mig->handed_over) {
-        mig->cancel = 1;
-        /* Unblock a thread stuck in send or receive. */
-        if (mig->fd >= 0)
-            shutdown(mig->fd, SHUT_RDWR);
+    if (job_family_of(j->kind) == JOB_FAMILY_MIGRATION) {
+        struct migration *mig = (struct migration *)j;
+        pthread_mutex_lock(&mig->job.lock);
+        bool running = mig->st.state == MIG_SETUP || mig->st.state == MIG_ACTIVE ||
+                       mig->st.state == MIG_COMPLETING;
+        if (running && !mig->handed_over) {
+            atomic_store(&mig->job.cancel, true);
+            /* Unblock a thread stuck in send or receive. */
+            if (mig->fd >= 0)
+                shutdown(mig->fd, SHUT_RDWR);
+        }
+        pthread_mutex_unlock(&mig->job.lock);
     }
-    pthread_mutex_unlock(&mig->lock);
+    job_put(j);
 }
 
 void migration_join(struct machine *m)
 {
-    struct migration *mig = m->migration;
-    if (mig && !mig->joined) {
-        pthread_join(mig->thread, NULL);
-        mig->joined = true;
-    }
-}
-
-void migration_free(struct machine *m)
-{
-    struct migration *mig = m->migration;
-    if (!mig)
+    struct job *j = job_get_running(m);
+    if (!j)
         return;
-    migration_join(m);
-    pthread_mutex_destroy(&mig->lock);
-    free(mig);
-    m->migration = NULL;
+    if (job_family_of(j->kind) == JOB_FAMILY_MIGRATION)
+        job_wait(j);
+    job_put(j);
 }

@@ -183,6 +183,7 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
     struct migration_in *in;
     if (receive_open(&in, m, cfg, p->uri, "primary to replicate", err) < 0)
         return -1;
+    runstate_transition(m, RUN_STATE_INCOMING, RUN_STATE_STANDBY, err);
     struct standby sb = {0};
     bool in_checkpoint = false, planned = false;
     int rc = -1;
