@@ -246,9 +246,9 @@ void migration_receive_started(struct machine *m)
     struct migration_in *in = m->incoming;
     if (!in)
         return;
-    struct error ignored;
-    if (runstate_transition(m, RUN_STATE_INCOMING, RUN_STATE_RUNNING, &ignored) < 0)
-        runstate_transition(m, RUN_STATE_STANDBY, RUN_STATE_RUNNING, &ignored);
+    struct error rs_err;
+    if (runstate_transition(m, RUN_STATE_INCOMING, RUN_STATE_RUNNING, &rs_err) < 0)
+        runstate_transition(m, RUN_STATE_STANDBY, RUN_STATE_RUNNING, &rs_err);
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++) {
         struct virtio_dev *dev = &m->virtio[i];
         /* Devices pick up requests the driver queued before the pause. */
