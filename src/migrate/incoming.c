@@ -8,6 +8,7 @@
 
 #include "dev/virtio_net.h"
 #include "machine/machine.h"
+#include "migrate/load_order.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
 #include "migrate/receive.h"
@@ -38,13 +39,20 @@ void incoming_free(struct migration_in *in)
 /* Reads records until END; returns 0 when the final state is complete. */
 static int receive_state(struct machine *m, struct migration_in *in, struct error *err)
 {
-    bool have_verify = false, have_clock = false;
+    bool have_verify = false;
     uint64_t verify = 0;
+    struct load_order order;
+    load_order_begin(&order, m, false);
     for (;;) {
         uint32_t type;
         const uint8_t *body;
         size_t len;
         if (stream_get(&in->s, &type, &body, &len, err) < 0)
+            return -1;
+        if (type == REC_ERROR)
+            return error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
+                             (const char *)body);
+        if (load_order_record(&order, type, body, len, err) < 0)
             return -1;
         switch (type) {
         case REC_PAGES:
@@ -58,7 +66,6 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
         case REC_CLOCK:
             if (mstate_load_clock(m, body, len, err) < 0)
                 return -1;
-            have_clock = true;
             break;
         case REC_VERIFY:
             if (len != 8)
@@ -68,10 +75,10 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
             break;
         case REC_END:
             in->t_end = vclock_host_ns();
-            if (!have_clock)
-                return error_set(err, "stream ended without the final device state");
             if (have_verify) {
-                uint64_t mine = mstate_hash(m);
+                uint64_t mine;
+                if (mstate_hash(m, &mine, err) < 0)
+                    return -1;
                 if (mine != verify)
                     return error_set(err, "verification failed: state hash %016llx, source "
                                      "sent %016llx", (unsigned long long)mine,
@@ -91,9 +98,6 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
              * guest and sends the final state: be awake for it. */
             stream_spin(&in->s, FINAL_SPIN_NS);
             break;
-        case REC_ERROR:
-            return error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
-                             (const char *)body);
         default:
             if (type & REC_OPTIONAL)
                 break; /* ROUND, HEARTBEAT and unknown optional records */

@@ -273,7 +273,10 @@ static void *migration_thread(void *arg)
     total.zero_pages += c.zero_pages;
     if (p->verify) {
         uint8_t hb[8];
-        put_u64(hb, mstate_hash(m));
+        uint64_t hash;
+        if (mstate_hash(m, &hash, &err) < 0)
+            goto fail;
+        put_u64(hb, hash);
         if (stream_put(&s, REC_VERIFY, hb, 8, &err) < 0)
             goto fail;
     }
