@@ -707,16 +707,25 @@ int virtio_blk_commit(struct virtio_dev *dev, uint64_t epoch)
     return rc;
 }
 
-int virtio_blk_apply_write(struct virtio_dev *dev, uint64_t offset, const void *data, size_t len)
+int virtio_blk_check_write(const struct virtio_dev *dev, uint64_t offset, size_t len)
 {
     if (!virtio_blk_is(dev))
         return -EINVAL;
-    struct blk *b = dev->opaque;
+    const struct blk *b = dev->opaque;
     if (b->disk->readonly)
         return -EROFS;
     if (offset % SECTOR_SIZE || len % SECTOR_SIZE || offset > b->disk->size ||
         len > b->disk->size - offset)
         return -EINVAL;
+    return 0;
+}
+
+int virtio_blk_apply_write(struct virtio_dev *dev, uint64_t offset, const void *data, size_t len)
+{
+    int rc = virtio_blk_check_write(dev, offset, len);
+    if (rc < 0)
+        return rc;
+    struct blk *b = dev->opaque;
     if (len == 0)
         return 0;
     return b->disk->ops->write(b->disk, data, len, offset);
