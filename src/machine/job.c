@@ -93,6 +93,22 @@ static void reap_locked(struct job_slot *slot)
     slot->current = NULL;
 }
 
+static int refuse(enum job_kind running, enum job_kind kind, struct error *err)
+{
+    return error_set(err, "a %s is already running on this VM: one job at a time (%s refused)",
+                     job_kind_name(running), job_kind_name(kind));
+}
+
+int job_check_idle(struct machine *m, enum job_kind kind, struct error *err)
+{
+    struct job *j = job_get_running(m);
+    if (!j)
+        return 0;
+    enum job_kind running = j->kind;
+    job_put(j);
+    return refuse(running, kind, err);
+}
+
 int job_start(struct machine *m, struct job *j, void *(*fn)(void *), struct error *err)
 {
     struct job_slot *slot = &m->jobs;
@@ -100,8 +116,7 @@ int job_start(struct machine *m, struct job *j, void *(*fn)(void *), struct erro
     if (slot->current && !job_is_finished(slot->current)) {
         enum job_kind running = slot->current->kind;
         pthread_mutex_unlock(&slot->lock);
-        return error_set(err, "a %s is already running on this VM: one job at a time "
-                         "(%s refused)", job_kind_name(running), job_kind_name(j->kind));
+        return refuse(running, j->kind, err);
     }
     if (slot->current)
         reap_locked(slot);

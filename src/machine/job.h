@@ -71,6 +71,10 @@ void job_init(struct job *j, enum job_kind kind, const struct job_ops *ops, stru
  * Refused if another job runs (nothing is started; j is left to the
  * caller, who destroys it). */
 int job_start(struct machine *m, struct job *j, void *(*fn)(void *), struct error *err);
+/* Fails with job_start's refusal if a job runs: lets a starter report
+ * that before checks that the running job's own effects would fail (its
+ * pause). job_start still decides, atomically. */
+int job_check_idle(struct machine *m, enum job_kind kind, struct error *err);
 /* The running job, if any, of any kind: a new reference, or NULL. */
 struct job *job_get_running(struct machine *m);
 /* The running or latest job of a family: a new reference, or NULL. */

@@ -140,6 +140,10 @@ static void *migration_thread(void *arg)
         error_set(&err, "out of memory for the dirty bitmaps");
         goto fail;
     }
+    /* The job's reader of the dirty log, dropped before the job finishes
+     * (so the next job finds it free). */
+    if (dirty_reader_open(m, &mig->reader, job_kind_name(mig->job.kind), &err) < 0)
+        goto fail;
     if (transport_open_out(p->uri, &ep, &err) < 0 || stream_init(&s, ep.fd, &err) < 0)
         goto fail;
     pthread_mutex_lock(&mig->job.lock);
@@ -441,6 +445,9 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
     if (p->stream_version && (p->stream_version < STREAM_MIN_VERSION ||
                               p->stream_version > STREAM_VERSION))
         return error_set(err, "stream version %u is not supported", p->stream_version);
+    bool save = strncmp(p->uri, "file:", 5) == 0;
+    if (job_check_idle(m, save ? JOB_SAVE : JOB_MIGRATE, err) < 0)
+        return -1;
     enum run_state rs = runstate_get(m);
     if (rs == RUN_STATE_PAUSED)
         return error_set(err, "the guest is paused: resume it first");
@@ -449,7 +456,6 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
     struct migration *mig = calloc(1, sizeof *mig);
     if (!mig)
         return error_set(err, "out of memory");
-    bool save = strncmp(p->uri, "file:", 5) == 0;
     job_init(&mig->job, save ? JOB_SAVE : JOB_MIGRATE, &migration_job_ops, m);
     mig->p = *p;
     mig->fd = -1;
@@ -459,14 +465,8 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
     mig->st.ram_pages = m->bus.ram.npages;
     mig->st.max_downtime_ns = p->max_downtime_ns;
     snprintf(mig->st.uri, sizeof mig->st.uri, "%s", p->uri);
-    /* The job slot refuses a second job; the dirty log a second reader
-     * (registered before the thread runs, dropped when it ends). */
-    if (dirty_reader_open(m, &mig->reader, job_kind_name(mig->job.kind), err) < 0) {
-        job_put(&mig->job);
-        return -1;
-    }
+    /* The job slot refuses a second job. */
     if (job_start(m, &mig->job, migration_thread, err) < 0) {
-        dirty_reader_close(&mig->reader);
         job_put(&mig->job);
         return -1;
     }

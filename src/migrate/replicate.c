@@ -236,6 +236,9 @@ static void *replication_thread(void *arg)
         error_set(&err, "out of memory");
         goto fail;
     }
+    /* The job's reader of the dirty log, dropped before the job finishes. */
+    if (dirty_reader_open(m, &r->reader, "replication", &err) < 0)
+        goto fail;
     cs.capture = true;
     if (transport_open_out(r->p.uri, &ep, &err) < 0 || stream_init(&s, ep.fd, &err) < 0)
         goto fail;
@@ -451,6 +454,8 @@ int replication_start(struct machine *m, const struct replication_params *p, str
         return error_set(err, "standby '%s' must be tcp:HOST:PORT", p->uri);
     if (p->interval_ns < 1000000 || p->interval_ns > 60ull * 1000000000)
         return error_set(err, "interval must be between 1 ms and 60 s");
+    if (job_check_idle(m, JOB_REPLICATE, err) < 0)
+        return -1;
     enum run_state rs = runstate_get(m);
     if (rs != RUN_STATE_RUNNING && rs != RUN_STATE_PAUSED)
         return error_set(err, "the VM is %s: nothing to replicate", runstate_name(rs));
@@ -464,13 +469,8 @@ int replication_start(struct machine *m, const struct replication_params *p, str
     r->st.state = REPL_SYNCING;
     r->st.interval_ns = p->interval_ns;
     snprintf(r->st.uri, sizeof r->st.uri, "%s", p->uri);
-    /* One job at a time, one reader of the dirty log. */
-    if (dirty_reader_open(m, &r->reader, "replication", err) < 0) {
-        job_put(&r->job);
-        return -1;
-    }
+    /* One job at a time. */
     if (job_start(m, &r->job, replication_thread, err) < 0) {
-        dirty_reader_close(&r->reader);
         job_put(&r->job);
         return -1;
     }

@@ -156,7 +156,7 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
  * fail on content; a disk write keeps its staged record's buffer. */
 static int apply_checkpoint(struct standby *sb, struct machine *m, struct error *err)
 {
-    uint64_t epoch, committed = get_u64(sb->recs[0].body + 8);
+    uint64_t epoch = 0, committed = get_u64(sb->recs[0].body + 8);
     if (validate_checkpoint(sb, m, &epoch, err) < 0)
         return -1;
     for (size_t i = 1; i < sb->nrecs; i++) {
