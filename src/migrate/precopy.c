@@ -13,21 +13,14 @@
 #include <sys/socket.h>
 
 #include "machine/machine.h"
+#include "migrate/converge.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
 #include "migrate/vmstate.h"
 #include "transport/transport.h"
 
-/* Pre-copy gives up converging after this many rounds, or after sending
- * this many times the guest's RAM (the Xen anchors' limits). */
-#define MAX_ROUNDS 30
-#define MAX_RAM_MULTIPLE 3
 #define HANDSHAKE_TIMEOUT_MS 30000
-#define DOWNTIME_SAFETY 0.5
-/* Once the target is met: at most this many more rounds, and none for a
- * dirty set this small (64 KiB: tens of microseconds on a LAN). */
-#define MAX_EXTRA_ROUNDS 3
-#define TAIL_PAGES 16
+_Static_assert(CONVERGE_MAX_ROUNDS <= MIG_MAX_ROUNDS, "every round has a row in the status");
 
 /* Steps are kept in memory and printed by migration_trace_flush: writing
  * to stderr (a pipe, often) while the guest is paused would be part of
@@ -160,8 +153,9 @@ static void *migration_thread(void *arg)
             goto fail;
         set_all(bitmap, ram->npages);
         set_state(mig, MIG_ACTIVE);
-        uint64_t prev_dirty = UINT64_MAX;
-        unsigned stalled = 0, extra = 0;
+        const struct converge_params cp = {p->max_downtime_ns, ram->npages, RAM_PAGE_SIZE,
+                                           device_state_bytes(m)};
+        struct converge_state cs = {0};
         for (uint32_t round = 1;; round++) {
             uint8_t rb[4];
             put_u32(rb, round);
@@ -190,53 +184,24 @@ static void *migration_thread(void *arg)
             total.pages += c.pages;
             total.zero_pages += c.zero_pages;
             total.bytes += c.bytes;
-            double bw = (double)(s.bytes_written - wire0) * 1e9 / (double)dur;
-            double rate = (double)dirty * 1e9 / (double)dur;
-            /* Predicted pause: the pages left plus device state at the
-             * bandwidth just measured. */
-            double predicted = bw > 0 ? ((double)dirty * RAM_PAGE_SIZE +
-                                         (double)device_state_bytes(m)) / bw * 1e9 : 1e18;
+            const struct round_stats rs = {round, c.pages, s.bytes_written - wire0, dur,
+                                           (uint64_t)dirty};
+            struct converge_decision d = converge_decide(&cp, &cs, &rs);
             pthread_mutex_lock(&mig->job.lock);
-            if (round <= MIG_MAX_ROUNDS) {
-                struct migration_round *r = &mig->st.round[round - 1];
-                *r = (struct migration_round){round, c.pages, c.zero_pages,
-                                              s.bytes_written - wire0, dur, (uint64_t)dirty,
-                                              rate, bw};
-                mig->st.rounds = round;
-            }
+            struct migration_round *r = &mig->st.round[round - 1];
+            *r = (struct migration_round){round, c.pages, c.zero_pages, rs.wire_bytes, dur,
+                                          (uint64_t)dirty, d.dirty_rate, d.bandwidth};
+            mig->st.rounds = round;
             mig->st.remaining_pages = (uint64_t)dirty;
-            mig->st.dirty_rate = rate;
-            mig->st.bandwidth = bw;
-            mig->st.predicted_downtime_ns = (uint64_t)predicted;
+            mig->st.dirty_rate = d.dirty_rate;
+            mig->st.bandwidth = d.bandwidth;
+            mig->st.predicted_downtime_ns = (uint64_t)d.predicted_ns;
             mig->st.wire_bytes = s.bytes_written;
             mig->st.pages = total.pages;
             mig->st.zero_pages = total.zero_pages;
+            mig->st.converged |= d.converged;
             pthread_mutex_unlock(&mig->job.lock);
-            /* Half the target: the send rate measured here runs ahead of
-             * what the destination has applied (socket buffers), and the
-             * stop itself costs a pause and a round trip. */
-            if (predicted <= (double)p->max_downtime_ns * DOWNTIME_SAFETY) {
-                pthread_mutex_lock(&mig->job.lock);
-                mig->st.converged = true;
-                pthread_mutex_unlock(&mig->job.lock);
-                /* Target met. Another round still pays while the dirty set
-                 * shrinks fast (a round over a quarter of the pages leaves
-                 * about a quarter as many behind) and is not already a
-                 * tail: it costs a little total time, the pause less. */
-                bool shrinking = (uint64_t)dirty * 4 <= c.pages;
-                if ((uint64_t)dirty <= TAIL_PAGES || !shrinking || extra >= MAX_EXTRA_ROUNDS ||
-                    round >= MAX_ROUNDS || round >= MIG_MAX_ROUNDS)
-                    break;
-                extra++;
-                prev_dirty = (uint64_t)dirty;
-                continue;
-            }
-            /* Not converging: the dirty set stopped shrinking, or the
-             * limits of rounds and volume were reached. */
-            stalled = (uint64_t)dirty * 10 >= prev_dirty * 9 ? stalled + 1 : 0;
-            prev_dirty = (uint64_t)dirty;
-            if (round >= MAX_ROUNDS || total.pages >= MAX_RAM_MULTIPLE * ram->npages ||
-                (round >= 3 && stalled >= 2) || round >= MIG_MAX_ROUNDS)
+            if (d.action == CONVERGE_STOP_AND_COPY)
                 break;
         }
     }
