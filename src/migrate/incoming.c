@@ -8,6 +8,7 @@
 
 #include "dev/virtio_net.h"
 #include "machine/machine.h"
+#include "migrate/handover.h"
 #include "migrate/load_order.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
@@ -17,6 +18,8 @@
 #define ACCEPT_TIMEOUT_MS (10 * 60 * 1000)
 #define STREAM_TIMEOUT_MS 30000
 
+
+static const struct peer source = {"source", "source gave up"};
 
 static void tell_source(struct migration_in *in, const char *msg)
 {
@@ -213,29 +216,12 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
             goto fail;
         migration_trace("dst: READY sent", in->t_end);
         stream_spin(&in->s, FINAL_SPIN_NS);
-        for (;;) {
-            uint32_t type;
-            const uint8_t *body;
-            size_t len;
-            if (stream_get(&in->s, &type, &body, &len, err) < 0) {
-                error_prefix(err, "no GO from the source (it keeps the guest)");
-                goto fail;
-            }
-            if (type == REC_GO) {
-                in->t_go = vclock_host_ns();
-                migration_trace("dst: GO", in->t_end);
-                break;
-            }
-            if (type == REC_ERROR) {
-                error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
-                          (const char *)body);
-                goto fail;
-            }
-            if (!(type & REC_OPTIONAL)) {
-                error_set(err, "unexpected record 0x%x while waiting for GO", type);
-                goto fail;
-            }
+        if (handover_await_go(&in->s, &source, err) < 0) {
+            error_prefix(err, "no GO from the source (it keeps the guest)");
+            goto fail;
         }
+        in->t_go = vclock_host_ns();
+        migration_trace("dst: GO", in->t_end);
     }
     vclock_resume(&m->clock);
     m->incoming = in;

@@ -14,6 +14,7 @@
 
 #include "machine/machine.h"
 #include "migrate/converge.h"
+#include "migrate/handover.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
 #include "migrate/vmstate.h"
@@ -83,29 +84,7 @@ static void set_all(uint64_t *bitmap, uint64_t npages)
         bitmap[words - 1] = (1ull << (npages % 64)) - 1;
 }
 
-/* Waits for one return-path record; turns ERROR into a message. */
-/* Waits for a record of type want; *ns gets its u64 body (a duration the
- * destination measured), or 0 when it has none (an older destination). */
-static int wait_reply(struct stream *s, uint32_t want, uint64_t *ns, struct error *err)
-{
-    for (;;) {
-        uint32_t type;
-        const uint8_t *body;
-        size_t len;
-        if (stream_get(s, &type, &body, &len, err) < 0)
-            return error_prefix(err, "waiting for the destination");
-        if (type == want) {
-            if (ns)
-                *ns = len >= 8 ? get_u64(body) : 0;
-            return 0;
-        }
-        if (type == REC_ERROR)
-            return error_set(err, "destination refused the stream: %.*s", (int)len,
-                             (const char *)body);
-        if (!(type & REC_OPTIONAL))
-            return error_set(err, "destination sent unexpected record 0x%x", type);
-    }
-}
+static const struct peer destination = {"destination", "destination refused the stream"};
 
 static size_t device_state_bytes(struct machine *m)
 {
@@ -170,7 +149,8 @@ static void *migration_thread(void *arg)
                  * has applied it, so the rate below is end to end and no
                  * backlog is left for the final pause. */
                 if (stream_put(&s, REC_PING, rb, 4, &err) < 0 || stream_flush(&s, &err) < 0 ||
-                    wait_reply(&s, REC_PONG, NULL, &err) < 0)
+                    stream_expect(&s, REC_PONG, &destination, &(const uint8_t *){0},
+                                  &(size_t){0}, &err) < 0)
                     goto fail;
             } else if (stream_flush(&s, &err) < 0) {
                 goto fail;
@@ -259,11 +239,10 @@ static void *migration_thread(void *arg)
 
     uint64_t t_end_sent = vclock_host_ns(), downtime = 0;
     if (!ep.is_file) {
-        uint64_t ready_took, running_took;
+        struct handover h = {.peer = destination, .ready_type = REC_READY};
         stream_spin(&s, FINAL_SPIN_NS);
-        if (wait_reply(&s, REC_READY, &ready_took, &err) < 0)
+        if (handover_wait_ready(&s, &h, &err) < 0)
             goto fail;
-        uint64_t t_ready = vclock_host_ns();
         /* Commit point: the destination holds the complete state. From
          * here the guest must never run here again unless we know the
          * destination will not run it. */
@@ -285,10 +264,7 @@ static void *migration_thread(void *arg)
         /* No stream_spin for RUNNING: the destination's vCPU starts to
          * run the guest as it sends it, and a thread yielding to a busy
          * one can wait out its whole time slice. */
-        if (stream_put(&s, REC_GO, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0)
-            goto fail;
-        uint64_t t_go = vclock_host_ns();
-        if (wait_reply(&s, REC_RUNNING, &running_took, &err) < 0)
+        if (handover_go(&s, &h, &err) < 0)
             goto fail;
         /* The guest's downtime ends when the destination resumes it, not
          * when we hear so: pause to GO sent (our clock), GO's one-way trip
@@ -296,10 +272,10 @@ static void *migration_thread(void *arg)
          * both measured), and GO to resumed (the destination's clock). An
          * older destination reports no durations: then it is pause to
          * RUNNING heard. */
-        uint64_t rtt = t_ready - t_end_sent;
-        rtt = rtt > ready_took ? rtt - ready_took : 0;
-        if (ready_took && running_took)
-            downtime = t_go - t_pause + rtt / 2 + running_took;
+        uint64_t rtt = h.t_ready - t_end_sent;
+        rtt = rtt > h.ready_took_ns ? rtt - h.ready_took_ns : 0;
+        if (h.ready_took_ns && h.running_took_ns)
+            downtime = h.t_go - t_pause + rtt / 2 + h.running_took_ns;
     }
     uint64_t t_end = vclock_host_ns();
     /* Hearing RUNNING bounds it from above (a late wakeup for READY can

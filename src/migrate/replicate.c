@@ -17,6 +17,7 @@
 #include "dev/virtio_blk.h"
 #include "dev/virtio_net.h"
 #include "machine/machine.h"
+#include "migrate/handover.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
 #include "migrate/replication.h"
@@ -147,25 +148,7 @@ static int stage_checkpoint(struct replication *r, struct stream *cs, uint64_t e
     return stream_put(cs, REC_END, NULL, 0, err);
 }
 
-static int wait_record(struct stream *s, uint32_t want, uint64_t epoch, struct error *err)
-{
-    for (;;) {
-        uint32_t type;
-        const uint8_t *body;
-        size_t len;
-        if (stream_get(s, &type, &body, &len, err) < 0)
-            return -1;
-        if (type == want && (want != REC_ACK || (len == 8 && get_u64(body) == epoch)))
-            return 0;
-        if (type == REC_ERROR)
-            return error_set(err, "standby: %.*s", (int)(len > 300 ? 300 : len),
-                             (const char *)body);
-        if (type == REC_ACK)
-            continue; /* an older epoch's */
-        if (!(type & REC_OPTIONAL))
-            return error_set(err, "standby sent unexpected record 0x%x", type);
-    }
-}
+static const struct peer standby_peer = {"standby", "standby"};
 
 static void *heartbeat_thread(void *arg)
 {
@@ -218,6 +201,11 @@ static int send_locked(struct replication *r, struct stream *s, const struct str
         rc = stream_flush(s, err);
     pthread_mutex_unlock(&r->send_lock);
     return rc;
+}
+
+static int flush_locked(void *opaque, struct stream *s, struct error *err)
+{
+    return send_locked(opaque, s, NULL, err);
 }
 
 static void *replication_thread(void *arg)
@@ -327,7 +315,11 @@ static void *replication_thread(void *arg)
             if (runstate_release(m, HOLD_REPLICATION, &err) < 0)
                 goto fail;
         }
-        if (send_locked(r, &s, &cs, &err) < 0 || wait_record(&s, REC_ACK, epoch, &err) < 0)
+        /* The ACK is the checkpoint's READY: for a switchover, the first
+         * half of the commit handshake. */
+        struct handover h = {.peer = standby_peer, .ready_type = REC_ACK, .epoch = epoch,
+                             .flush = flush_locked, .opaque = r};
+        if (send_locked(r, &s, &cs, &err) < 0 || handover_wait_ready(&s, &h, &err) < 0)
             goto fail;
         acked = epoch;
         for_each_device(m, commit_epoch, epoch);
@@ -358,8 +350,7 @@ static void *replication_thread(void *arg)
             /* The standby holds the final state: hand the guest over. */
             struct error rs_err;
             runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_HANDOVER, &rs_err);
-            if (stream_put(&s, REC_GO, NULL, 0, &err) < 0 || send_locked(r, &s, NULL, &err) < 0 ||
-                wait_record(&s, REC_RUNNING, 0, &err) < 0) {
+            if (handover_go(&s, &h, &err) < 0) {
                 /* Past GO the standby may run the guest: never resume
                  * (only the operator, who checked, may). */
                 runstate_hand_to_operator(m, HOLD_REPLICATION, RUN_STATE_HANDOVER, &rs_err);
@@ -372,10 +363,9 @@ static void *replication_thread(void *arg)
                 pthread_mutex_unlock(&r->job.lock);
                 goto out;
             }
-            uint64_t t_running = now_ns();
             pthread_mutex_lock(&r->job.lock);
             r->st.state = REPL_SWITCHED;
-            r->st.switchover_downtime_ns = t_running - t_pause;
+            r->st.switchover_downtime_ns = h.t_running - t_pause;
             r->switch_rc = 0;
             pthread_mutex_unlock(&r->job.lock);
             runstate_transition(m, RUN_STATE_HANDOVER, RUN_STATE_MIGRATED, &rs_err);
