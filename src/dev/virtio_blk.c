@@ -430,6 +430,13 @@ static void blk_destroy(struct virtio_dev *dev)
     dev->opaque = NULL;
 }
 
+static const struct repl_hooks blk_repl = {
+    .hold = virtio_blk_hold_writes,
+    .set_epoch = virtio_blk_set_epoch,
+    .commit = virtio_blk_commit,
+    .epoch_writes = virtio_blk_epoch_writes,
+};
+
 static const struct virtio_device_ops blk_ops = {
     .name = "virtio-blk",
     .device_id = VIRTIO_ID_BLOCK,
@@ -443,6 +450,7 @@ static const struct virtio_device_ops blk_ops = {
     .quiesce = virtio_blk_quiesce,
     .resume = virtio_blk_resume,
     .destroy = blk_destroy,
+    .repl = &blk_repl,
 };
 
 /* Same as blk_ops, plus VIRTIO_BLK_F_RO. */
@@ -459,6 +467,7 @@ static const struct virtio_device_ops blk_ro_ops = {
     .quiesce = virtio_blk_quiesce,
     .resume = virtio_blk_resume,
     .destroy = blk_destroy,
+    .repl = &blk_repl,
 };
 
 static bool is_blk(const struct virtio_dev *dev)

@@ -592,6 +592,19 @@ static void net_destroy(struct virtio_dev *dev)
     dev->opaque = NULL;
 }
 
+static int net_repl_commit(struct virtio_dev *dev, uint64_t epoch)
+{
+    virtio_net_release(dev, epoch);
+    return 0;
+}
+
+static const struct repl_hooks net_repl = {
+    .hold = virtio_net_hold_output,
+    .set_epoch = virtio_net_set_epoch,
+    .commit = net_repl_commit,
+    .held = virtio_net_held_frames,
+};
+
 static const struct virtio_device_ops net_ops = {
     .quiesce = virtio_net_quiesce,
     .resume = virtio_net_resume,
@@ -604,6 +617,7 @@ static const struct virtio_device_ops net_ops = {
     .queue_notify = net_queue_notify,
     .reset = net_reset,
     .destroy = net_destroy,
+    .repl = &net_repl,
 };
 
 /* ---- migration hooks ---- */

@@ -240,6 +240,7 @@ static int machine_add_devices(struct machine *m, struct error *err)
                                 .irq = MEMMAP_UART0_IRQ};
     uart_init(&m->uart, uart_irq, &m->console);
     syscon_init(&m->syscon, m);
+    devreg_add_platform(m);
     const struct mmio_region regions[] = {
         {"bootrom", MEMMAP_BOOTROM_BASE, MEMMAP_BOOTROM_SIZE, &bootrom_ops, m->bootrom},
         {"syscon", MEMMAP_SYSCON_BASE, MEMMAP_SYSCON_SIZE, &syscon_mmio_ops, &m->syscon},
@@ -275,15 +276,20 @@ static int machine_attach_virtio(struct machine *m, struct error *err)
         struct disk *disk;
         if (disk_open(m->cfg.drives[i], &disk, err) < 0)
             return -1;
-        if (virtio_blk_attach(&m->virtio[slot++], disk, err) < 0)
+        if (virtio_blk_attach(&m->virtio[slot], disk, err) < 0)
             return -1;
+        devreg_add_virtio(m, slot++);
     }
-    for (unsigned i = 0; i < m->cfg.nnets; i++)
-        if (virtio_net_attach(&m->virtio[slot++], m->cfg.nets[i], err) < 0)
+    for (unsigned i = 0; i < m->cfg.nnets; i++) {
+        if (virtio_net_attach(&m->virtio[slot], m->cfg.nets[i], err) < 0)
             return -1;
-    if (!m->cfg.no_rng && !m->cfg.bios)
-        if (virtio_rng_attach(&m->virtio[slot++], err) < 0)
+        devreg_add_virtio(m, slot++);
+    }
+    if (!m->cfg.no_rng && !m->cfg.bios) {
+        if (virtio_rng_attach(&m->virtio[slot], err) < 0)
             return -1;
+        devreg_add_virtio(m, slot++);
+    }
     return 0;
 }
 

@@ -16,6 +16,7 @@
 #include "dev/syscon.h"
 #include "dev/uart.h"
 #include "dev/virtio.h"
+#include "machine/devreg.h"
 #include "machine/dirty_reader.h"
 #include "machine/job.h"
 #include "machine/memmap.h"
@@ -102,6 +103,7 @@ struct machine {
     struct runstate rs;                  /* run state and pause holds */
     struct job_slot jobs;                /* at most one migrate/save/replicate */
     struct dirty_registry dirty_readers; /* the dirty log's one reader */
+    struct devreg devices;               /* migratable state, in stream order */
 };
 
 #define REQ_PAUSE 1

@@ -8,7 +8,6 @@
 #include "machine/machine.h"
 #include "migrate/vmstate.h"
 
-extern const struct vmstate uart_vmstate, plic_vmstate, aclint_vmstate, virtio_mmio_vmstate;
 
 #define MACHINE_BODY_SIZE (8 + 8 + 4 + 4 + 8 + 4 + 4 * MEMMAP_VIRTIO_SLOTS)
 
@@ -228,29 +227,26 @@ int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct
     return 0;
 }
 
-/* Every described piece of device state, in a fixed order. */
+/* Every described piece of device state, in stream order: the machine's
+ * device registry (src/machine/devreg.h). */
 struct dev_entry {
     const struct vmstate *vs;
     void *obj;
     uint32_t instance;
+    void (*loaded)(void *obj);
 };
+
+#define MAX_DEVICES DEVREG_MAX
+_Static_assert(MAX_DEVICES <= MSTATE_MAX_DEVICES, "mstate_expect holds every device");
 
 static unsigned collect_devices(struct machine *m, struct dev_entry *out)
 {
-    unsigned n = 0;
-    for (unsigned i = 0; i < m->nharts; i++)
-        out[n++] = (struct dev_entry){&hart_vmstate, &m->harts[i], i};
-    out[n++] = (struct dev_entry){&aclint_vmstate, &m->aclint.s, 0};
-    out[n++] = (struct dev_entry){&plic_vmstate, &m->plic.s, 0};
-    out[n++] = (struct dev_entry){&uart_vmstate, &m->uart.s, 0};
-    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
-        if (m->virtio[i].ops)
-            out[n++] = (struct dev_entry){&virtio_mmio_vmstate, &m->virtio[i].s, i};
-    return n;
+    for (unsigned i = 0; i < m->devices.n; i++) {
+        const struct device_entry *d = &m->devices.dev[i];
+        out[i] = (struct dev_entry){d->vs, d->state, d->instance, d->loaded};
+    }
+    return m->devices.n;
 }
-
-#define MAX_DEVICES (MACHINE_MAX_HARTS + 3 + MEMMAP_VIRTIO_SLOTS)
-_Static_assert(MAX_DEVICES <= MSTATE_MAX_DEVICES, "mstate_expect holds every device");
 
 /* Device description version used in a stream of the given version: v1
  * streams carry the CPU description v1; everything else is unchanged. */
@@ -330,8 +326,8 @@ static int device_record(struct machine *m, const uint8_t *body, size_t len, boo
         return vmstate_validate(d->vs, d->obj, id.version, state, state_len, err);
     if (vmstate_load(d->vs, d->obj, id.version, state, state_len, err) < 0)
         return -1;
-    if (d->vs == &hart_vmstate)
-        hart_state_loaded(d->obj);
+    if (d->loaded)
+        d->loaded(d->obj);
     return 0;
 }
 

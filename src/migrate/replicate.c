@@ -14,8 +14,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "dev/virtio_blk.h"
-#include "dev/virtio_net.h"
 #include "machine/machine.h"
 #include "migrate/handover.h"
 #include "migrate/migration.h"
@@ -52,52 +50,39 @@ struct replication {
 
 static uint64_t now_ns(void) { return vclock_host_ns(); }
 
-static void for_each_device(struct machine *m, void (*fn)(struct virtio_dev *, uint64_t),
+/* The devices with replication hooks (the registry's), each called with
+ * its hooks. */
+static void for_each_output(struct machine *m,
+                            void (*fn)(struct virtio_dev *, const struct repl_hooks *, uint64_t),
                             uint64_t arg)
 {
-    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
-        if (m->virtio[i].ops)
-            fn(&m->virtio[i], arg);
+    for (unsigned i = 0; i < m->devices.n; i++)
+        if (m->devices.dev[i].repl)
+            fn(m->devices.dev[i].vdev, m->devices.dev[i].repl, arg);
 }
 
-static void hold_on(struct virtio_dev *d, uint64_t epoch)
+static void hold_on(struct virtio_dev *d, const struct repl_hooks *h, uint64_t epoch)
 {
-    if (virtio_blk_is(d)) {
-        virtio_blk_set_epoch(d, epoch);
-        virtio_blk_hold_writes(d, true);
-    } else if (virtio_net_is(d)) {
-        virtio_net_set_epoch(d, epoch);
-        virtio_net_hold_output(d, true);
-    }
+    h->set_epoch(d, epoch);
+    h->hold(d, true);
 }
 
-static void hold_off(struct virtio_dev *d, uint64_t unused)
+static void hold_off(struct virtio_dev *d, const struct repl_hooks *h, uint64_t unused)
 {
     (void)unused;
-    if (virtio_blk_is(d))
-        virtio_blk_hold_writes(d, false); /* commits everything held */
-    else if (virtio_net_is(d))
-        virtio_net_hold_output(d, false); /* releases everything held */
+    h->hold(d, false); /* commits / releases everything held */
 }
 
-static void set_epoch(struct virtio_dev *d, uint64_t epoch)
+static void set_epoch(struct virtio_dev *d, const struct repl_hooks *h, uint64_t epoch)
 {
-    if (virtio_blk_is(d))
-        virtio_blk_set_epoch(d, epoch);
-    else if (virtio_net_is(d))
-        virtio_net_set_epoch(d, epoch);
+    h->set_epoch(d, epoch);
 }
 
-static void commit_epoch(struct virtio_dev *d, uint64_t epoch)
+static void commit_epoch(struct virtio_dev *d, const struct repl_hooks *h, uint64_t epoch)
 {
-    if (virtio_blk_is(d)) {
-        int rc = virtio_blk_commit(d, epoch);
-        if (rc < 0)
-            fprintf(stderr, "ferry: replication: writing held disk data failed: %s\n",
-                    strerror(-rc));
-    } else if (virtio_net_is(d)) {
-        virtio_net_release(d, epoch);
-    }
+    int rc = h->commit(d, epoch);
+    if (rc < 0)
+        fprintf(stderr, "ferry: replication: releasing held output failed: %s\n", strerror(-rc));
 }
 
 struct disk_capture {
@@ -137,12 +122,12 @@ static int stage_checkpoint(struct replication *r, struct stream *cs, uint64_t e
         mstate_put_devices(cs, m, STREAM_VERSION, err) < 0)
         return -1;
     memset(bitmap, 0, ram->dirty_words * 8);
-    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++) {
-        struct virtio_dev *d = &m->virtio[i];
-        if (!d->ops || !virtio_blk_is(d))
+    for (unsigned i = 0; i < m->devices.n; i++) {
+        const struct device_entry *d = &m->devices.dev[i];
+        if (!d->repl || !d->repl->epoch_writes)
             continue;
-        struct disk_capture dc = {cs, i, err};
-        if (virtio_blk_epoch_writes(d, epoch, capture_write, &dc) < 0)
+        struct disk_capture dc = {cs, d->instance, err};
+        if (d->repl->epoch_writes(d->vdev, epoch, capture_write, &dc) < 0)
             return -1;
     }
     return stream_put(cs, REC_END, NULL, 0, err);
@@ -304,10 +289,10 @@ static void *replication_thread(void *arg)
             goto fail;
         if (!holding) {
             /* Protection starts here: from now on output waits for acks. */
-            for_each_device(m, hold_on, epoch + 1);
+            for_each_output(m, hold_on, epoch + 1);
             holding = true;
         } else {
-            for_each_device(m, set_epoch, epoch + 1);
+            for_each_output(m, set_epoch, epoch + 1);
         }
         uint64_t t_resume = now_ns();
         if (!switching) {
@@ -322,7 +307,7 @@ static void *replication_thread(void *arg)
         if (send_locked(r, &s, &cs, &err) < 0 || handover_wait_ready(&s, &h, &err) < 0)
             goto fail;
         acked = epoch;
-        for_each_device(m, commit_epoch, epoch);
+        for_each_output(m, commit_epoch, epoch);
         uint64_t t_ack = now_ns();
         pthread_mutex_lock(&r->job.lock);
         r->st.state = switching ? REPL_SWITCHING : REPL_PROTECTED;
@@ -375,7 +360,7 @@ static void *replication_thread(void *arg)
         }
     }
     /* Stopped on request: release what is held, run on alone. */
-    for_each_device(m, hold_off, 0);
+    for_each_output(m, hold_off, 0);
     pthread_mutex_lock(&r->job.lock);
     r->st.state = REPL_STOPPED;
     pthread_mutex_unlock(&r->job.lock);
@@ -385,7 +370,7 @@ fail:
     heartbeat_end(r);
     /* The standby is gone or broken: never hold the guest hostage. */
     if (holding)
-        for_each_device(m, hold_off, 0);
+        for_each_output(m, hold_off, 0);
     if (paused) {
         struct error rs_err;
         if (switching)
@@ -526,7 +511,9 @@ void replication_get_status(struct machine *m, struct replication_status *out)
     pthread_mutex_unlock(&r->job.lock);
     job_put(j);
     out->held_frames = 0;
-    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
-        if (m->virtio[i].ops && virtio_net_is(&m->virtio[i]))
-            out->held_frames += virtio_net_held_frames(&m->virtio[i]);
+    for (unsigned i = 0; i < m->devices.n; i++) {
+        const struct device_entry *d = &m->devices.dev[i];
+        if (d->repl && d->repl->held)
+            out->held_frames += d->repl->held(d->vdev);
+    }
 }
