@@ -93,6 +93,94 @@ static size_t device_state_bytes(struct machine *m)
     return 64 * 1024 + (size_t)m->nharts * 1024;
 }
 
+/* Status publishing: one round's figures, for migrate-status. */
+static void publish_round(struct migration *mig, const struct round_stats *rs,
+                          const struct page_counters *c, const struct converge_decision *d,
+                          const struct page_counters *total, uint64_t wire_total)
+{
+    pthread_mutex_lock(&mig->job.lock);
+    mig->st.round[rs->round - 1] = (struct migration_round){
+        rs->round, c->pages, c->zero_pages, rs->wire_bytes, rs->duration_ns, rs->dirty_pages,
+        d->dirty_rate, d->bandwidth};
+    mig->st.rounds = rs->round;
+    mig->st.remaining_pages = rs->dirty_pages;
+    mig->st.dirty_rate = d->dirty_rate;
+    mig->st.bandwidth = d->bandwidth;
+    mig->st.predicted_downtime_ns = (uint64_t)d->predicted_ns;
+    mig->st.wire_bytes = wire_total;
+    mig->st.pages = total->pages;
+    mig->st.zero_pages = total->zero_pages;
+    mig->st.converged |= d->converged;
+    pthread_mutex_unlock(&mig->job.lock);
+}
+
+/* One pre-copy round: the pages in `bitmap`, then (over TCP) a PING the
+ * destination answers once it applied them. Fills in what it measured
+ * except the pages dirtied meanwhile. */
+static int precopy_send_round(struct migration *mig, struct stream *s, bool to_file,
+                              uint32_t round, const uint64_t *bitmap, struct page_counters *c,
+                              struct round_stats *rs, struct error *err)
+{
+    uint8_t rb[4];
+    put_u32(rb, round);
+    if (stream_put(s, REC_ROUND, rb, 4, err) < 0)
+        return -1;
+    uint64_t t_round = vclock_host_ns(), wire0 = s->bytes_written + s->wlen;
+    if (mstate_put_pages(s, mig->job.m, bitmap, c, mig->p.bandwidth, &mig->job.cancel, err) < 0)
+        return -1;
+    if (!to_file) {
+        /* Round trip: the round counts as done when the destination has
+         * applied it, so the rate is end to end and no backlog is left
+         * for the final pause. */
+        const uint8_t *body;
+        size_t len;
+        if (stream_put(s, REC_PING, rb, 4, err) < 0 || stream_flush(s, err) < 0 ||
+            stream_expect(s, REC_PONG, &destination, &body, &len, err) < 0)
+            return -1;
+    } else if (stream_flush(s, err) < 0) {
+        return -1;
+    }
+    uint64_t dur = vclock_host_ns() - t_round;
+    *rs = (struct round_stats){round, c->pages, s->bytes_written - wire0, dur ? dur : 1, 0};
+    return 0;
+}
+
+/* Live pre-copy: rounds while the guest runs, until the convergence
+ * policy says stop. `bitmap` then holds the pages still to send. */
+static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
+                          uint64_t *bitmap, uint64_t *scratch, struct page_counters *total,
+                          struct error *err)
+{
+    struct machine *m = mig->job.m;
+    struct ram *ram = &m->bus.ram;
+    /* Start the dirty log now: what the guest writes from here on is sent
+     * again in a later round. */
+    if (dirty_reader_harvest(&mig->reader, scratch, err) < 0)
+        return -1;
+    set_all(bitmap, ram->npages);
+    set_state(mig, MIG_ACTIVE);
+    const struct converge_params cp = {mig->p.max_downtime_ns, ram->npages, RAM_PAGE_SIZE,
+                                       device_state_bytes(m)};
+    struct converge_state cs = {0};
+    for (uint32_t round = 1;; round++) {
+        struct page_counters c = {0};
+        struct round_stats rs;
+        if (precopy_send_round(mig, s, to_file, round, bitmap, &c, &rs, err) < 0)
+            return -1;
+        int64_t dirty = dirty_reader_harvest(&mig->reader, bitmap, err);
+        if (dirty < 0)
+            return -1;
+        rs.dirty_pages = (uint64_t)dirty;
+        total->pages += c.pages;
+        total->zero_pages += c.zero_pages;
+        total->bytes += c.bytes;
+        struct converge_decision d = converge_decide(&cp, &cs, &rs);
+        publish_round(mig, &rs, &c, &d, total, s->bytes_written);
+        if (d.action == CONVERGE_STOP_AND_COPY)
+            return 0;
+    }
+}
+
 static void *migration_thread(void *arg)
 {
     struct migration *mig = arg;
@@ -125,66 +213,8 @@ static void *migration_thread(void *arg)
     if (stream_write_header(&s, version, &err) < 0 || mstate_put_machine(&s, m, &err) < 0)
         goto fail;
 
-    if (p->live) {
-        /* Start the dirty log now: what the guest writes from here on is
-         * sent again in a later round. */
-        if (dirty_reader_harvest(&mig->reader, scratch, &err) < 0)
-            goto fail;
-        set_all(bitmap, ram->npages);
-        set_state(mig, MIG_ACTIVE);
-        const struct converge_params cp = {p->max_downtime_ns, ram->npages, RAM_PAGE_SIZE,
-                                           device_state_bytes(m)};
-        struct converge_state cs = {0};
-        for (uint32_t round = 1;; round++) {
-            uint8_t rb[4];
-            put_u32(rb, round);
-            if (stream_put(&s, REC_ROUND, rb, 4, &err) < 0)
-                goto fail;
-            struct page_counters c = {0};
-            uint64_t t_round = vclock_host_ns(), wire0 = s.bytes_written + s.wlen;
-            if (mstate_put_pages(&s, m, bitmap, &c, p->bandwidth, &mig->job.cancel, &err) < 0)
-                goto fail;
-            if (!ep.is_file) {
-                /* Round trip: the round counts as done when the destination
-                 * has applied it, so the rate below is end to end and no
-                 * backlog is left for the final pause. */
-                if (stream_put(&s, REC_PING, rb, 4, &err) < 0 || stream_flush(&s, &err) < 0 ||
-                    stream_expect(&s, REC_PONG, &destination, &(const uint8_t *){0},
-                                  &(size_t){0}, &err) < 0)
-                    goto fail;
-            } else if (stream_flush(&s, &err) < 0) {
-                goto fail;
-            }
-            uint64_t dur = vclock_host_ns() - t_round;
-            if (dur == 0)
-                dur = 1;
-            int64_t dirty = dirty_reader_harvest(&mig->reader, bitmap, &err);
-            if (dirty < 0)
-                goto fail;
-            total.pages += c.pages;
-            total.zero_pages += c.zero_pages;
-            total.bytes += c.bytes;
-            const struct round_stats rs = {round, c.pages, s.bytes_written - wire0, dur,
-                                           (uint64_t)dirty};
-            struct converge_decision d = converge_decide(&cp, &cs, &rs);
-            pthread_mutex_lock(&mig->job.lock);
-            struct migration_round *r = &mig->st.round[round - 1];
-            *r = (struct migration_round){round, c.pages, c.zero_pages, rs.wire_bytes, dur,
-                                          (uint64_t)dirty, d.dirty_rate, d.bandwidth};
-            mig->st.rounds = round;
-            mig->st.remaining_pages = (uint64_t)dirty;
-            mig->st.dirty_rate = d.dirty_rate;
-            mig->st.bandwidth = d.bandwidth;
-            mig->st.predicted_downtime_ns = (uint64_t)d.predicted_ns;
-            mig->st.wire_bytes = s.bytes_written;
-            mig->st.pages = total.pages;
-            mig->st.zero_pages = total.zero_pages;
-            mig->st.converged |= d.converged;
-            pthread_mutex_unlock(&mig->job.lock);
-            if (d.action == CONVERGE_STOP_AND_COPY)
-                break;
-        }
-    }
+    if (p->live && precopy_rounds(mig, &s, ep.is_file, bitmap, scratch, &total, &err) < 0)
+        goto fail;
 
     /* Stop and copy. */
     set_state(mig, MIG_COMPLETING);

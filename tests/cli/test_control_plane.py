@@ -255,9 +255,11 @@ def test_resume_refused_during_final_copy():
         r = c.request({"cmd": "migrate", "uri": proxy.uri, "live": False, "verify": True})
         assert r["ok"], r
         c.wait_migration(("completing",), 30)
+        wait_for(lambda: c.request({"cmd": "status"})["state"] == "completing", 30,
+                 "the run state to be completing")
         r = c.request({"cmd": "resume"})
         assert not r["ok"], f"resume during the final copy was accepted: {r}"
-        assert "completing" in r["error"] and "migration" in r["error"], r
+        assert "refused" in r["error"] and "migration" in r["error"], r
         st = c.request({"cmd": "status"})
         assert st["state"] == "completing" and "migration" in st["paused_by"], st
         r = c.request({"cmd": "pause"})  # an operator hold on top is harmless
