@@ -188,6 +188,82 @@ static int send_locked(struct replication *r, struct stream *s, const struct str
     return rc;
 }
 
+/* Initial copy while the guest runs (a few pre-copy rounds); the first
+ * checkpoint then carries what is still dirty (left in bitmap). */
+static int initial_copy(struct replication *r, struct stream *s, uint64_t *bitmap,
+                        uint64_t *scratch, struct error *err)
+{
+    struct machine *m = r->job.m;
+    struct ram *ram = &m->bus.ram;
+    if (dirty_reader_harvest(&r->reader, scratch, err) < 0)
+        return -1;
+    memset(bitmap, 0xff, ram->dirty_words * 8);
+    if (ram->npages % 64)
+        bitmap[ram->dirty_words - 1] = (1ull << (ram->npages % 64)) - 1;
+    for (int round = 0; round < INITIAL_ROUNDS; round++) {
+        struct page_counters c = {0};
+        if (mstate_put_pages(s, m, bitmap, &c, 0, NULL, err) < 0 || stream_flush(s, err) < 0)
+            return -1;
+        /* Records go straight to the socket from here on only under
+         * send_lock; the heartbeat thread starts after the bulk copy. */
+        if (dirty_reader_harvest(&r->reader, bitmap, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Sleeps until the epoch ends at `next` (CLOCK_MONOTONIC ns), unless asked
+ * to stop or switch over. Returns true to stop; *switching says whether a
+ * switchover was asked for. */
+static bool wait_epoch_end(struct replication *r, uint64_t next, bool *switching)
+{
+    pthread_mutex_lock(&r->job.lock);
+    while (!r->stop_requested && !r->switch_requested && now_ns() < next) {
+        uint64_t t = next, tnow = now_ns();
+        if (t <= tnow)
+            continue; /* the deadline passed meanwhile: no unsigned wrap */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t wait = t - tnow;
+        ts.tv_sec += (time_t)(wait / 1000000000);
+        ts.tv_nsec += (long)(wait % 1000000000);
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&r->job.cond, &r->job.lock, &ts);
+    }
+    bool stop = r->stop_requested;
+    *switching = r->switch_requested;
+    if (*switching)
+        r->st.state = REPL_SWITCHING;
+    pthread_mutex_unlock(&r->job.lock);
+    return stop;
+}
+
+/* Status publishing: an acknowledged epoch's figures. */
+static void publish_epoch(struct replication *r, bool switching, uint64_t epoch, size_t bytes,
+                          uint64_t t_pause, uint64_t t_resume, uint64_t last_cp)
+{
+    pthread_mutex_lock(&r->job.lock);
+    r->st.state = switching ? REPL_SWITCHING : REPL_PROTECTED;
+    r->st.epoch = epoch;
+    r->st.acked_epoch = epoch;
+    r->st.last_checkpoint_bytes = bytes;
+    r->st.last_pause_ns = t_resume - t_pause;
+    if (r->st.last_pause_ns > r->st.max_pause_ns)
+        r->st.max_pause_ns = r->st.last_pause_ns;
+    if (last_cp) {
+        r->interval_sum_ns += t_pause - last_cp;
+        r->interval_count++;
+        r->st.achieved_interval_ms = (double)r->interval_sum_ns / (double)r->interval_count / 1e6;
+        r->st.checkpoints_per_s = 1e3 / r->st.achieved_interval_ms;
+    }
+    r->st.last_ack_age_ns = 0;
+    pthread_cond_broadcast(&r->job.cond);
+    pthread_mutex_unlock(&r->job.lock);
+}
+
 static int flush_locked(void *opaque, struct stream *s, struct error *err)
 {
     return send_locked(opaque, s, NULL, err);
@@ -224,49 +300,11 @@ static void *replication_thread(void *arg)
     if (stream_write_header(&s, STREAM_VERSION, &err) < 0 || mstate_put_machine(&s, m, &err) < 0)
         goto fail;
 
-    /* Initial copy while the guest runs (a few pre-copy rounds); the first
-     * checkpoint then carries what is still dirty. */
-    if (dirty_reader_harvest(&r->reader, scratch, &err) < 0)
-        goto fail;
-    memset(bitmap, 0xff, ram->dirty_words * 8);
-    if (ram->npages % 64)
-        bitmap[ram->dirty_words - 1] = (1ull << (ram->npages % 64)) - 1;
-    for (int round = 0; round < INITIAL_ROUNDS; round++) {
-        struct page_counters c = {0};
-        if (mstate_put_pages(&s, m, bitmap, &c, 0, NULL, &err) < 0 || stream_flush(&s, &err) < 0)
-            goto fail;
-        /* Records go straight to the socket from here on only under
-         * send_lock; the heartbeat thread starts after the bulk copy. */
-        if (dirty_reader_harvest(&r->reader, bitmap, &err) < 0)
-            goto fail;
-    }
-
-    if (heartbeat_start(r, &s, &err) < 0)
+    if (initial_copy(r, &s, bitmap, scratch, &err) < 0 || heartbeat_start(r, &s, &err) < 0)
         goto fail;
     uint64_t next = now_ns(), last_cp = 0;
     for (;;) {
-        /* Sleep until the epoch ends, unless asked to stop or switch. */
-        pthread_mutex_lock(&r->job.lock);
-        while (!r->stop_requested && !r->switch_requested && now_ns() < next) {
-            uint64_t t = next, tnow = now_ns();
-            if (t <= tnow)
-                continue; /* the deadline passed meanwhile: no unsigned wrap */
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint64_t wait = t - tnow;
-            ts.tv_sec += (time_t)(wait / 1000000000);
-            ts.tv_nsec += (long)(wait % 1000000000);
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&r->job.cond, &r->job.lock, &ts);
-        }
-        bool stop = r->stop_requested;
-        switching = r->switch_requested;
-        if (switching)
-            r->st.state = REPL_SWITCHING;
-        pthread_mutex_unlock(&r->job.lock);
+        bool stop = wait_epoch_end(r, next, &switching);
         if (stop) {
             stream_put(&s, REC_STOP, NULL, 0, &err);
             send_locked(r, &s, NULL, &err);
@@ -309,23 +347,7 @@ static void *replication_thread(void *arg)
         acked = epoch;
         for_each_output(m, commit_epoch, epoch);
         uint64_t t_ack = now_ns();
-        pthread_mutex_lock(&r->job.lock);
-        r->st.state = switching ? REPL_SWITCHING : REPL_PROTECTED;
-        r->st.epoch = epoch;
-        r->st.acked_epoch = acked;
-        r->st.last_checkpoint_bytes = cs.wlen;
-        r->st.last_pause_ns = t_resume - t_pause;
-        if (r->st.last_pause_ns > r->st.max_pause_ns)
-            r->st.max_pause_ns = r->st.last_pause_ns;
-        if (last_cp) {
-            r->interval_sum_ns += t_pause - last_cp;
-            r->interval_count++;
-            r->st.achieved_interval_ms = (double)r->interval_sum_ns / (double)r->interval_count / 1e6;
-            r->st.checkpoints_per_s = 1e3 / r->st.achieved_interval_ms;
-        }
-        r->st.last_ack_age_ns = 0;
-        pthread_cond_broadcast(&r->job.cond);
-        pthread_mutex_unlock(&r->job.lock);
+        publish_epoch(r, switching, epoch, cs.wlen, t_pause, t_resume, last_cp);
         last_cp = t_pause;
         next = t_pause + r->p.interval_ns;
         if (next < t_ack)
