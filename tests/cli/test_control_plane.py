@@ -5,6 +5,7 @@ Each test races or interleaves control requests against VMs running a fake
 kernel (an endless loop, so no guest build is needed) on loopback:
 
 - migrate (and save) while replicating are refused;
+- a replication epoch's pause and resume never end an operator's pause;
 - `resume` during a migration's final copy is refused and the migration
   still completes with --verify;
 - save and migrate issued at once from two clients: the VM never crashes,
@@ -245,6 +246,30 @@ def test_migrate_while_replicating_refused():
         r = vm.request({"cmd": "replicate-stop"}, timeout=60)
         assert r["ok"], r
         assert vm.check_alive()["state"] == "running"
+
+
+def test_operator_pause_survives_replication_epochs():
+    # Each epoch pauses the guest briefly and lets it go: that must not end
+    # a pause the operator asked for.
+    with FakeVM() as vm, Receiver("standby") as sb:
+        start_replication(vm, sb, interval_ms=20)
+        assert vm.request({"cmd": "pause"})["ok"]
+        st0 = vm.request({"cmd": "status"})
+        epoch0 = vm.request({"cmd": "replication-status"})["replication"]["epoch"]
+        time.sleep(1.0)
+        st1 = vm.request({"cmd": "status"})
+        rs = vm.request({"cmd": "replication-status"})["replication"]
+        assert rs["state"] == "protected" and rs["epoch"] > epoch0 + 5, \
+            f"replication did not go on while paused: {rs}"
+        assert st1["state"] == "paused" and st1["paused_by"] == ["operator"], st1
+        assert st1["instructions"] == st0["instructions"], \
+            f"the guest ran while the operator had it paused: {st0['instructions']} -> " \
+            f"{st1['instructions']} instructions"
+        assert vm.request({"cmd": "resume"})["ok"]
+        wait_for(lambda: vm.request({"cmd": "status"})["instructions"] > st1["instructions"],
+                 10, "the guest to run after resume")
+        assert vm.request({"cmd": "replicate-stop"}, timeout=60)["ok"]
+        vm.check_alive()
 
 
 def test_resume_refused_during_final_copy():
