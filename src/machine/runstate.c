@@ -53,11 +53,16 @@ static bool loop_stopped(struct machine *m)
     return __atomic_load_n(&m->stop, __ATOMIC_ACQUIRE) != MACHINE_RUNNING;
 }
 
+/* Written under the lock, read without it: `status` must answer while a
+ * job's hold waits for the vCPU loop to park (devices draining). */
+static void set_state(struct runstate *rs, enum run_state s)
+{
+    __atomic_store_n(&rs->state, s, __ATOMIC_RELEASE);
+}
+
 enum run_state runstate_get(struct machine *m)
 {
-    pthread_mutex_lock(&m->rs.lock);
-    enum run_state s = m->rs.state;
-    pthread_mutex_unlock(&m->rs.lock);
+    enum run_state s = __atomic_load_n(&m->rs.state, __ATOMIC_ACQUIRE);
     if (s != RUN_STATE_MIGRATED && s != RUN_STATE_INCOMING && s != RUN_STATE_STANDBY &&
         loop_stopped(m))
         return RUN_STATE_SHUTDOWN;
@@ -70,7 +75,7 @@ static int transition_locked(struct machine *m, enum run_state from, enum run_st
     if (m->rs.state != from)
         return error_set(err, "the VM is %s, not %s: cannot become %s",
                          runstate_name(m->rs.state), runstate_name(from), runstate_name(to));
-    m->rs.state = to;
+    set_state(&m->rs, to);
     return 0;
 }
 
@@ -91,7 +96,7 @@ int runstate_hold(struct machine *m, enum hold_owner who, struct error *err)
         /* Pausing a paused guest changes nothing. */
     } else if (total_holds(&m->rs)) {
         /* Parked already (PAUSED, or a job's final copy): count it. */
-        m->rs.holds[who]++;
+        __atomic_add_fetch(&m->rs.holds[who], 1, __ATOMIC_RELEASE);
     } else if (m->rs.state != RUN_STATE_RUNNING || loop_stopped(m)) {
         rc = error_set(err, "the VM is %s: nothing to pause", runstate_name(
                        loop_stopped(m) && m->rs.state == RUN_STATE_RUNNING ? RUN_STATE_SHUTDOWN
@@ -99,8 +104,8 @@ int runstate_hold(struct machine *m, enum hold_owner who, struct error *err)
     } else if (machine_pause(m) < 0) {
         rc = error_set(err, "the machine stopped");
     } else {
-        m->rs.holds[who]++;
-        m->rs.state = RUN_STATE_PAUSED;
+        __atomic_add_fetch(&m->rs.holds[who], 1, __ATOMIC_RELEASE);
+        set_state(&m->rs, RUN_STATE_PAUSED);
     }
     pthread_mutex_unlock(&m->rs.lock);
     return rc;
@@ -113,9 +118,9 @@ static int release_locked(struct machine *m, enum hold_owner who, struct error *
     if (m->rs.state != RUN_STATE_PAUSED)
         return error_set(err, "the VM is %s: the %s cannot release it",
                          runstate_name(m->rs.state), hold_owner_name(who));
-    m->rs.holds[who]--;
+    __atomic_sub_fetch(&m->rs.holds[who], 1, __ATOMIC_RELEASE);
     if (!total_holds(&m->rs)) {
-        m->rs.state = RUN_STATE_RUNNING;
+        set_state(&m->rs, RUN_STATE_RUNNING);
         machine_resume(m);
     }
     return 0;
@@ -158,8 +163,8 @@ int runstate_hand_to_operator(struct machine *m, enum hold_owner from, enum run_
     if (!m->rs.holds[from]) {
         rc = error_set(err, "the %s holds no pause", hold_owner_name(from));
     } else if (transition_locked(m, expect, RUN_STATE_PAUSED, err) == 0) {
-        m->rs.holds[from]--;
-        m->rs.holds[HOLD_OPERATOR] = 1;
+        __atomic_sub_fetch(&m->rs.holds[from], 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&m->rs.holds[HOLD_OPERATOR], 1, __ATOMIC_RELEASE);
     } else {
         rc = -1;
     }
@@ -169,8 +174,5 @@ int runstate_hand_to_operator(struct machine *m, enum hold_owner from, enum run_
 
 unsigned runstate_holds(struct machine *m, enum hold_owner who)
 {
-    pthread_mutex_lock(&m->rs.lock);
-    unsigned n = m->rs.holds[who];
-    pthread_mutex_unlock(&m->rs.lock);
-    return n;
+    return __atomic_load_n(&m->rs.holds[who], __ATOMIC_ACQUIRE);
 }

@@ -46,9 +46,9 @@ enum hold_owner {
 };
 
 struct runstate {
-    pthread_mutex_t lock;
-    enum run_state state;          /* under lock */
-    unsigned holds[HOLD_OWNERS];   /* under lock */
+    pthread_mutex_t lock;          /* serializes changes (and the pause they make) */
+    enum run_state state;          /* changed under lock, read atomically */
+    unsigned holds[HOLD_OWNERS];   /* changed under lock, read atomically */
 };
 
 const char *runstate_name(enum run_state s);
