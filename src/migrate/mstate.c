@@ -10,6 +10,7 @@
 
 
 #define MACHINE_BODY_SIZE (8 + 8 + 4 + 4 + 8 + 4 + 4 * MEMMAP_VIRTIO_SLOTS)
+_Static_assert(MEMMAP_VIRTIO_SLOTS <= MSTATE_MAX_SLOTS, "a MACHINE record describes every slot");
 
 int mstate_put_machine(struct stream *s, const struct machine *m, struct error *err)
 {
@@ -36,7 +37,7 @@ int mstate_parse_machine(const uint8_t *b, size_t len, struct mstate_desc *d, st
     d->flags = get_u32(b + 20);
     d->tohost_addr = get_u64(b + 24);
     d->nslots = get_u32(b + 32);
-    if (d->nslots > 16 || len != 36 + 4ull * d->nslots)
+    if (d->nslots > MSTATE_MAX_SLOTS || len != 36 + 4ull * d->nslots)
         return error_set(err, "machine record is malformed (%u device slots, %zu bytes)",
                          d->nslots, len);
     for (unsigned i = 0; i < d->nslots; i++)

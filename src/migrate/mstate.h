@@ -14,6 +14,9 @@
 struct machine;
 struct machine_config;
 
+/* The most virtio slots a MACHINE record may describe. */
+#define MSTATE_MAX_SLOTS 16
+
 /* What a MACHINE record says. */
 struct mstate_desc {
     uint64_t ram_base, ram_size;
@@ -21,7 +24,7 @@ struct mstate_desc {
     uint32_t flags;          /* MDESC_* */
     uint64_t tohost_addr;
     uint32_t nslots;
-    uint32_t device_id[16];  /* virtio device id per slot (0 = empty) */
+    uint32_t device_id[MSTATE_MAX_SLOTS]; /* virtio device id per slot (0 = empty) */
 };
 #define MDESC_SBI 1u
 #define MDESC_TOHOST 2u
