@@ -152,8 +152,10 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
     return 0;
 }
 
-/* Applies a checkpoint validate_checkpoint accepted. Nothing here can
- * fail on content; a disk write keeps its staged record's buffer. */
+/* Validates the staged checkpoint, then applies it. Returns -1 if it was
+ * refused (nothing applied), -2 if applying it failed half-way (only an
+ * allocation inside a device load can: the standby's copy is then lost).
+ * A disk write keeps its staged record's buffer. */
 static int apply_checkpoint(struct standby *sb, struct machine *m, struct error *err)
 {
     uint64_t epoch = 0, committed = get_u64(sb->recs[0].body + 8);
@@ -174,9 +176,10 @@ static int apply_checkpoint(struct standby *sb, struct machine *m, struct error 
         default:
             break;
         }
-        /* Only an allocation inside a device load can fail here. */
-        if (rc < 0)
-            return error_prefix(err, "applying checkpoint %llu", (unsigned long long)epoch);
+        if (rc < 0) {
+            error_prefix(err, "applying checkpoint %llu", (unsigned long long)epoch);
+            return -2;
+        }
     }
     prune_writes(sb, committed);
     sb->applied_epoch = epoch;
@@ -264,7 +267,13 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
         if (in_checkpoint) {
             if (type == REC_END) {
                 in_checkpoint = false;
-                if (apply_checkpoint(&sb, m, &rerr) < 0) {
+                int applied = apply_checkpoint(&sb, m, &rerr);
+                if (applied == -2) {
+                    staged_clear(&sb);
+                    error_set(err, "%s", rerr.msg);
+                    goto fail;
+                }
+                if (applied < 0) {
                     /* Refused whole: nothing of it was applied, the last
                      * checkpoint stands. Tell the primary (it stops
                      * counting on us) and wait for it to hang up. */
