@@ -150,7 +150,9 @@ void machine_fence_i(struct machine *m);
 int machine_pause(struct machine *m);
 void machine_resume(struct machine *m);
 /* machine_dirty_sync from another thread (runs it on the vCPU loop, or
- * directly when paused). Returns the number of dirty pages or -1. */
+ * directly when paused). Returns the number of dirty pages or -1. Jobs
+ * harvest through their registered reader (machine/dirty_reader.h), which
+ * calls this: never call it beside a reader, it would take its pages. */
 int64_t machine_dirty_sync_remote(struct machine *m, uint64_t *out);
 
 /* Swaps out the dirty log into `out` and drops every hart's write-TLB
