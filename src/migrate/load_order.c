@@ -83,6 +83,12 @@ int load_order_record(struct load_order *o, uint32_t type, const uint8_t *body, 
             return out_of_order(o, "end", err);
         o->phase = LOAD_ENDED;
         return 0;
+    case REC_MACHINE:
+        return error_set(err, "a second machine record: it comes once, first");
+    case REC_CHECKPOINT:
+        if (!o->checkpoint)
+            return error_set(err, "checkpoint record in a migration stream");
+        return error_set(err, "checkpoint record inside a checkpoint");
     default:
         return 0; /* optional records; unknown mandatory ones are the caller's */
     }

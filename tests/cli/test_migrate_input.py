@@ -543,6 +543,14 @@ def test_restore_clock_before_devices():
     restore_error(_rebuild(data, order), ["no state for", "out of order"])
 
 
+def test_restore_machine_record_twice():
+    data = fixture()
+    recs = records(data)
+    order = list(range(len(recs)))
+    order.insert(2, 0)  # the MACHINE record again after the first pages
+    restore_error(_rebuild(data, order), ["second machine record"])
+
+
 def test_restore_pages_after_devices():
     data = fixture()
     recs = records(data)
