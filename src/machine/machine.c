@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,10 +60,10 @@ static void on_quit_signal(int sig) { quit_signal = sig; }
 
 void machine_request_stop(struct machine *m, enum machine_stop why, int exit_code)
 {
-    if (m->stop == MACHINE_RUNNING) {
-        m->stop = why;
+    /* The first reason wins, whichever thread gives it. */
+    int running = MACHINE_RUNNING;
+    if (atomic_compare_exchange_strong(&m->stop, &running, (int)why))
         m->exit_code = exit_code;
-    }
     /* Wake a parked or sleeping loop so it notices. */
     pthread_mutex_lock(&m->ctl_lock);
     pthread_cond_broadcast(&m->ctl_cond);

@@ -80,7 +80,7 @@ struct machine {
     uint64_t tohost_addr;
 
     bool trace;             /* FERRY_TRACE set: log every pc (debugging) */
-    volatile int stop;      /* enum machine_stop */
+    _Atomic int stop;       /* enum machine_stop; set once (machine_request_stop) */
     int exit_code;
 
     /* Requests from other threads (migration, control socket), served by

@@ -1,6 +1,8 @@
 /* Run state and pause holds (see runstate.h). */
 #include "machine/runstate.h"
 
+#include <stdatomic.h>
+
 #include "machine/machine.h"
 
 static const char *const state_names[RUN_STATE_COUNT] = {
@@ -50,7 +52,7 @@ static unsigned total_holds(const struct runstate *rs)
 
 static bool loop_stopped(struct machine *m)
 {
-    return __atomic_load_n(&m->stop, __ATOMIC_ACQUIRE) != MACHINE_RUNNING;
+    return atomic_load(&m->stop) != MACHINE_RUNNING;
 }
 
 /* Written under the lock, read without it: `status` must answer while a
