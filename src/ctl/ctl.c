@@ -17,8 +17,10 @@
 
 #define MAX_LINE 65536
 
-/* Serializes commands that start things or read what they started;
- * commands that wait for a long operation release it while they wait. */
+/* Serializes commands. A command that waits for a job (save, switchover,
+ * replicate-stop) holds a reference to the job, not this lock, while it
+ * waits: the job cannot go away under it, and other clients (a cancel, a
+ * status poll) are served meanwhile. */
 static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define MAX_CLIENTS 8
@@ -115,13 +117,23 @@ static json_t *cmd_status(struct machine *m)
 {
     struct migration_status st;
     migration_get_status(m, &st);
-    const char *state = m->stop != MACHINE_RUNNING ? "stopped" : m->paused ? "paused" : "running";
+    const char *state = runstate_name(runstate_get(m));
     json_t *o = json_pack("{s:b, s:s, s:i, s:I, s:I, s:f}", "ok", 1, "state", state,
                           "harts", (int)m->nharts, "ram_bytes", (json_int_t)m->bus.ram.size,
                           "instructions", (json_int_t)machine_instructions(m),
                           "guest_time_s", (double)vclock_ns(&m->clock) / 1e9);
     if (st.state != MIG_NONE)
         json_object_set_new(o, "migration", migration_json(&st));
+    struct job *job = job_get_running(m);
+    if (job) {
+        json_object_set_new(o, "job", json_string(job_kind_name(job->kind)));
+        job_put(job);
+    }
+    json_t *holds = json_array();
+    for (unsigned i = 0; i < HOLD_OWNERS; i++)
+        if (runstate_holds(m, (enum hold_owner)i))
+            json_array_append_new(holds, json_string(hold_owner_name((enum hold_owner)i)));
+    json_object_set_new(o, "paused_by", holds);
     if (m->resumed_at_ns)
         json_object_set_new(o, "resumed_at_monotonic_ns", json_integer((json_int_t)m->resumed_at_ns));
     struct replication_status rs;
@@ -169,12 +181,15 @@ static json_t *cmd_migrate(struct machine *m, json_t *req, bool save)
         return fail(err.msg);
     if (!save)
         return ok();
-    /* save answers when the file is complete. */
+    /* save answers when the file is complete: wait for this job (our own
+     * reference: a later job cannot free it), not whatever runs then. */
+    struct job *job = migration_job(m);
     pthread_mutex_unlock(&cmd_lock);
-    migration_join(m);
+    job_wait(job);
     pthread_mutex_lock(&cmd_lock);
     struct migration_status st;
-    migration_get_status(m, &st);
+    migration_job_status(job, &st);
+    job_put(job);
     if (st.state != MIG_COMPLETED)
         return fail(st.error[0] ? st.error : "save failed");
     json_t *o = ok();
@@ -187,6 +202,7 @@ char *ctl_handle(struct machine *m, const char *line)
     json_error_t jerr;
     json_t *req = json_loads(line, 0, &jerr), *resp;
     const char *cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
+    /* These wait for the replication job, holding a reference to it. */
     bool waits = cmd && (strcmp(cmd, "switchover") == 0 || strcmp(cmd, "replicate-stop") == 0);
     if (!waits)
         pthread_mutex_lock(&cmd_lock);
@@ -199,10 +215,11 @@ char *ctl_handle(struct machine *m, const char *line)
     } else if (strcmp(cmd, "status") == 0) {
         resp = cmd_status(m);
     } else if (strcmp(cmd, "pause") == 0) {
-        resp = machine_pause(m) == 0 ? ok() : fail("the machine is not running");
+        struct error err;
+        resp = runstate_hold(m, HOLD_OPERATOR, &err) == 0 ? ok() : fail(err.msg);
     } else if (strcmp(cmd, "resume") == 0) {
-        machine_resume(m);
-        resp = ok();
+        struct error err;
+        resp = runstate_operator_resume(m, &err) == 0 ? ok() : fail(err.msg);
     } else if (strcmp(cmd, "migrate") == 0) {
         resp = cmd_migrate(m, req, false);
     } else if (strcmp(cmd, "save") == 0) {

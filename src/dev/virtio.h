@@ -80,6 +80,28 @@ struct virtio_device_ops {
     void (*resume)(struct virtio_dev *dev);
     /* Stops the I/O thread, closes backends, frees the device. */
     void (*destroy)(struct virtio_dev *dev);
+    /* Replication's output commit, for a device whose output the outside
+     * world sees (disk writes, frames); NULL for others. */
+    const struct repl_hooks *repl;
+};
+
+/* A device's part in replication (docs/replication.md): while protected,
+ * what it emits during epoch e is held until the standby acknowledged e. */
+struct repl_hooks {
+    /* on: later output is held, tagged with the epoch set last; off:
+     * everything held goes out, and later output too. */
+    void (*hold)(struct virtio_dev *dev, bool on);
+    /* Later output belongs to this epoch. */
+    void (*set_epoch)(struct virtio_dev *dev, uint64_t epoch);
+    /* The standby holds epochs <= epoch: their output may go out. 0 or -errno. */
+    int (*commit)(struct virtio_dev *dev, uint64_t epoch);
+    /* Output of exactly `epoch` that travels inside its checkpoint (the
+     * disk writes a failover re-applies); NULL if none. */
+    int (*epoch_writes)(struct virtio_dev *dev, uint64_t epoch,
+                        int (*fn)(void *opaque, uint64_t offset, const void *data, size_t len),
+                        void *opaque);
+    /* Output units waiting for an acknowledgement (status); NULL if none. */
+    size_t (*held)(const struct virtio_dev *dev);
 };
 
 struct virtio_dev {

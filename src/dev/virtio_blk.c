@@ -16,24 +16,10 @@
  * before the thread goes idle, so after virtio_blk_quiesce() the transport
  * state (struct virtio_mmio_state) describes the whole device.
  *
- * Replication (virtio_blk_hold_writes, see the header): held writes are a
- * singly linked list in issue order, each a copy of at most BOUNCE_SIZE
- * bytes tagged with its epoch. A read copies the backend's data into the
- * bounce buffer, then every overlapping held write over it, oldest first,
- * so the newest wins. Locks, taken in this order:
- *   rep_mu  serializes commit, hold on/off and epoch_writes: only they
- *           unlink or free held writes, so while it is held every node
- *           stays put and only the tail's `next` changes (the I/O thread
- *           appends);
- *   ov_mu   the list and `holding`; the I/O thread holds it over a whole
- *           read chunk (backend read + overlay) and a whole write chunk;
- *   mu      the thread control; `holding` and `held_bytes` are written
- *           under both ov_mu and mu, so the stall check needs only mu.
- * A commit writes its epochs' data to the backend without ov_mu (guest
- * I/O goes on) and only then unlinks them under ov_mu: a read that
- * overlaps the commit either still applies the held copy over whatever
- * the backend gave, or starts after the unlink, when the backend has the
- * data. Both backends (file, NBD) are safe to call from two threads. */
+ * Replication (virtio_blk_hold_writes, see the header): the device reads
+ * and writes through a disk_hold filter (src/backend/disk_hold.h) that
+ * holds, overlays and commits the guest's writes; the device only stops
+ * taking requests while the filter says it is full. */
 #include "dev/virtio_blk.h"
 
 #include <errno.h>
@@ -44,6 +30,7 @@
 #include <string.h>
 
 #include "backend/disk.h"
+#include "backend/disk_hold.h"
 #include "dev/virtio_devices.h"
 
 #define SECTOR_SIZE 512u
@@ -53,18 +40,10 @@
 #define BLK_SEG_MAX (VIRTQ_MAX_SEGS - 2)
 #define CONFIG_SIZE 64
 
-/* One held write: `len` bytes at byte `offset`, made during `epoch`. */
-struct held {
-    struct held *next;
-    uint64_t epoch;
-    uint64_t offset;
-    size_t len;
-    uint8_t data[];
-};
-
 struct blk {
     struct virtio_dev *vdev;
-    struct disk *disk;
+    struct disk *disk;             /* the filter below, as a struct disk */
+    struct disk_hold *hold;        /* replication's held writes, around the backend */
     uint64_t capacity;             /* sectors */
     uint8_t config[CONFIG_SIZE];   /* struct virtio_blk_config, little-endian */
     uint8_t id[VIRTIO_BLK_ID_BYTES];
@@ -81,15 +60,6 @@ struct blk {
     bool stop;
     unsigned paused;               /* quiesce/reset nesting */
 
-    /* Replication: see the top of the file for the locking. */
-    pthread_mutex_t rep_mu;
-    pthread_mutex_t ov_mu;
-    struct held *held_head, *held_tail;
-    bool holding;
-    uint64_t held_bytes;
-    uint64_t hold_limit;           /* under mu */
-    uint64_t epoch;                /* atomic */
-    bool alloc_error_logged;       /* I/O thread */
 };
 
 struct blk_header {
@@ -134,33 +104,6 @@ static bool blk_in_range(const struct blk *b, uint64_t sector, size_t len)
     return sector <= b->capacity && len / SECTOR_SIZE <= b->capacity - sector;
 }
 
-/* Copies the held writes that overlap [off, off + n) over buf, oldest
- * first. Called with ov_mu. */
-static void blk_overlay(struct blk *b, uint8_t *buf, size_t n, uint64_t off)
-{
-    for (const struct held *h = b->held_head; h; h = h->next) {
-        uint64_t lo = off > h->offset ? off : h->offset;
-        uint64_t end = off + n, hend = h->offset + h->len;
-        uint64_t hi = end < hend ? end : hend;
-        if (lo < hi)
-            memcpy(buf + (lo - off), h->data + (lo - h->offset), hi - lo);
-    }
-}
-
-/* Appends a held write. Called with ov_mu; takes mu. */
-static void blk_append_held(struct blk *b, struct held *h)
-{
-    h->next = NULL;
-    if (b->held_tail)
-        b->held_tail->next = h;
-    else
-        b->held_head = h;
-    b->held_tail = h;
-    pthread_mutex_lock(&b->mu);
-    b->held_bytes += h->len;
-    pthread_mutex_unlock(&b->mu);
-}
-
 /* IN: disk -> guest. *written counts the bytes put into the chain. */
 static uint8_t blk_read(struct blk *b, const struct virtq_req *req, uint64_t sector,
                         size_t len, uint32_t *written)
@@ -170,11 +113,7 @@ static uint8_t blk_read(struct blk *b, const struct virtq_req *req, uint64_t sec
     for (size_t done = 0; done < len;) {
         size_t n = len - done < BOUNCE_SIZE ? len - done : BOUNCE_SIZE;
         uint64_t off = sector * SECTOR_SIZE + done;
-        pthread_mutex_lock(&b->ov_mu);
         int rc = b->disk->ops->read(b->disk, b->bounce, n, off);
-        if (rc == 0)
-            blk_overlay(b, b->bounce, n, off);
-        pthread_mutex_unlock(&b->ov_mu);
         if (rc < 0) {
             blk_log_error(b, "read", sector, rc);
             return VIRTIO_BLK_S_IOERR;
@@ -197,37 +136,10 @@ static uint8_t blk_write(struct blk *b, const struct virtq_req *req, uint64_t se
         size_t n = len - done < BOUNCE_SIZE ? len - done : BOUNCE_SIZE;
         uint64_t off = sector * SECTOR_SIZE + done;
         size_t skip = sizeof(struct blk_header) + done;
-        int rc = 0;
-        /* ov_mu over the whole chunk: `holding` cannot change under us, so
-         * a direct write never overtakes a held one being committed. */
-        pthread_mutex_lock(&b->ov_mu);
-        if (b->holding) {
-            struct held *h = malloc(sizeof *h + n);
-            if (!h) {
-                pthread_mutex_unlock(&b->ov_mu);
-                if (!b->alloc_error_logged)
-                    fprintf(stderr, "ferry: virtio-blk %s: out of memory holding a write "
-                            "(reported to the guest as an I/O error)\n", b->disk->name);
-                b->alloc_error_logged = true;
-                return VIRTIO_BLK_S_IOERR;
-            }
-            if (virtq_read(b->vdev, req, skip, h->data, n) != (ssize_t)n) {
-                pthread_mutex_unlock(&b->ov_mu);
-                free(h);
-                return VIRTIO_BLK_S_IOERR;
-            }
-            h->epoch = __atomic_load_n(&b->epoch, __ATOMIC_ACQUIRE);
-            h->offset = off;
-            h->len = n;
-            blk_append_held(b, h);
-        } else {
-            if (virtq_read(b->vdev, req, skip, b->bounce, n) != (ssize_t)n) {
-                pthread_mutex_unlock(&b->ov_mu);
-                return VIRTIO_BLK_S_IOERR;
-            }
-            rc = b->disk->ops->write(b->disk, b->bounce, n, off);
-        }
-        pthread_mutex_unlock(&b->ov_mu);
+        if (virtq_read(b->vdev, req, skip, b->bounce, n) != (ssize_t)n)
+            return VIRTIO_BLK_S_IOERR;
+        /* Held for replication, or written to the backend. */
+        int rc = b->disk->ops->write(b->disk, b->bounce, n, off);
         if (rc < 0) {
             blk_log_error(b, "write", sector, rc);
             return VIRTIO_BLK_S_IOERR;
@@ -263,13 +175,9 @@ static void blk_handle(struct blk *b, const struct virtq_req *req)
             status = blk_write(b, req, sector, rlen - sizeof raw);
             break;
         case VIRTIO_BLK_T_FLUSH: {
-            /* While holding, nothing of the guest's is in the backend yet:
-             * the flush is done by virtio_blk_commit once the epoch is
-             * acknowledged. */
-            pthread_mutex_lock(&b->mu);
-            bool holding = b->holding;
-            pthread_mutex_unlock(&b->mu);
-            int rc = holding ? 0 : b->disk->ops->flush(b->disk);
+            /* While writes are held the filter completes it at once: the
+             * commit flushes once the epoch is acknowledged. */
+            int rc = b->disk->ops->flush(b->disk);
             if (rc < 0)
                 blk_log_error(b, "flush", 0, rc);
             status = rc < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
@@ -302,7 +210,7 @@ static void blk_drain(struct blk *b)
         pthread_mutex_lock(&b->mu);
         /* Too much held: take nothing new until a commit frees space (or
          * holding ends); quiesce and stop still get through. */
-        while (b->holding && b->held_bytes >= b->hold_limit && !b->paused && !b->stop)
+        while (disk_hold_full(b->hold) && !b->paused && !b->stop)
             pthread_cond_wait(&b->wake, &b->mu);
         bool hold = b->paused || b->stop;
         if (hold)
@@ -405,16 +313,7 @@ static void blk_free(struct blk *b)
         pthread_mutex_unlock(&b->mu);
         pthread_join(b->thread, NULL);
     }
-    if (b->held_head)
-        fprintf(stderr, "ferry: virtio-blk %s: %llu bytes of unacknowledged writes "
-                "discarded\n", b->disk->name, (unsigned long long)b->held_bytes);
-    for (struct held *h = b->held_head, *next; h; h = next) {
-        next = h->next;
-        free(h);
-    }
-    disk_close(b->disk);
-    pthread_mutex_destroy(&b->ov_mu);
-    pthread_mutex_destroy(&b->rep_mu);
+    disk_close(b->disk); /* the filter: discards what is still held, closes the backend */
     pthread_cond_destroy(&b->idle);
     pthread_cond_destroy(&b->wake);
     pthread_mutex_destroy(&b->mu);
@@ -430,6 +329,13 @@ static void blk_destroy(struct virtio_dev *dev)
     dev->opaque = NULL;
 }
 
+static const struct repl_hooks blk_repl = {
+    .hold = virtio_blk_hold_writes,
+    .set_epoch = virtio_blk_set_epoch,
+    .commit = virtio_blk_commit,
+    .epoch_writes = virtio_blk_epoch_writes,
+};
+
 static const struct virtio_device_ops blk_ops = {
     .name = "virtio-blk",
     .device_id = VIRTIO_ID_BLOCK,
@@ -443,6 +349,7 @@ static const struct virtio_device_ops blk_ops = {
     .quiesce = virtio_blk_quiesce,
     .resume = virtio_blk_resume,
     .destroy = blk_destroy,
+    .repl = &blk_repl,
 };
 
 /* Same as blk_ops, plus VIRTIO_BLK_F_RO. */
@@ -459,6 +366,7 @@ static const struct virtio_device_ops blk_ro_ops = {
     .quiesce = virtio_blk_quiesce,
     .resume = virtio_blk_resume,
     .destroy = blk_destroy,
+    .repl = &blk_repl,
 };
 
 static bool is_blk(const struct virtio_dev *dev)
@@ -473,12 +381,9 @@ void virtio_blk_quiesce(struct virtio_dev *dev)
     struct blk *b = dev->opaque;
     pthread_mutex_lock(&b->mu);
     blk_pause_locked(b);
-    bool holding = b->holding;
     pthread_mutex_unlock(&b->mu);
-    /* While holding, the guest's writes are in memory and the last commit
-     * flushed the backend. */
-    if (holding)
-        return;
+    /* While writes are held the filter's flush does nothing: the guest's
+     * writes are in memory and the last commit flushed the backend. */
     int rc = b->disk->ops->flush(b->disk);
     if (rc < 0)
         fprintf(stderr, "ferry: virtio-blk %s: flush failed: %s\n", b->disk->name, strerror(-rc));
@@ -509,6 +414,15 @@ static void blk_make_id(struct blk *b)
     memcpy(b->id, name, len);
 }
 
+/* The filter freed space (or stopped holding): out of a stall. */
+static void blk_space(void *opaque)
+{
+    struct blk *b = opaque;
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_broadcast(&b->wake);
+    pthread_mutex_unlock(&b->mu);
+}
+
 int virtio_blk_attach(struct virtio_dev *slot, struct disk *disk, struct error *err)
 {
     struct blk *b = calloc(1, sizeof *b);
@@ -519,18 +433,22 @@ int virtio_blk_attach(struct virtio_dev *slot, struct disk *disk, struct error *
         disk_close(disk);
         return error_set(err, "out of memory");
     }
+    if (disk_hold_wrap(disk, VIRTIO_BLK_HOLD_LIMIT_DEFAULT, &b->hold, err) < 0) {
+        free(b);
+        free(bounce);
+        return -1;
+    }
+    b->hold->space = blk_space;
+    b->hold->space_opaque = b;
     b->vdev = slot;
-    b->disk = disk;
+    b->disk = &b->hold->disk;
     b->bounce = bounce;
     b->capacity = disk->size / SECTOR_SIZE;
     put_le(b->config + 0, b->capacity, 8);      /* capacity */
     put_le(b->config + 12, BLK_SEG_MAX, 4);     /* seg_max */
     put_le(b->config + 20, SECTOR_SIZE, 4);     /* blk_size */
     blk_make_id(b);
-    b->hold_limit = VIRTIO_BLK_HOLD_LIMIT_DEFAULT;
     pthread_mutex_init(&b->mu, NULL);
-    pthread_mutex_init(&b->rep_mu, NULL);
-    pthread_mutex_init(&b->ov_mu, NULL);
     pthread_cond_init(&b->wake, NULL);
     pthread_cond_init(&b->idle, NULL);
 
@@ -561,99 +479,16 @@ bool virtio_blk_is(const struct virtio_dev *dev)
     return dev && is_blk(dev);
 }
 
-static void blk_log_flush_error(struct blk *b, int rc)
-{
-    fprintf(stderr, "ferry: virtio-blk %s: flush failed: %s\n", b->disk->name, strerror(-rc));
-}
-
-/* Writes the held writes of epochs <= epoch from `first` up to `last`
- * (snapshots of the head and tail taken under ov_mu) to the backend in
- * order. Called with rep_mu, and with or without ov_mu: see the top of the
- * file. */
-static int blk_write_held(struct blk *b, uint64_t epoch, const struct held *first,
-                          const struct held *last)
-{
-    for (const struct held *h = first; h; h = h == last ? NULL : h->next) {
-        if (h->epoch > epoch)
-            continue;
-        int rc = b->disk->ops->write(b->disk, h->data, h->len, h->offset);
-        if (rc < 0) {
-            fprintf(stderr, "ferry: virtio-blk %s: committing %zu bytes at offset %llu failed: "
-                    "%s (the write stays held)\n", b->disk->name, h->len,
-                    (unsigned long long)h->offset, strerror(-rc));
-            return rc;
-        }
-    }
-    return 0;
-}
-
-/* Unlinks and frees the held writes of epochs <= epoch from the head up to
- * `last`. Called with rep_mu and ov_mu; takes mu. */
-static void blk_forget_held(struct blk *b, uint64_t epoch, struct held *last)
-{
-    uint64_t freed = 0;
-    struct held **link = &b->held_head, *prev = NULL;
-    for (struct held *h = b->held_head, *next; h; h = next) {
-        bool at_last = h == last;
-        next = at_last ? NULL : h->next;
-        if (h->epoch <= epoch) {
-            *link = h->next;
-            if (b->held_tail == h)
-                b->held_tail = prev;
-            freed += h->len;
-            free(h);
-        } else {
-            prev = h;
-            link = &h->next;
-        }
-    }
-    pthread_mutex_lock(&b->mu);
-    b->held_bytes -= freed;
-    pthread_cond_broadcast(&b->wake); /* out of a stall */
-    pthread_mutex_unlock(&b->mu);
-}
-
 void virtio_blk_hold_writes(struct virtio_dev *dev, bool on)
 {
-    if (!virtio_blk_is(dev))
-        return;
-    struct blk *b = dev->opaque;
-    pthread_mutex_lock(&b->rep_mu);
-    pthread_mutex_lock(&b->ov_mu);
-    bool was = b->holding;
-    if (on == was) {
-        pthread_mutex_unlock(&b->ov_mu);
-        pthread_mutex_unlock(&b->rep_mu);
-        return;
-    }
-    int rc = 0;
-    if (!on) {
-        /* Everything held reaches the backend before any later write:
-         * ov_mu keeps the I/O thread out meanwhile. */
-        rc = blk_write_held(b, UINT64_MAX, b->held_head, b->held_tail);
-        if (rc == 0)
-            blk_forget_held(b, UINT64_MAX, b->held_tail);
-    }
-    if (rc == 0) {
-        pthread_mutex_lock(&b->mu);
-        b->holding = on;
-        pthread_cond_broadcast(&b->wake);
-        pthread_mutex_unlock(&b->mu);
-    }
-    pthread_mutex_unlock(&b->ov_mu);
-    if (rc < 0)
-        fprintf(stderr, "ferry: virtio-blk %s: writes stay held\n", b->disk->name);
-    else if ((rc = b->disk->ops->flush(b->disk)) < 0)
-        blk_log_flush_error(b, rc);
-    pthread_mutex_unlock(&b->rep_mu);
+    if (virtio_blk_is(dev))
+        disk_hold_set(((struct blk *)dev->opaque)->hold, on);
 }
 
 void virtio_blk_set_epoch(struct virtio_dev *dev, uint64_t epoch)
 {
-    if (!virtio_blk_is(dev))
-        return;
-    struct blk *b = dev->opaque;
-    __atomic_store_n(&b->epoch, epoch, __ATOMIC_RELEASE);
+    if (virtio_blk_is(dev))
+        disk_hold_set_epoch(((struct blk *)dev->opaque)->hold, epoch);
 }
 
 int virtio_blk_epoch_writes(struct virtio_dev *dev, uint64_t epoch,
@@ -662,64 +497,39 @@ int virtio_blk_epoch_writes(struct virtio_dev *dev, uint64_t epoch,
 {
     if (!virtio_blk_is(dev))
         return -EINVAL;
-    struct blk *b = dev->opaque;
-    pthread_mutex_lock(&b->rep_mu);
-    pthread_mutex_lock(&b->ov_mu);
-    const struct held *h = b->held_head, *last = b->held_tail;
-    pthread_mutex_unlock(&b->ov_mu);
-    /* rep_mu: nothing up to `last` is unlinked or freed, and the I/O
-     * thread only changes last->next. */
-    int rc = 0;
-    for (; h && rc == 0; h = h == last ? NULL : h->next)
-        if (h->epoch == epoch)
-            rc = fn(opaque, h->offset, h->data, h->len);
-    pthread_mutex_unlock(&b->rep_mu);
-    return rc;
+    return disk_hold_epoch_writes(((struct blk *)dev->opaque)->hold, epoch, fn, opaque);
 }
 
 int virtio_blk_commit(struct virtio_dev *dev, uint64_t epoch)
 {
     if (!virtio_blk_is(dev))
         return -EINVAL;
-    struct blk *b = dev->opaque;
-    pthread_mutex_lock(&b->rep_mu);
-    pthread_mutex_lock(&b->ov_mu);
-    const struct held *first = b->held_head;
-    struct held *last = b->held_tail;
-    bool any = false;
-    for (const struct held *h = b->held_head; h && !any; h = h->next)
-        any = h->epoch <= epoch;
-    pthread_mutex_unlock(&b->ov_mu);
-    int rc = 0;
-    if (any) {
-        /* Without ov_mu: guest reads still see the held copies until they
-         * are unlinked below, after the backend has the data. */
-        rc = blk_write_held(b, epoch, first, last);
-        if (rc == 0 && (rc = b->disk->ops->flush(b->disk)) < 0)
-            blk_log_flush_error(b, rc);
-        if (rc == 0) {
-            pthread_mutex_lock(&b->ov_mu);
-            blk_forget_held(b, epoch, last);
-            pthread_mutex_unlock(&b->ov_mu);
-        }
-    }
-    pthread_mutex_unlock(&b->rep_mu);
-    return rc;
+    return disk_hold_commit(((struct blk *)dev->opaque)->hold, epoch);
 }
 
-int virtio_blk_apply_write(struct virtio_dev *dev, uint64_t offset, const void *data, size_t len)
+int virtio_blk_check_write(const struct virtio_dev *dev, uint64_t offset, size_t len)
 {
     if (!virtio_blk_is(dev))
         return -EINVAL;
-    struct blk *b = dev->opaque;
+    const struct blk *b = dev->opaque;
     if (b->disk->readonly)
         return -EROFS;
     if (offset % SECTOR_SIZE || len % SECTOR_SIZE || offset > b->disk->size ||
         len > b->disk->size - offset)
         return -EINVAL;
+    return 0;
+}
+
+int virtio_blk_apply_write(struct virtio_dev *dev, uint64_t offset, const void *data, size_t len)
+{
+    int rc = virtio_blk_check_write(dev, offset, len);
+    if (rc < 0)
+        return rc;
+    struct blk *b = dev->opaque;
     if (len == 0)
         return 0;
-    return b->disk->ops->write(b->disk, data, len, offset);
+    /* Straight to the backend, past (and not visible through) held writes. */
+    return b->hold->inner->ops->write(b->hold->inner, data, len, offset);
 }
 
 int virtio_blk_flush_backend(struct virtio_dev *dev)
@@ -727,27 +537,20 @@ int virtio_blk_flush_backend(struct virtio_dev *dev)
     if (!virtio_blk_is(dev))
         return -EINVAL;
     struct blk *b = dev->opaque;
-    return b->disk->ops->flush(b->disk);
+    return b->hold->inner->ops->flush(b->hold->inner);
 }
 
 uint64_t virtio_blk_held_bytes(const struct virtio_dev *dev)
 {
     if (!virtio_blk_is(dev))
         return 0;
-    struct blk *b = dev->opaque;
-    pthread_mutex_lock(&b->mu);
-    uint64_t n = b->held_bytes;
-    pthread_mutex_unlock(&b->mu);
-    return n;
+    return disk_hold_held_bytes(((struct blk *)dev->opaque)->hold);
 }
 
 void virtio_blk_set_hold_limit(struct virtio_dev *dev, uint64_t bytes)
 {
     if (!virtio_blk_is(dev))
         return;
-    struct blk *b = dev->opaque;
-    pthread_mutex_lock(&b->mu);
-    b->hold_limit = bytes ? bytes : VIRTIO_BLK_HOLD_LIMIT_DEFAULT;
-    pthread_cond_broadcast(&b->wake);
-    pthread_mutex_unlock(&b->mu);
+    disk_hold_set_limit(((struct blk *)dev->opaque)->hold,
+                        bytes ? bytes : VIRTIO_BLK_HOLD_LIMIT_DEFAULT);
 }

@@ -88,6 +88,9 @@ int virtio_blk_commit(struct virtio_dev *dev, uint64_t epoch);
  * visible through) held writes; offset and len multiples of 512 within the
  * disk. Idempotent re-apply of acknowledged epochs. Returns 0 or -errno. */
 int virtio_blk_apply_write(struct virtio_dev *dev, uint64_t offset, const void *data, size_t len);
+/* virtio_blk_apply_write's checks alone: 0, -EINVAL (not a disk, range
+ * outside it or not sector-aligned) or -EROFS. */
+int virtio_blk_check_write(const struct virtio_dev *dev, uint64_t offset, size_t len);
 int virtio_blk_flush_backend(struct virtio_dev *dev);
 
 /* Bytes currently held (status), and the cap (for tests; 0 = default). */

@@ -27,11 +27,10 @@
  * kicks once it has set the queues up again). Whoever parks it waits on
  * `cond` until `idle`.
  *
- * Output commit (virtio_net_hold_output): a FIFO of copies of the frames
- * (with their virtio_net_hdr, as written to the tap) under `out_mu`. The
- * I/O thread decides "hold or send" and sends direct frames under out_mu
- * too, so turning holding off (release everything, then stop holding) can
- * never let a newer frame overtake a held one. */
+ * Output commit (virtio_net_hold_output): every frame for the tap goes
+ * through a frame_hold filter (src/backend/frame_hold.h), which sends it
+ * or, while replication holds output, keeps it until its epoch is
+ * acknowledged. The device itself knows nothing of epochs. */
 #include "dev/virtio_net.h"
 
 #include <errno.h>
@@ -45,6 +44,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "backend/frame_hold.h"
 #include "backend/tap.h"
 #include "dev/virtio_devices.h"
 
@@ -73,14 +73,6 @@
 #define NET_MAX_FRAME (65536 + ETH_HDR_LEN + 4)
 #define NET_ANNOUNCE_FRAMES 3
 
-/* One held TX frame, header included. */
-struct held_frame {
-    struct held_frame *next;
-    uint64_t epoch;
-    size_t len;
-    uint8_t data[];
-};
-
 struct vnet {
     struct virtio_dev *dev;
     int tap_fd;
@@ -107,15 +99,9 @@ struct vnet {
     bool tap_dead;                /* read failed for good: stop polling it */
     uint64_t rx_frames, tx_frames, rx_dropped, tx_dropped;
 
-    /* Output commit, under out_mu (out_epoch: atomic). */
-    pthread_mutex_t out_mu;
-    bool out_hold;
-    uint64_t out_epoch;
-    struct held_frame *out_head, *out_tail;
-    size_t out_frames;
-    uint64_t out_bytes, out_limit;
-    bool out_drop_logged;         /* this overflow was logged */
-    bool out_error_logged;        /* a release write failed (logged once) */
+    /* TX frames go out through this filter (replication's output commit). */
+    struct frame_hold out;
+    bool out_error_logged;        /* a released frame's write failed (logged once) */
     struct virtq_req rx_first, rx_req; /* RX buffers being filled (I/O thread) */
     uint8_t rx_frame[NET_HDR_LEN + NET_MAX_FRAME];
     uint8_t tx_frame[NET_HDR_LEN + NET_MAX_FRAME];
@@ -179,68 +165,20 @@ static bool vnet_tap_write(struct vnet *n, const uint8_t *f, size_t len, bool *l
     return false;
 }
 
-/* Holds the frame in tx_frame, or sends it when not holding. I/O thread. */
-static void vnet_output(struct vnet *n, size_t len)
+/* The filter's sink: the tap. */
+static bool vnet_sink(void *opaque, const uint8_t *frame, size_t len, bool released)
 {
-    pthread_mutex_lock(&n->out_mu);
-    if (!n->out_hold) {
-        if (vnet_tap_write(n, n->tx_frame, len, &n->tap_error_logged))
-            n->tx_frames++;
-        else
-            n->tx_dropped++;
-        pthread_mutex_unlock(&n->out_mu);
-        return;
-    }
-    struct held_frame *h = NULL;
-    if (n->out_bytes + len <= n->out_limit)
-        h = malloc(sizeof *h + len);
-    if (!h) {
-        if (!n->out_drop_logged)
-            fprintf(stderr, "ferry: virtio-net %s: %zu frames (%llu bytes) held for the "
-                    "standby's acknowledgement: dropping new output until it comes\n",
-                    n->ifname, n->out_frames, (unsigned long long)n->out_bytes);
-        n->out_drop_logged = true;
-        n->tx_dropped++;
-        pthread_mutex_unlock(&n->out_mu);
-        return;
-    }
-    h->next = NULL;
-    h->epoch = __atomic_load_n(&n->out_epoch, __ATOMIC_ACQUIRE);
-    h->len = len;
-    memcpy(h->data, n->tx_frame, len);
-    if (n->out_tail)
-        n->out_tail->next = h;
-    else
-        n->out_head = h;
-    n->out_tail = h;
-    n->out_frames++;
-    n->out_bytes += len;
-    n->tx_frames++;
-    pthread_mutex_unlock(&n->out_mu);
+    struct vnet *n = opaque;
+    return vnet_tap_write(n, frame, len, released ? &n->out_error_logged : &n->tap_error_logged);
 }
 
-/* Sends and frees the held frames of epochs <= epoch, in order. Called
- * with out_mu. */
-static void vnet_release_locked(struct vnet *n, uint64_t epoch)
+/* Sends (or has held) the frame in tx_frame. I/O thread. */
+static void vnet_output(struct vnet *n, size_t len)
 {
-    struct held_frame **link = &n->out_head, *prev = NULL;
-    for (struct held_frame *h = n->out_head, *next; h; h = next) {
-        next = h->next;
-        if (h->epoch > epoch) {
-            prev = h;
-            link = &h->next;
-            continue;
-        }
-        vnet_tap_write(n, h->data, h->len, &n->out_error_logged);
-        *link = next;
-        if (n->out_tail == h)
-            n->out_tail = prev;
-        n->out_frames--;
-        n->out_bytes -= h->len;
-        free(h);
-    }
-    if (n->out_bytes < n->out_limit)
-        n->out_drop_logged = false;
+    if (frame_hold_output(&n->out, n->tx_frame, len))
+        n->tx_frames++;
+    else
+        n->tx_dropped++;
 }
 
 static void vnet_tx(struct vnet *n)
@@ -576,21 +514,27 @@ static void net_destroy(struct virtio_dev *dev)
     pthread_mutex_unlock(&n->mu);
     vnet_signal(n);
     pthread_join(n->thread, NULL);
-    if (n->out_frames)
-        fprintf(stderr, "ferry: virtio-net %s: %zu unacknowledged frames discarded\n",
-                n->ifname, n->out_frames);
-    for (struct held_frame *h = n->out_head, *next; h; h = next) {
-        next = h->next;
-        free(h);
-    }
+    frame_hold_destroy(&n->out);
     close(n->tap_fd);
     close(n->event_fd);
     pthread_cond_destroy(&n->cond);
     pthread_mutex_destroy(&n->mu);
-    pthread_mutex_destroy(&n->out_mu);
     free(n);
     dev->opaque = NULL;
 }
+
+static int net_repl_commit(struct virtio_dev *dev, uint64_t epoch)
+{
+    virtio_net_release(dev, epoch);
+    return 0;
+}
+
+static const struct repl_hooks net_repl = {
+    .hold = virtio_net_hold_output,
+    .set_epoch = virtio_net_set_epoch,
+    .commit = net_repl_commit,
+    .held = virtio_net_held_frames,
+};
 
 static const struct virtio_device_ops net_ops = {
     .quiesce = virtio_net_quiesce,
@@ -604,6 +548,7 @@ static const struct virtio_device_ops net_ops = {
     .queue_notify = net_queue_notify,
     .reset = net_reset,
     .destroy = net_destroy,
+    .repl = &net_repl,
 };
 
 /* ---- migration hooks ---- */
@@ -685,51 +630,35 @@ int virtio_net_announce(struct virtio_dev *dev)
 void virtio_net_hold_output(struct virtio_dev *dev, bool on)
 {
     struct vnet *n = vnet_of(dev);
-    if (!n)
-        return;
-    pthread_mutex_lock(&n->out_mu);
-    if (!on)
-        vnet_release_locked(n, UINT64_MAX);
-    n->out_hold = on;
-    pthread_mutex_unlock(&n->out_mu);
+    if (n)
+        frame_hold_set(&n->out, on);
 }
 
 void virtio_net_set_epoch(struct virtio_dev *dev, uint64_t epoch)
 {
     struct vnet *n = vnet_of(dev);
     if (n)
-        __atomic_store_n(&n->out_epoch, epoch, __ATOMIC_RELEASE);
+        frame_hold_set_epoch(&n->out, epoch);
 }
 
 void virtio_net_release(struct virtio_dev *dev, uint64_t epoch)
 {
     struct vnet *n = vnet_of(dev);
-    if (!n)
-        return;
-    pthread_mutex_lock(&n->out_mu);
-    vnet_release_locked(n, epoch);
-    pthread_mutex_unlock(&n->out_mu);
+    if (n)
+        frame_hold_release(&n->out, epoch);
 }
 
 size_t virtio_net_held_frames(const struct virtio_dev *dev)
 {
     struct vnet *n = vnet_of(dev);
-    if (!n)
-        return 0;
-    pthread_mutex_lock(&n->out_mu);
-    size_t frames = n->out_frames;
-    pthread_mutex_unlock(&n->out_mu);
-    return frames;
+    return n ? frame_hold_frames(&n->out) : 0;
 }
 
 void virtio_net_set_hold_limit(struct virtio_dev *dev, uint64_t bytes)
 {
     struct vnet *n = vnet_of(dev);
-    if (!n)
-        return;
-    pthread_mutex_lock(&n->out_mu);
-    n->out_limit = bytes ? bytes : VIRTIO_NET_HOLD_LIMIT_DEFAULT;
-    pthread_mutex_unlock(&n->out_mu);
+    if (n)
+        frame_hold_set_limit(&n->out, bytes ? bytes : VIRTIO_NET_HOLD_LIMIT_DEFAULT);
 }
 
 /* ---- attach ---- */
@@ -844,9 +773,8 @@ int virtio_net_attach(struct virtio_dev *slot, const char *spec, struct error *e
         free(n);
         return -1;
     }
-    n->out_limit = VIRTIO_NET_HOLD_LIMIT_DEFAULT;
+    frame_hold_init(&n->out, vnet_sink, n, n->ifname, VIRTIO_NET_HOLD_LIMIT_DEFAULT);
     pthread_mutex_init(&n->mu, NULL);
-    pthread_mutex_init(&n->out_mu, NULL);
     pthread_cond_init(&n->cond, NULL);
     slot->ops = &net_ops;
     slot->opaque = n;
@@ -863,7 +791,7 @@ int virtio_net_attach(struct virtio_dev *slot, const char *spec, struct error *e
         close(n->event_fd);
         pthread_cond_destroy(&n->cond);
         pthread_mutex_destroy(&n->mu);
-        pthread_mutex_destroy(&n->out_mu);
+        frame_hold_destroy(&n->out);
         free(n);
         return error_set(err, "--net tap=%s: cannot start the I/O thread: %s", ns.tap,
                          strerror(rc));

@@ -5,6 +5,7 @@
 #include "machine/fdt.h"
 
 #include <libfdt.h>
+#include <string.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -310,5 +311,13 @@ int fdt_build(const struct machine *m, const struct fdt_params *p, void *buf, si
         return dt_fail(&c, "fdt_create", rc);
     if (dt_build_tree(&c, m, p) < 0)
         return -1;
-    return (int)fdt_totalsize(buf);
+    /* Sequential-write mode builds the strings block at the end of the
+     * buffer and moves it down at fdt_finish: clear what it left behind.
+     * In guest RAM those bytes are outside the marked-dirty tree, so a
+     * migration would not send them and --verify would see a difference
+     * that the guest never could. */
+    size_t size = fdt_totalsize(buf);
+    if (size < cap)
+        memset((uint8_t *)buf + size, 0, cap - size);
+    return (int)size;
 }

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,10 +60,10 @@ static void on_quit_signal(int sig) { quit_signal = sig; }
 
 void machine_request_stop(struct machine *m, enum machine_stop why, int exit_code)
 {
-    if (m->stop == MACHINE_RUNNING) {
-        m->stop = why;
+    /* The first reason wins, whichever thread gives it. */
+    int running = MACHINE_RUNNING;
+    if (atomic_compare_exchange_strong(&m->stop, &running, (int)why))
         m->exit_code = exit_code;
-    }
     /* Wake a parked or sleeping loop so it notices. */
     pthread_mutex_lock(&m->ctl_lock);
     pthread_cond_broadcast(&m->ctl_cond);
@@ -239,6 +240,7 @@ static int machine_add_devices(struct machine *m, struct error *err)
                                 .irq = MEMMAP_UART0_IRQ};
     uart_init(&m->uart, uart_irq, &m->console);
     syscon_init(&m->syscon, m);
+    devreg_add_platform(m);
     const struct mmio_region regions[] = {
         {"bootrom", MEMMAP_BOOTROM_BASE, MEMMAP_BOOTROM_SIZE, &bootrom_ops, m->bootrom},
         {"syscon", MEMMAP_SYSCON_BASE, MEMMAP_SYSCON_SIZE, &syscon_mmio_ops, &m->syscon},
@@ -274,15 +276,20 @@ static int machine_attach_virtio(struct machine *m, struct error *err)
         struct disk *disk;
         if (disk_open(m->cfg.drives[i], &disk, err) < 0)
             return -1;
-        if (virtio_blk_attach(&m->virtio[slot++], disk, err) < 0)
+        if (virtio_blk_attach(&m->virtio[slot], disk, err) < 0)
             return -1;
+        devreg_add_virtio(m, slot++);
     }
-    for (unsigned i = 0; i < m->cfg.nnets; i++)
-        if (virtio_net_attach(&m->virtio[slot++], m->cfg.nets[i], err) < 0)
+    for (unsigned i = 0; i < m->cfg.nnets; i++) {
+        if (virtio_net_attach(&m->virtio[slot], m->cfg.nets[i], err) < 0)
             return -1;
-    if (!m->cfg.no_rng && !m->cfg.bios)
-        if (virtio_rng_attach(&m->virtio[slot++], err) < 0)
+        devreg_add_virtio(m, slot++);
+    }
+    if (!m->cfg.no_rng && !m->cfg.bios) {
+        if (virtio_rng_attach(&m->virtio[slot], err) < 0)
             return -1;
+        devreg_add_virtio(m, slot++);
+    }
     return 0;
 }
 
@@ -366,6 +373,9 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
 {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
+    runstate_init(&m->rs, RUN_STATE_RUNNING);
+    job_slot_init(&m->jobs);
+    dirty_registry_init(&m->dirty_readers);
     m->console.in_fd = m->console.out_fd = m->console.listen_fd = -1;
     pthread_mutex_init(&m->ctl_lock, NULL);
     pthread_cond_init(&m->ctl_cond, NULL);
@@ -402,8 +412,7 @@ fail:
 
 void machine_destroy(struct machine *m)
 {
-    replication_free(m);
-    migration_free(m);
+    job_slot_destroy(&m->jobs); /* stops and joins a running job */
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
         virtio_dev_destroy(&m->virtio[i]);
     if (m->wake_fd >= 0)

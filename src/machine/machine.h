@@ -16,7 +16,11 @@
 #include "dev/syscon.h"
 #include "dev/uart.h"
 #include "dev/virtio.h"
+#include "machine/devreg.h"
+#include "machine/dirty_reader.h"
+#include "machine/job.h"
 #include "machine/memmap.h"
+#include "machine/runstate.h"
 #include "machine/vclock.h"
 #include "mem/bus.h"
 
@@ -24,9 +28,7 @@
 #define MACHINE_MAX_DRIVES 4
 #define MACHINE_MAX_NETS 2
 
-struct migration;
 struct migration_in;
-struct replication;
 
 struct machine_config {
     uint64_t ram_size;
@@ -78,7 +80,7 @@ struct machine {
     uint64_t tohost_addr;
 
     bool trace;             /* FERRY_TRACE set: log every pc (debugging) */
-    volatile int stop;      /* enum machine_stop */
+    _Atomic int stop;       /* enum machine_stop; set once (machine_request_stop) */
     int exit_code;
 
     /* Requests from other threads (migration, control socket), served by
@@ -91,10 +93,17 @@ struct machine {
     uint64_t *sync_out;
     uint64_t sync_count;
 
-    struct migration *migration;     /* outgoing migration, if any */
-    struct replication *replication; /* continuous replication, if any */
     struct migration_in *incoming;   /* return path after receiving */
     uint64_t resumed_at_ns; /* a received guest resumed here (CLOCK_MONOTONIC), 0: none */
+
+    /* ---- Control plane (runstate.c, job.c, dirty_reader.c) ----
+     * Who may pause and run the guest, which job runs, who reads the
+     * dirty log. Only those files change these; the vCPU loop never
+     * touches them. */
+    struct runstate rs;                  /* run state and pause holds */
+    struct job_slot jobs;                /* at most one migrate/save/replicate */
+    struct dirty_registry dirty_readers; /* the dirty log's one reader */
+    struct devreg devices;               /* migratable state, in stream order */
 };
 
 #define REQ_PAUSE 1
@@ -141,7 +150,9 @@ void machine_fence_i(struct machine *m);
 int machine_pause(struct machine *m);
 void machine_resume(struct machine *m);
 /* machine_dirty_sync from another thread (runs it on the vCPU loop, or
- * directly when paused). Returns the number of dirty pages or -1. */
+ * directly when paused). Returns the number of dirty pages or -1. Jobs
+ * harvest through their registered reader (machine/dirty_reader.h), which
+ * calls this: never call it beside a reader, it would take its pages. */
 int64_t machine_dirty_sync_remote(struct machine *m, uint64_t *out);
 
 /* Swaps out the dirty log into `out` and drops every hart's write-TLB

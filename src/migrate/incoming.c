@@ -8,6 +8,8 @@
 
 #include "dev/virtio_net.h"
 #include "machine/machine.h"
+#include "migrate/handover.h"
+#include "migrate/load_order.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
 #include "migrate/receive.h"
@@ -16,6 +18,8 @@
 #define ACCEPT_TIMEOUT_MS (10 * 60 * 1000)
 #define STREAM_TIMEOUT_MS 30000
 
+
+static const struct peer source = {"source", "source gave up"};
 
 static void tell_source(struct migration_in *in, const char *msg)
 {
@@ -38,13 +42,20 @@ void incoming_free(struct migration_in *in)
 /* Reads records until END; returns 0 when the final state is complete. */
 static int receive_state(struct machine *m, struct migration_in *in, struct error *err)
 {
-    bool have_verify = false, have_clock = false;
+    bool have_verify = false;
     uint64_t verify = 0;
+    struct load_order order;
+    load_order_begin(&order, m, false);
     for (;;) {
         uint32_t type;
         const uint8_t *body;
         size_t len;
         if (stream_get(&in->s, &type, &body, &len, err) < 0)
+            return -1;
+        if (type == REC_ERROR)
+            return error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
+                             (const char *)body);
+        if (load_order_record(&order, type, body, len, err) < 0)
             return -1;
         switch (type) {
         case REC_PAGES:
@@ -58,7 +69,6 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
         case REC_CLOCK:
             if (mstate_load_clock(m, body, len, err) < 0)
                 return -1;
-            have_clock = true;
             break;
         case REC_VERIFY:
             if (len != 8)
@@ -68,10 +78,10 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
             break;
         case REC_END:
             in->t_end = vclock_host_ns();
-            if (!have_clock)
-                return error_set(err, "stream ended without the final device state");
             if (have_verify) {
-                uint64_t mine = mstate_hash(m);
+                uint64_t mine;
+                if (mstate_hash(m, &mine, err) < 0)
+                    return -1;
                 if (mine != verify)
                     return error_set(err, "verification failed: state hash %016llx, source "
                                      "sent %016llx", (unsigned long long)mine,
@@ -91,9 +101,6 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
              * guest and sends the final state: be awake for it. */
             stream_spin(&in->s, FINAL_SPIN_NS);
             break;
-        case REC_ERROR:
-            return error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
-                             (const char *)body);
         default:
             if (type & REC_OPTIONAL)
                 break; /* ROUND, HEARTBEAT and unknown optional records */
@@ -153,6 +160,8 @@ int receive_open(struct migration_in **out, struct machine *m, struct machine_co
         cfg->no_rng = true;
     if (machine_init(m, cfg, err) < 0)
         goto fail;
+    /* Not to be run (paused, resumed, migrated) until the state is in. */
+    runstate_transition(m, RUN_STATE_RUNNING, RUN_STATE_INCOMING, err);
     /* Devices stay quiet until the guest resumes here: a tap must not write
      * received frames into a guest that is still being loaded. */
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
@@ -207,29 +216,12 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
             goto fail;
         migration_trace("dst: READY sent", in->t_end);
         stream_spin(&in->s, FINAL_SPIN_NS);
-        for (;;) {
-            uint32_t type;
-            const uint8_t *body;
-            size_t len;
-            if (stream_get(&in->s, &type, &body, &len, err) < 0) {
-                error_prefix(err, "no GO from the source (it keeps the guest)");
-                goto fail;
-            }
-            if (type == REC_GO) {
-                in->t_go = vclock_host_ns();
-                migration_trace("dst: GO", in->t_end);
-                break;
-            }
-            if (type == REC_ERROR) {
-                error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
-                          (const char *)body);
-                goto fail;
-            }
-            if (!(type & REC_OPTIONAL)) {
-                error_set(err, "unexpected record 0x%x while waiting for GO", type);
-                goto fail;
-            }
+        if (handover_await_go(&in->s, &source, err) < 0) {
+            error_prefix(err, "no GO from the source (it keeps the guest)");
+            goto fail;
         }
+        in->t_go = vclock_host_ns();
+        migration_trace("dst: GO", in->t_end);
     }
     vclock_resume(&m->clock);
     m->incoming = in;
@@ -244,6 +236,9 @@ void migration_receive_started(struct machine *m)
     struct migration_in *in = m->incoming;
     if (!in)
         return;
+    struct error rs_err;
+    if (runstate_transition(m, RUN_STATE_INCOMING, RUN_STATE_RUNNING, &rs_err) < 0)
+        runstate_transition(m, RUN_STATE_STANDBY, RUN_STATE_RUNNING, &rs_err);
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++) {
         struct virtio_dev *dev = &m->virtio[i];
         /* Devices pick up requests the driver queued before the pause. */

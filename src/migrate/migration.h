@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 
+struct job;
 struct machine;
 struct machine_config;
 
@@ -65,8 +66,9 @@ struct migration_status {
     char uri[256];
 };
 
-/* Source side: starts a migration thread. Fails at once if one is running
- * or the parameters are bad. */
+/* Source side: starts a migration (or, for a file: URI, save) job. Fails
+ * at once if another job (migrate, save, replicate) runs, the guest is
+ * paused or not running, or the parameters are bad. */
 int migration_start(struct machine *m, const struct migration_params *p, struct error *err);
 /* FERRY_MIGRATION_TRACE=1 prints each step of the final copy on stderr with
  * the time since `since_ns` (vclock_host_ns), on both sides. */
@@ -74,9 +76,12 @@ void migration_trace(const char *step, uint64_t since_ns);
 void migration_trace_flush(void);
 void migration_get_status(struct machine *m, struct migration_status *out);
 void migration_cancel(struct machine *m);
-/* Joins a finished migration thread (call before destroying the machine). */
+/* The running or latest migration/save job, referenced (job_put it), or
+ * NULL; and the status of such a job. */
+struct job *migration_job(struct machine *m);
+void migration_job_status(struct job *j, struct migration_status *out);
+/* Waits until a running migration or save has finished (no-op if none). */
 void migration_join(struct machine *m);
-void migration_free(struct machine *m);
 
 /* Destination side: receives a stream (tcp:ADDR:PORT to listen on, or
  * file:PATH) into a machine built from the stream's description and the

@@ -8,9 +8,9 @@
 #include "machine/machine.h"
 #include "migrate/vmstate.h"
 
-extern const struct vmstate uart_vmstate, plic_vmstate, aclint_vmstate, virtio_mmio_vmstate;
 
 #define MACHINE_BODY_SIZE (8 + 8 + 4 + 4 + 8 + 4 + 4 * MEMMAP_VIRTIO_SLOTS)
+_Static_assert(MEMMAP_VIRTIO_SLOTS <= MSTATE_MAX_SLOTS, "a MACHINE record describes every slot");
 
 int mstate_put_machine(struct stream *s, const struct machine *m, struct error *err)
 {
@@ -37,7 +37,7 @@ int mstate_parse_machine(const uint8_t *b, size_t len, struct mstate_desc *d, st
     d->flags = get_u32(b + 20);
     d->tohost_addr = get_u64(b + 24);
     d->nslots = get_u32(b + 32);
-    if (d->nslots > 16 || len != 36 + 4ull * d->nslots)
+    if (d->nslots > MSTATE_MAX_SLOTS || len != 36 + 4ull * d->nslots)
         return error_set(err, "machine record is malformed (%u device slots, %zu bytes)",
                          d->nslots, len);
     for (unsigned i = 0; i < d->nslots; i++)
@@ -122,7 +122,7 @@ static int batch_flush(struct stream *s, struct page_batch *b, struct error *err
 }
 
 int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap,
-                     struct page_counters *c, uint64_t bandwidth_limit, volatile int *cancel,
+                     struct page_counters *c, uint64_t bandwidth_limit, atomic_bool *cancel,
                      struct error *err)
 {
     struct ram *ram = &m->bus.ram;
@@ -157,7 +157,7 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
                 continue;
             if (batch_flush(s, &b, err) < 0)
                 return -1;
-            if (cancel && *cancel)
+            if (cancel && atomic_load(cancel))
                 return error_set(err, "cancelled");
             if (bandwidth_limit) {
                 /* Pace to the limit: sleep off any lead over it. */
@@ -171,12 +171,12 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
     }
     if (b.n && batch_flush(s, &b, err) < 0)
         return -1;
-    if (cancel && *cancel)
+    if (cancel && atomic_load(cancel))
         return error_set(err, "cancelled");
     return 0;
 }
 
-int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct error *err)
+int mstate_check_pages(struct machine *m, const uint8_t *body, size_t len, struct error *err)
 {
     struct ram *ram = &m->bus.ram;
     if (len < 8)
@@ -184,9 +184,7 @@ int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct
     uint32_t n = get_u32(body);
     if (n > PAGES_PER_RECORD || len < 8 + 8ull * n)
         return error_set(err, "pages record claims %u pages in %zu bytes", n, len);
-    const uint8_t *data = body + 8 + 8ull * n;
     size_t data_len = len - 8 - 8ull * n;
-    /* Check every entry before touching RAM. */
     size_t need = 0;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t e = get_u64(body + 8 + 8ull * i);
@@ -199,6 +197,17 @@ int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct
     if (need != data_len)
         return error_set(err, "pages record carries %zu data bytes, its entries need %zu",
                          data_len, need);
+    return 0;
+}
+
+int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct error *err)
+{
+    struct ram *ram = &m->bus.ram;
+    /* Check every entry before touching RAM. */
+    if (mstate_check_pages(m, body, len, err) < 0)
+        return -1;
+    uint32_t n = get_u32(body);
+    const uint8_t *data = body + 8 + 8ull * n;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t e = get_u64(body + 8 + 8ull * i);
         uint64_t page = e >> RAM_PAGE_SHIFT;
@@ -219,28 +228,26 @@ int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct
     return 0;
 }
 
-/* Every described piece of device state, in a fixed order. */
+/* Every described piece of device state, in stream order: the machine's
+ * device registry (src/machine/devreg.h). */
 struct dev_entry {
     const struct vmstate *vs;
     void *obj;
     uint32_t instance;
+    void (*loaded)(void *obj);
 };
+
+#define MAX_DEVICES DEVREG_MAX
+_Static_assert(MAX_DEVICES <= MSTATE_MAX_DEVICES, "mstate_expect holds every device");
 
 static unsigned collect_devices(struct machine *m, struct dev_entry *out)
 {
-    unsigned n = 0;
-    for (unsigned i = 0; i < m->nharts; i++)
-        out[n++] = (struct dev_entry){&hart_vmstate, &m->harts[i], i};
-    out[n++] = (struct dev_entry){&aclint_vmstate, &m->aclint.s, 0};
-    out[n++] = (struct dev_entry){&plic_vmstate, &m->plic.s, 0};
-    out[n++] = (struct dev_entry){&uart_vmstate, &m->uart.s, 0};
-    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
-        if (m->virtio[i].ops)
-            out[n++] = (struct dev_entry){&virtio_mmio_vmstate, &m->virtio[i].s, i};
-    return n;
+    for (unsigned i = 0; i < m->devices.n; i++) {
+        const struct device_entry *d = &m->devices.dev[i];
+        out[i] = (struct dev_entry){d->vs, d->state, d->instance, d->loaded};
+    }
+    return m->devices.n;
 }
-
-#define MAX_DEVICES (MACHINE_MAX_HARTS + 3 + MEMMAP_VIRTIO_SLOTS)
 
 /* Device description version used in a stream of the given version:
  * stream v1 carries the CPU description v1 (no envcfg), v2 the CPU v2 (no
@@ -278,34 +285,102 @@ int mstate_put_devices(struct stream *s, struct machine *m, uint32_t version, st
     return stream_put(s, REC_CLOCK, clock, sizeof clock, err);
 }
 
-int mstate_load_device(struct machine *m, const uint8_t *body, size_t len, struct error *err)
+int mstate_device_id(const uint8_t *body, size_t len, struct mstate_device_id *id,
+                     struct error *err)
 {
     if (len < 1 || len < 9ull + body[0])
         return error_set(err, "device record too short");
-    size_t name_len = body[0];
-    uint32_t instance = get_u32(body + 1 + name_len);
-    uint32_t version = get_u32(body + 5 + name_len);
+    id->name_len = body[0];
+    id->name = (const char *)body + 1;
+    id->instance = get_u32(body + 1 + id->name_len);
+    id->version = get_u32(body + 5 + id->name_len);
+    return 0;
+}
+
+/* The machine's entry for a DEVICE record, or NULL (err set). */
+static const struct dev_entry *find_device(struct dev_entry *devs, unsigned n,
+                                           const struct mstate_device_id *id, struct error *err)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (strlen(devs[i].vs->name) == id->name_len &&
+            memcmp(devs[i].vs->name, id->name, id->name_len) == 0 &&
+            devs[i].instance == id->instance)
+            return &devs[i];
+    error_set(err, "stream has state for '%.*s' instance %u, which this machine lacks",
+              (int)id->name_len, id->name, id->instance);
+    return NULL;
+}
+
+static int device_record(struct machine *m, const uint8_t *body, size_t len, bool apply,
+                         struct error *err)
+{
+    struct mstate_device_id id;
+    if (mstate_device_id(body, len, &id, err) < 0)
+        return -1;
     struct dev_entry devs[MAX_DEVICES];
     unsigned n = collect_devices(m, devs);
-    for (unsigned i = 0; i < n; i++) {
-        const struct vmstate *vs = devs[i].vs;
-        if (strlen(vs->name) != name_len || memcmp(vs->name, body + 1, name_len) != 0 ||
-            devs[i].instance != instance)
+    const struct dev_entry *d = find_device(devs, n, &id, err);
+    if (!d)
+        return -1;
+    const uint8_t *state = body + 9 + id.name_len;
+    size_t state_len = len - 9 - id.name_len;
+    if (!apply)
+        return vmstate_validate(d->vs, d->obj, id.version, state, state_len, err);
+    if (vmstate_load(d->vs, d->obj, id.version, state, state_len, err) < 0)
+        return -1;
+    /* A CPU v1 record has no menvcfg. Under SBI the emulator is the
+     * firmware that sets it (Sstc on): the kernel may use stimecmp. */
+    if (d->vs == &hart_vmstate && id.version < 2 && m->sbi)
+        hart_firmware_envcfg(d->obj);
+    if (d->loaded)
+        d->loaded(d->obj);
+    return 0;
+}
+
+int mstate_load_device(struct machine *m, const uint8_t *body, size_t len, struct error *err)
+{
+    return device_record(m, body, len, true, err);
+}
+
+int mstate_check_device(struct machine *m, const uint8_t *body, size_t len, struct error *err)
+{
+    return device_record(m, body, len, false, err);
+}
+
+void mstate_expect_init(struct mstate_expect *e, struct machine *m)
+{
+    struct dev_entry devs[MAX_DEVICES];
+    e->n = collect_devices(m, devs);
+    for (unsigned i = 0; i < e->n; i++)
+        e->dev[i] = (struct mstate_expected){devs[i].vs->name, devs[i].instance, false};
+}
+
+int mstate_expect_device(struct mstate_expect *e, const struct mstate_device_id *id,
+                         struct error *err)
+{
+    for (unsigned i = 0; i < e->n; i++) {
+        struct mstate_expected *x = &e->dev[i];
+        if (strlen(x->name) != id->name_len || memcmp(x->name, id->name, id->name_len) != 0 ||
+            x->instance != id->instance)
             continue;
-        if (vmstate_load(vs, devs[i].obj, version, body + 9 + name_len, len - 9 - name_len,
-                         err) < 0)
-            return -1;
-        if (vs == &hart_vmstate) {
-            /* A CPU v1 record has no menvcfg. Under SBI the emulator is the
-             * firmware that sets it (Sstc on): the kernel may use stimecmp. */
-            if (version < 2 && m->sbi)
-                hart_firmware_envcfg(devs[i].obj);
-            hart_state_loaded(devs[i].obj);
-        }
+        if (x->seen)
+            return error_set(err, "stream has state for '%s' instance %u twice", x->name,
+                             x->instance);
+        x->seen = true;
         return 0;
     }
     return error_set(err, "stream has state for '%.*s' instance %u, which this machine lacks",
-                     (int)name_len, (const char *)body + 1, instance);
+                     (int)id->name_len, id->name, id->instance);
+}
+
+int mstate_expect_complete(const struct mstate_expect *e, struct error *err)
+{
+    for (unsigned i = 0; i < e->n; i++)
+        if (!e->dev[i].seen)
+            return error_set(err, "stream has no state for '%s' instance %u (every %s needs "
+                             "one before the clock)", e->dev[i].name, e->dev[i].instance,
+                             strcmp(e->dev[i].name, "cpu") == 0 ? "hart" : "device");
+    return 0;
 }
 
 int mstate_load_clock(struct machine *m, const uint8_t *body, size_t len, struct error *err)
@@ -319,25 +394,36 @@ int mstate_load_clock(struct machine *m, const uint8_t *body, size_t len, struct
     return 0;
 }
 
-uint64_t mstate_hash(struct machine *m)
+int mstate_hash(struct machine *m, uint64_t *out, struct error *err)
 {
-    XXH3_state_t *st = XXH3_createState();
-    XXH3_64bits_reset(st);
-    XXH3_64bits_update(st, m->bus.ram.host, m->bus.ram.size);
     struct dev_entry devs[MAX_DEVICES];
     unsigned n = collect_devices(m, devs);
+    size_t max = 0;
     for (unsigned i = 0; i < n; i++) {
         size_t size = vmstate_size(devs[i].vs, devs[i].vs->version);
-        uint8_t *b = malloc(size);
-        if (b) {
-            vmstate_save(devs[i].vs, devs[i].obj, devs[i].vs->version, b);
-            XXH3_64bits_update(st, b, size);
-            free(b);
-        }
+        if (size > max)
+            max = size;
+    }
+    /* All or nothing: a device left out of the hash would verify a state
+     * that differs. */
+    XXH3_state_t *st = XXH3_createState();
+    uint8_t *b = malloc(max ? max : 1);
+    if (!st || !b) {
+        XXH3_freeState(st);
+        free(b);
+        return error_set(err, "out of memory hashing the state");
+    }
+    XXH3_64bits_reset(st);
+    XXH3_64bits_update(st, m->bus.ram.host, m->bus.ram.size);
+    for (unsigned i = 0; i < n; i++) {
+        size_t size = vmstate_size(devs[i].vs, devs[i].vs->version);
+        vmstate_save(devs[i].vs, devs[i].obj, devs[i].vs->version, b);
+        XXH3_64bits_update(st, b, size);
     }
     uint64_t ns = vclock_ns(&m->clock);
     XXH3_64bits_update(st, &ns, sizeof ns);
-    uint64_t h = XXH3_64bits_digest(st);
+    *out = XXH3_64bits_digest(st);
     XXH3_freeState(st);
-    return h;
+    free(b);
+    return 0;
 }

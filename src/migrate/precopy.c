@@ -13,21 +13,15 @@
 #include <sys/socket.h>
 
 #include "machine/machine.h"
+#include "migrate/converge.h"
+#include "migrate/handover.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
 #include "migrate/vmstate.h"
 #include "transport/transport.h"
 
-/* Pre-copy gives up converging after this many rounds, or after sending
- * this many times the guest's RAM (the Xen anchors' limits). */
-#define MAX_ROUNDS 30
-#define MAX_RAM_MULTIPLE 3
 #define HANDSHAKE_TIMEOUT_MS 30000
-#define DOWNTIME_SAFETY 0.5
-/* Once the target is met: at most this many more rounds, and none for a
- * dirty set this small (64 KiB: tens of microseconds on a LAN). */
-#define MAX_EXTRA_ROUNDS 3
-#define TAIL_PAGES 16
+_Static_assert(CONVERGE_MAX_ROUNDS <= MIG_MAX_ROUNDS, "every round has a row in the status");
 
 /* Steps are kept in memory and printed by migration_trace_flush: writing
  * to stderr (a pipe, often) while the guest is paused would be part of
@@ -62,23 +56,24 @@ void migration_trace_flush(void)
     trace_len = 0;
 }
 
+/* A migration or save job. job.lock guards st, fd and handed_over;
+ * job.cancel asks the thread to give up (until READY). */
 struct migration {
-    pthread_t thread;
-    struct machine *m;
+    struct job job;              /* first: a struct job * is a struct migration * */
     struct migration_params p;
-    pthread_mutex_t lock;
-    struct migration_status st;  /* under lock */
-    volatile int cancel;
+    struct migration_status st;  /* under job.lock */
     int fd;                      /* the connection, for cancel */
     bool handed_over;            /* READY received: cancel no longer possible */
-    bool joined;
+    enum hold_owner hold;        /* HOLD_MIGRATION or HOLD_SAVE */
+    struct dirty_reader reader;  /* registered while the job runs */
 };
 
 static void set_state(struct migration *mig, enum migration_state state)
 {
-    pthread_mutex_lock(&mig->lock);
+    pthread_mutex_lock(&mig->job.lock);
     mig->st.state = state;
-    pthread_mutex_unlock(&mig->lock);
+    pthread_cond_broadcast(&mig->job.cond);
+    pthread_mutex_unlock(&mig->job.lock);
 }
 
 static void set_all(uint64_t *bitmap, uint64_t npages)
@@ -89,29 +84,7 @@ static void set_all(uint64_t *bitmap, uint64_t npages)
         bitmap[words - 1] = (1ull << (npages % 64)) - 1;
 }
 
-/* Waits for one return-path record; turns ERROR into a message. */
-/* Waits for a record of type want; *ns gets its u64 body (a duration the
- * destination measured), or 0 when it has none (an older destination). */
-static int wait_reply(struct stream *s, uint32_t want, uint64_t *ns, struct error *err)
-{
-    for (;;) {
-        uint32_t type;
-        const uint8_t *body;
-        size_t len;
-        if (stream_get(s, &type, &body, &len, err) < 0)
-            return error_prefix(err, "waiting for the destination");
-        if (type == want) {
-            if (ns)
-                *ns = len >= 8 ? get_u64(body) : 0;
-            return 0;
-        }
-        if (type == REC_ERROR)
-            return error_set(err, "destination refused the stream: %.*s", (int)len,
-                             (const char *)body);
-        if (!(type & REC_OPTIONAL))
-            return error_set(err, "destination sent unexpected record 0x%x", type);
-    }
-}
+static const struct peer destination = {"destination", "destination refused the stream"};
 
 static size_t device_state_bytes(struct machine *m)
 {
@@ -120,13 +93,101 @@ static size_t device_state_bytes(struct machine *m)
     return 64 * 1024 + (size_t)m->nharts * 1024;
 }
 
+/* Status publishing: one round's figures, for migrate-status. */
+static void publish_round(struct migration *mig, const struct round_stats *rs,
+                          const struct page_counters *c, const struct converge_decision *d,
+                          const struct page_counters *total, uint64_t wire_total)
+{
+    pthread_mutex_lock(&mig->job.lock);
+    mig->st.round[rs->round - 1] = (struct migration_round){
+        rs->round, c->pages, c->zero_pages, rs->wire_bytes, rs->duration_ns, rs->dirty_pages,
+        d->dirty_rate, d->bandwidth};
+    mig->st.rounds = rs->round;
+    mig->st.remaining_pages = rs->dirty_pages;
+    mig->st.dirty_rate = d->dirty_rate;
+    mig->st.bandwidth = d->bandwidth;
+    mig->st.predicted_downtime_ns = (uint64_t)d->predicted_ns;
+    mig->st.wire_bytes = wire_total;
+    mig->st.pages = total->pages;
+    mig->st.zero_pages = total->zero_pages;
+    mig->st.converged |= d->converged;
+    pthread_mutex_unlock(&mig->job.lock);
+}
+
+/* One pre-copy round: the pages in `bitmap`, then (over TCP) a PING the
+ * destination answers once it applied them. Fills in what it measured
+ * except the pages dirtied meanwhile. */
+static int precopy_send_round(struct migration *mig, struct stream *s, bool to_file,
+                              uint32_t round, const uint64_t *bitmap, struct page_counters *c,
+                              struct round_stats *rs, struct error *err)
+{
+    uint8_t rb[4];
+    put_u32(rb, round);
+    if (stream_put(s, REC_ROUND, rb, 4, err) < 0)
+        return -1;
+    uint64_t t_round = vclock_host_ns(), wire0 = s->bytes_written + s->wlen;
+    if (mstate_put_pages(s, mig->job.m, bitmap, c, mig->p.bandwidth, &mig->job.cancel, err) < 0)
+        return -1;
+    if (!to_file) {
+        /* Round trip: the round counts as done when the destination has
+         * applied it, so the rate is end to end and no backlog is left
+         * for the final pause. */
+        const uint8_t *body;
+        size_t len;
+        if (stream_put(s, REC_PING, rb, 4, err) < 0 || stream_flush(s, err) < 0 ||
+            stream_expect(s, REC_PONG, &destination, &body, &len, err) < 0)
+            return -1;
+    } else if (stream_flush(s, err) < 0) {
+        return -1;
+    }
+    uint64_t dur = vclock_host_ns() - t_round;
+    *rs = (struct round_stats){round, c->pages, s->bytes_written - wire0, dur ? dur : 1, 0};
+    return 0;
+}
+
+/* Live pre-copy: rounds while the guest runs, until the convergence
+ * policy says stop. `bitmap` then holds the pages still to send. */
+static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
+                          uint64_t *bitmap, uint64_t *scratch, struct page_counters *total,
+                          struct error *err)
+{
+    struct machine *m = mig->job.m;
+    struct ram *ram = &m->bus.ram;
+    /* Start the dirty log now: what the guest writes from here on is sent
+     * again in a later round. */
+    if (dirty_reader_harvest(&mig->reader, scratch, err) < 0)
+        return -1;
+    set_all(bitmap, ram->npages);
+    set_state(mig, MIG_ACTIVE);
+    const struct converge_params cp = {mig->p.max_downtime_ns, ram->npages, RAM_PAGE_SIZE,
+                                       device_state_bytes(m)};
+    struct converge_state cs = {0};
+    for (uint32_t round = 1;; round++) {
+        struct page_counters c = {0};
+        struct round_stats rs;
+        if (precopy_send_round(mig, s, to_file, round, bitmap, &c, &rs, err) < 0)
+            return -1;
+        int64_t dirty = dirty_reader_harvest(&mig->reader, bitmap, err);
+        if (dirty < 0)
+            return -1;
+        rs.dirty_pages = (uint64_t)dirty;
+        total->pages += c.pages;
+        total->zero_pages += c.zero_pages;
+        total->bytes += c.bytes;
+        struct converge_decision d = converge_decide(&cp, &cs, &rs);
+        publish_round(mig, &rs, &c, &d, total, s->bytes_written);
+        if (d.action == CONVERGE_STOP_AND_COPY)
+            return 0;
+    }
+}
+
 static void *migration_thread(void *arg)
 {
     struct migration *mig = arg;
-    struct machine *m = mig->m;
+    struct machine *m = mig->job.m;
     struct ram *ram = &m->bus.ram;
     const struct migration_params *p = &mig->p;
-    struct error err = {{0}};
+    struct error err = {{0}}, rs_err;
     struct endpoint ep = {.fd = -1};
     struct stream s = {0};
     bool paused = false, handed_over = false;
@@ -139,124 +200,41 @@ static void *migration_thread(void *arg)
         error_set(&err, "out of memory for the dirty bitmaps");
         goto fail;
     }
+    /* The job's reader of the dirty log, dropped before the job finishes
+     * (so the next job finds it free). */
+    if (dirty_reader_open(m, &mig->reader, job_kind_name(mig->job.kind), &err) < 0)
+        goto fail;
     if (transport_open_out(p->uri, &ep, &err) < 0 || stream_init(&s, ep.fd, &err) < 0)
         goto fail;
-    pthread_mutex_lock(&mig->lock);
+    pthread_mutex_lock(&mig->job.lock);
     mig->fd = ep.fd;
-    pthread_mutex_unlock(&mig->lock);
+    pthread_mutex_unlock(&mig->job.lock);
     s.timeout_ms = HANDSHAKE_TIMEOUT_MS;
     if (stream_write_header(&s, version, &err) < 0 || mstate_put_machine(&s, m, &err) < 0)
         goto fail;
 
-    if (p->live) {
-        /* Start the dirty log now: what the guest writes from here on is
-         * sent again in a later round. */
-        if (machine_dirty_sync_remote(m, scratch) < 0) {
-            error_set(&err, "the machine stopped");
-            goto fail;
-        }
-        set_all(bitmap, ram->npages);
-        set_state(mig, MIG_ACTIVE);
-        uint64_t prev_dirty = UINT64_MAX;
-        unsigned stalled = 0, extra = 0;
-        for (uint32_t round = 1;; round++) {
-            uint8_t rb[4];
-            put_u32(rb, round);
-            if (stream_put(&s, REC_ROUND, rb, 4, &err) < 0)
-                goto fail;
-            struct page_counters c = {0};
-            uint64_t t_round = vclock_host_ns(), wire0 = s.bytes_written + s.wlen;
-            if (mstate_put_pages(&s, m, bitmap, &c, p->bandwidth, &mig->cancel, &err) < 0)
-                goto fail;
-            if (!ep.is_file) {
-                /* Round trip: the round counts as done when the destination
-                 * has applied it, so the rate below is end to end and no
-                 * backlog is left for the final pause. */
-                if (stream_put(&s, REC_PING, rb, 4, &err) < 0 || stream_flush(&s, &err) < 0 ||
-                    wait_reply(&s, REC_PONG, NULL, &err) < 0)
-                    goto fail;
-            } else if (stream_flush(&s, &err) < 0) {
-                goto fail;
-            }
-            uint64_t dur = vclock_host_ns() - t_round;
-            if (dur == 0)
-                dur = 1;
-            int64_t dirty = machine_dirty_sync_remote(m, bitmap);
-            if (dirty < 0) {
-                error_set(&err, "the machine stopped");
-                goto fail;
-            }
-            total.pages += c.pages;
-            total.zero_pages += c.zero_pages;
-            total.bytes += c.bytes;
-            double bw = (double)(s.bytes_written - wire0) * 1e9 / (double)dur;
-            double rate = (double)dirty * 1e9 / (double)dur;
-            /* Predicted pause: the pages left plus device state at the
-             * bandwidth just measured. */
-            double predicted = bw > 0 ? ((double)dirty * RAM_PAGE_SIZE +
-                                         (double)device_state_bytes(m)) / bw * 1e9 : 1e18;
-            pthread_mutex_lock(&mig->lock);
-            if (round <= MIG_MAX_ROUNDS) {
-                struct migration_round *r = &mig->st.round[round - 1];
-                *r = (struct migration_round){round, c.pages, c.zero_pages,
-                                              s.bytes_written - wire0, dur, (uint64_t)dirty,
-                                              rate, bw};
-                mig->st.rounds = round;
-            }
-            mig->st.remaining_pages = (uint64_t)dirty;
-            mig->st.dirty_rate = rate;
-            mig->st.bandwidth = bw;
-            mig->st.predicted_downtime_ns = (uint64_t)predicted;
-            mig->st.wire_bytes = s.bytes_written;
-            mig->st.pages = total.pages;
-            mig->st.zero_pages = total.zero_pages;
-            pthread_mutex_unlock(&mig->lock);
-            /* Half the target: the send rate measured here runs ahead of
-             * what the destination has applied (socket buffers), and the
-             * stop itself costs a pause and a round trip. */
-            if (predicted <= (double)p->max_downtime_ns * DOWNTIME_SAFETY) {
-                pthread_mutex_lock(&mig->lock);
-                mig->st.converged = true;
-                pthread_mutex_unlock(&mig->lock);
-                /* Target met. Another round still pays while the dirty set
-                 * shrinks fast (a round over a quarter of the pages leaves
-                 * about a quarter as many behind) and is not already a
-                 * tail: it costs a little total time, the pause less. */
-                bool shrinking = (uint64_t)dirty * 4 <= c.pages;
-                if ((uint64_t)dirty <= TAIL_PAGES || !shrinking || extra >= MAX_EXTRA_ROUNDS ||
-                    round >= MAX_ROUNDS || round >= MIG_MAX_ROUNDS)
-                    break;
-                extra++;
-                prev_dirty = (uint64_t)dirty;
-                continue;
-            }
-            /* Not converging: the dirty set stopped shrinking, or the
-             * limits of rounds and volume were reached. */
-            stalled = (uint64_t)dirty * 10 >= prev_dirty * 9 ? stalled + 1 : 0;
-            prev_dirty = (uint64_t)dirty;
-            if (round >= MAX_ROUNDS || total.pages >= MAX_RAM_MULTIPLE * ram->npages ||
-                (round >= 3 && stalled >= 2) || round >= MIG_MAX_ROUNDS)
-                break;
-        }
-    }
+    if (p->live && precopy_rounds(mig, &s, ep.is_file, bitmap, scratch, &total, &err) < 0)
+        goto fail;
 
     /* Stop and copy. */
     set_state(mig, MIG_COMPLETING);
     t_pause = vclock_host_ns();
-    pthread_mutex_lock(&mig->lock);
+    pthread_mutex_lock(&mig->job.lock);
     mig->st.paused_at_ns = t_pause;
-    pthread_mutex_unlock(&mig->lock);
-    if (machine_pause(m) < 0) {
-        error_set(&err, "the machine stopped before the final copy");
+    pthread_mutex_unlock(&mig->job.lock);
+    /* The job's own hold: an operator's pause or resume meanwhile neither
+     * runs the guest during the copy nor is undone by the job. */
+    if (runstate_hold(m, mig->hold, &err) < 0) {
+        error_prefix(&err, "cannot pause for the final copy");
         goto fail;
     }
     paused = true;
+    if (runstate_transition(m, RUN_STATE_PAUSED, RUN_STATE_COMPLETING, &err) < 0)
+        goto fail;
     migration_trace("paused", t_pause);
     if (p->live) {
-        if (machine_dirty_sync_remote(m, scratch) < 0) {
-            error_set(&err, "dirty log sync failed");
+        if (dirty_reader_harvest(&mig->reader, scratch, &err) < 0)
             goto fail;
-        }
         for (size_t i = 0; i < ram->dirty_words; i++)
             bitmap[i] |= scratch[i];
         migration_trace("dirty log synced", t_pause);
@@ -264,7 +242,7 @@ static void *migration_thread(void *arg)
         set_all(bitmap, ram->npages);
     }
     struct page_counters c = {0};
-    if (mstate_put_pages(&s, m, bitmap, &c, 0, &mig->cancel, &err) < 0)
+    if (mstate_put_pages(&s, m, bitmap, &c, 0, &mig->job.cancel, &err) < 0)
         goto fail;
     migration_trace("pages queued", t_pause);
     if (mstate_put_devices(&s, m, version, &err) < 0)
@@ -274,33 +252,40 @@ static void *migration_thread(void *arg)
     total.zero_pages += c.zero_pages;
     if (p->verify) {
         uint8_t hb[8];
-        put_u64(hb, mstate_hash(m));
+        uint64_t hash;
+        if (mstate_hash(m, &hash, &err) < 0)
+            goto fail;
+        put_u64(hb, hash);
         if (stream_put(&s, REC_VERIFY, hb, 8, &err) < 0)
             goto fail;
     }
     if (stream_put(&s, REC_END, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0)
         goto fail;
     migration_trace("final state sent", t_pause);
-    if (mig->cancel) {
+    if (atomic_load(&mig->job.cancel)) {
         error_set(&err, "cancelled");
         goto fail;
     }
 
     uint64_t t_end_sent = vclock_host_ns(), downtime = 0;
     if (!ep.is_file) {
-        uint64_t ready_took, running_took;
+        struct handover h = {.peer = destination, .ready_type = REC_READY};
         stream_spin(&s, FINAL_SPIN_NS);
-        if (wait_reply(&s, REC_READY, &ready_took, &err) < 0)
+        if (handover_wait_ready(&s, &h, &err) < 0)
             goto fail;
-        uint64_t t_ready = vclock_host_ns();
         /* Commit point: the destination holds the complete state. From
          * here the guest must never run here again unless we know the
          * destination will not run it. */
         migration_trace("READY", t_pause);
-        pthread_mutex_lock(&mig->lock);
-        if (!mig->cancel)
+        pthread_mutex_lock(&mig->job.lock);
+        if (!atomic_load(&mig->job.cancel))
             mig->handed_over = handed_over = true;
-        pthread_mutex_unlock(&mig->lock);
+        pthread_mutex_unlock(&mig->job.lock);
+        if (handed_over && runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_HANDOVER,
+                                               &err) < 0) {
+            handed_over = false; /* cannot happen: nobody else leaves COMPLETING */
+            goto fail;
+        }
         if (!handed_over) {
             /* Cancelled before GO: the destination never runs the guest. */
             error_set(&err, "cancelled");
@@ -309,10 +294,7 @@ static void *migration_thread(void *arg)
         /* No stream_spin for RUNNING: the destination's vCPU starts to
          * run the guest as it sends it, and a thread yielding to a busy
          * one can wait out its whole time slice. */
-        if (stream_put(&s, REC_GO, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0)
-            goto fail;
-        uint64_t t_go = vclock_host_ns();
-        if (wait_reply(&s, REC_RUNNING, &running_took, &err) < 0)
+        if (handover_go(&s, &h, &err) < 0)
             goto fail;
         /* The guest's downtime ends when the destination resumes it, not
          * when we hear so: pause to GO sent (our clock), GO's one-way trip
@@ -320,10 +302,10 @@ static void *migration_thread(void *arg)
          * both measured), and GO to resumed (the destination's clock). An
          * older destination reports no durations: then it is pause to
          * RUNNING heard. */
-        uint64_t rtt = t_ready - t_end_sent;
-        rtt = rtt > ready_took ? rtt - ready_took : 0;
-        if (ready_took && running_took)
-            downtime = t_go - t_pause + rtt / 2 + running_took;
+        uint64_t rtt = h.t_ready - t_end_sent;
+        rtt = rtt > h.ready_took_ns ? rtt - h.ready_took_ns : 0;
+        if (h.ready_took_ns && h.running_took_ns)
+            downtime = h.t_go - t_pause + rtt / 2 + h.running_took_ns;
     }
     uint64_t t_end = vclock_host_ns();
     /* Hearing RUNNING bounds it from above (a late wakeup for READY can
@@ -332,7 +314,7 @@ static void *migration_thread(void *arg)
         downtime = t_end - t_pause;
     migration_trace("RUNNING", t_pause);
     migration_trace_flush();
-    pthread_mutex_lock(&mig->lock);
+    pthread_mutex_lock(&mig->job.lock);
     mig->st.downtime_ns = ep.is_file ? 0 : downtime;
     mig->st.handover_ns = ep.is_file ? 0 : t_end - t_pause;
     mig->st.total_ns = t_end - t0;
@@ -342,23 +324,29 @@ static void *migration_thread(void *arg)
     mig->st.remaining_pages = 0;
     mig->st.verified = p->verify;
     mig->st.state = MIG_COMPLETED;
-    pthread_mutex_unlock(&mig->lock);
+    pthread_mutex_unlock(&mig->job.lock);
     stream_free(&s);
     transport_close(&ep);
     free(bitmap);
     free(scratch);
+    dirty_reader_close(&mig->reader);
     if (ep.is_file && p->keep_running) {
-        machine_resume(m);
+        if (runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_PAUSED, &rs_err) < 0 ||
+            runstate_release(m, mig->hold, &rs_err) < 0)
+            fprintf(stderr, "ferry: save: %s\n", rs_err.msg);
     } else {
         /* The guest lives on elsewhere (or in the file): end this VM. */
+        runstate_transition(m, ep.is_file ? RUN_STATE_COMPLETING : RUN_STATE_HANDOVER,
+                            RUN_STATE_MIGRATED, &rs_err);
         machine_request_stop(m, MACHINE_MIGRATED, 0);
-        machine_resume(m);
+        machine_resume(m); /* wakes the parked loop, which sees the stop and ends */
     }
+    job_finish(&mig->job);
     return NULL;
 
 fail:
-    pthread_mutex_lock(&mig->lock);
-    mig->st.state = mig->cancel ? MIG_CANCELLED : MIG_FAILED;
+    pthread_mutex_lock(&mig->job.lock);
+    mig->st.state = atomic_load(&mig->job.cancel) ? MIG_CANCELLED : MIG_FAILED;
     mig->st.total_ns = vclock_host_ns() - t0;
     mig->st.wire_bytes = s.bytes_written;
     if (handed_over)
@@ -369,7 +357,7 @@ fail:
     else
         snprintf(mig->st.error, sizeof mig->st.error, "%s; the guest keeps running here",
                  err.msg);
-    pthread_mutex_unlock(&mig->lock);
+    pthread_mutex_unlock(&mig->job.lock);
     if (ep.fd >= 0) {
         /* Tell the destination why, if it still listens. */
         struct error ignored;
@@ -384,95 +372,128 @@ fail:
     transport_close(&ep);
     free(bitmap);
     free(scratch);
-    if (paused && !handed_over)
-        machine_resume(m);
+    dirty_reader_close(&mig->reader);
+    if (paused && handed_over) {
+        /* Only someone who checked the destination may run it here. */
+        runstate_hand_to_operator(m, mig->hold, RUN_STATE_HANDOVER, &rs_err);
+    } else if (paused) {
+        /* COMPLETING -> PAUSED may fail when the pause itself failed
+         * before it: then the state never left PAUSED. */
+        runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_PAUSED, &rs_err);
+        if (runstate_release(m, mig->hold, &rs_err) < 0)
+            fprintf(stderr, "ferry: migration: %s\n", rs_err.msg);
+    }
+    job_finish(&mig->job);
     return NULL;
 }
 
+static void migration_stop_job(struct job *j)
+{
+    struct migration *mig = (struct migration *)j;
+    pthread_mutex_lock(&mig->job.lock);
+    if (!mig->handed_over) {
+        atomic_store(&mig->job.cancel, true);
+        if (mig->fd >= 0)
+            shutdown(mig->fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&mig->job.lock);
+}
+
+static void migration_destroy_job(struct job *j)
+{
+    free(j);
+}
+
+static const struct job_ops migration_job_ops = {
+    .stop = migration_stop_job,
+    .destroy = migration_destroy_job,
+};
+
 int migration_start(struct machine *m, const struct migration_params *p, struct error *err)
 {
-    if (m->migration) {
-        pthread_mutex_lock(&m->migration->lock);
-        enum migration_state st = m->migration->st.state;
-        pthread_mutex_unlock(&m->migration->lock);
-        if (st == MIG_SETUP || st == MIG_ACTIVE || st == MIG_COMPLETING)
-            return error_set(err, "a migration is already running");
-        migration_join(m);
-        pthread_mutex_destroy(&m->migration->lock);
-        free(m->migration);
-        m->migration = NULL;
-    }
     if (strncmp(p->uri, "tcp:", 4) != 0 && strncmp(p->uri, "file:", 5) != 0)
         return error_set(err, "destination '%s' must be tcp:HOST:PORT or file:PATH", p->uri);
     if (p->stream_version && (p->stream_version < STREAM_MIN_VERSION ||
                               p->stream_version > STREAM_VERSION))
         return error_set(err, "stream version %u is not supported", p->stream_version);
-    if (m->paused)
+    bool save = strncmp(p->uri, "file:", 5) == 0;
+    if (job_check_idle(m, save ? JOB_SAVE : JOB_MIGRATE, err) < 0)
+        return -1;
+    enum run_state rs = runstate_get(m);
+    if (rs == RUN_STATE_PAUSED)
         return error_set(err, "the guest is paused: resume it first");
+    if (rs != RUN_STATE_RUNNING)
+        return error_set(err, "the VM is %s: nothing to migrate", runstate_name(rs));
     struct migration *mig = calloc(1, sizeof *mig);
     if (!mig)
         return error_set(err, "out of memory");
-    mig->m = m;
+    job_init(&mig->job, save ? JOB_SAVE : JOB_MIGRATE, &migration_job_ops, m);
     mig->p = *p;
     mig->fd = -1;
-    pthread_mutex_init(&mig->lock, NULL);
+    mig->hold = save ? HOLD_SAVE : HOLD_MIGRATION;
     mig->st.state = MIG_SETUP;
     mig->st.live = p->live;
     mig->st.ram_pages = m->bus.ram.npages;
     mig->st.max_downtime_ns = p->max_downtime_ns;
     snprintf(mig->st.uri, sizeof mig->st.uri, "%s", p->uri);
-    if (pthread_create(&mig->thread, NULL, migration_thread, mig) != 0) {
-        free(mig);
-        return error_set(err, "cannot start the migration thread");
+    /* The job slot refuses a second job. */
+    if (job_start(m, &mig->job, migration_thread, err) < 0) {
+        job_put(&mig->job);
+        return -1;
     }
-    m->migration = mig;
     return 0;
+}
+
+struct job *migration_job(struct machine *m)
+{
+    return job_get(m, JOB_FAMILY_MIGRATION);
+}
+
+void migration_job_status(struct job *j, struct migration_status *out)
+{
+    struct migration *mig = (struct migration *)j;
+    pthread_mutex_lock(&mig->job.lock);
+    *out = mig->st;
+    pthread_mutex_unlock(&mig->job.lock);
 }
 
 void migration_get_status(struct machine *m, struct migration_status *out)
 {
     memset(out, 0, sizeof *out);
-    struct migration *mig = m->migration;
-    if (!mig)
+    struct job *j = migration_job(m);
+    if (!j)
         return;
-    pthread_mutex_lock(&mig->lock);
-    *out = mig->st;
-    pthread_mutex_unlock(&mig->lock);
+    migration_job_status(j, out);
+    job_put(j);
 }
 
 void migration_cancel(struct machine *m)
 {
-    struct migration *mig = m->migration;
-    if (!mig)
+    struct job *j = job_get_running(m);
+    if (!j)
         return;
-    pthread_mutex_lock(&mig->lock);
-    bool running = mig->st.state == MIG_SETUP || mig->st.state == MIG_ACTIVE ||
-                   mig->st.state == MIG_COMPLETING;
-    if (running && !mig->handed_over) {
-        mig->cancel = 1;
-        /* Unblock a thread stuck in send or receive. */
-        if (mig->fd >= 0)
-            shutdown(mig->fd, SHUT_RDWR);
+    if (job_family_of(j->kind) == JOB_FAMILY_MIGRATION) {
+        struct migration *mig = (struct migration *)j;
+        pthread_mutex_lock(&mig->job.lock);
+        bool running = mig->st.state == MIG_SETUP || mig->st.state == MIG_ACTIVE ||
+                       mig->st.state == MIG_COMPLETING;
+        if (running && !mig->handed_over) {
+            atomic_store(&mig->job.cancel, true);
+            /* Unblock a thread stuck in send or receive. */
+            if (mig->fd >= 0)
+                shutdown(mig->fd, SHUT_RDWR);
+        }
+        pthread_mutex_unlock(&mig->job.lock);
     }
-    pthread_mutex_unlock(&mig->lock);
+    job_put(j);
 }
 
 void migration_join(struct machine *m)
 {
-    struct migration *mig = m->migration;
-    if (mig && !mig->joined) {
-        pthread_join(mig->thread, NULL);
-        mig->joined = true;
-    }
-}
-
-void migration_free(struct machine *m)
-{
-    struct migration *mig = m->migration;
-    if (!mig)
+    struct job *j = job_get_running(m);
+    if (!j)
         return;
-    migration_join(m);
-    pthread_mutex_destroy(&mig->lock);
-    free(mig);
-    m->migration = NULL;
+    if (job_family_of(j->kind) == JOB_FAMILY_MIGRATION)
+        job_wait(j);
+    job_put(j);
 }

@@ -14,9 +14,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "dev/virtio_blk.h"
-#include "dev/virtio_net.h"
 #include "machine/machine.h"
+#include "migrate/handover.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
 #include "migrate/replication.h"
@@ -28,14 +27,13 @@
 #define HEARTBEAT_NS (50ull * 1000 * 1000)
 #define MIN_ACK_TIMEOUT_NS (2000ull * 1000 * 1000)
 
+/* A replication job. job.lock guards st, the requests, switch_rc/err and
+ * fd; job.cond is broadcast on each acknowledged epoch and at the end. */
 struct replication {
-    pthread_t thread;
-    struct machine *m;
+    struct job job;                 /* first: a struct job * is a struct replication * */
     struct replication_params p;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct replication_status st;   /* under lock */
-    bool stop_requested, switch_requested, finished;
+    struct replication_status st;   /* under job.lock */
+    bool stop_requested, switch_requested;
     int switch_rc;
     char switch_err[512];
     int fd;
@@ -47,56 +45,44 @@ struct replication {
     bool heartbeat_running, heartbeat_stop;
     pthread_mutex_t send_lock;
     struct stream *hb_stream;
+    struct dirty_reader reader;     /* registered while the job runs */
 };
 
 static uint64_t now_ns(void) { return vclock_host_ns(); }
 
-static void for_each_device(struct machine *m, void (*fn)(struct virtio_dev *, uint64_t),
+/* The devices with replication hooks (the registry's), each called with
+ * its hooks. */
+static void for_each_output(struct machine *m,
+                            void (*fn)(struct virtio_dev *, const struct repl_hooks *, uint64_t),
                             uint64_t arg)
 {
-    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
-        if (m->virtio[i].ops)
-            fn(&m->virtio[i], arg);
+    for (unsigned i = 0; i < m->devices.n; i++)
+        if (m->devices.dev[i].repl)
+            fn(m->devices.dev[i].vdev, m->devices.dev[i].repl, arg);
 }
 
-static void hold_on(struct virtio_dev *d, uint64_t epoch)
+static void hold_on(struct virtio_dev *d, const struct repl_hooks *h, uint64_t epoch)
 {
-    if (virtio_blk_is(d)) {
-        virtio_blk_set_epoch(d, epoch);
-        virtio_blk_hold_writes(d, true);
-    } else if (virtio_net_is(d)) {
-        virtio_net_set_epoch(d, epoch);
-        virtio_net_hold_output(d, true);
-    }
+    h->set_epoch(d, epoch);
+    h->hold(d, true);
 }
 
-static void hold_off(struct virtio_dev *d, uint64_t unused)
+static void hold_off(struct virtio_dev *d, const struct repl_hooks *h, uint64_t unused)
 {
     (void)unused;
-    if (virtio_blk_is(d))
-        virtio_blk_hold_writes(d, false); /* commits everything held */
-    else if (virtio_net_is(d))
-        virtio_net_hold_output(d, false); /* releases everything held */
+    h->hold(d, false); /* commits / releases everything held */
 }
 
-static void set_epoch(struct virtio_dev *d, uint64_t epoch)
+static void set_epoch(struct virtio_dev *d, const struct repl_hooks *h, uint64_t epoch)
 {
-    if (virtio_blk_is(d))
-        virtio_blk_set_epoch(d, epoch);
-    else if (virtio_net_is(d))
-        virtio_net_set_epoch(d, epoch);
+    h->set_epoch(d, epoch);
 }
 
-static void commit_epoch(struct virtio_dev *d, uint64_t epoch)
+static void commit_epoch(struct virtio_dev *d, const struct repl_hooks *h, uint64_t epoch)
 {
-    if (virtio_blk_is(d)) {
-        int rc = virtio_blk_commit(d, epoch);
-        if (rc < 0)
-            fprintf(stderr, "ferry: replication: writing held disk data failed: %s\n",
-                    strerror(-rc));
-    } else if (virtio_net_is(d)) {
-        virtio_net_release(d, epoch);
-    }
+    int rc = h->commit(d, epoch);
+    if (rc < 0)
+        fprintf(stderr, "ferry: replication: releasing held output failed: %s\n", strerror(-rc));
 }
 
 struct disk_capture {
@@ -117,13 +103,14 @@ static int capture_write(void *opaque, uint64_t offset, const void *data, size_t
 }
 
 /* Stages checkpoint `epoch` while the guest is paused. */
-static int stage_checkpoint(struct machine *m, struct stream *cs, uint64_t epoch,
+static int stage_checkpoint(struct replication *r, struct stream *cs, uint64_t epoch,
                             uint64_t committed, uint64_t *bitmap, uint64_t *scratch,
                             struct error *err)
 {
+    struct machine *m = r->job.m;
     struct ram *ram = &m->bus.ram;
-    if (machine_dirty_sync_remote(m, scratch) < 0)
-        return error_set(err, "the machine stopped");
+    if (dirty_reader_harvest(&r->reader, scratch, err) < 0)
+        return -1;
     for (size_t i = 0; i < ram->dirty_words; i++)
         bitmap[i] |= scratch[i];
     uint8_t cp[16];
@@ -135,36 +122,18 @@ static int stage_checkpoint(struct machine *m, struct stream *cs, uint64_t epoch
         mstate_put_devices(cs, m, STREAM_VERSION, err) < 0)
         return -1;
     memset(bitmap, 0, ram->dirty_words * 8);
-    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++) {
-        struct virtio_dev *d = &m->virtio[i];
-        if (!d->ops || !virtio_blk_is(d))
+    for (unsigned i = 0; i < m->devices.n; i++) {
+        const struct device_entry *d = &m->devices.dev[i];
+        if (!d->repl || !d->repl->epoch_writes)
             continue;
-        struct disk_capture dc = {cs, i, err};
-        if (virtio_blk_epoch_writes(d, epoch, capture_write, &dc) < 0)
+        struct disk_capture dc = {cs, d->instance, err};
+        if (d->repl->epoch_writes(d->vdev, epoch, capture_write, &dc) < 0)
             return -1;
     }
     return stream_put(cs, REC_END, NULL, 0, err);
 }
 
-static int wait_record(struct stream *s, uint32_t want, uint64_t epoch, struct error *err)
-{
-    for (;;) {
-        uint32_t type;
-        const uint8_t *body;
-        size_t len;
-        if (stream_get(s, &type, &body, &len, err) < 0)
-            return -1;
-        if (type == want && (want != REC_ACK || (len == 8 && get_u64(body) == epoch)))
-            return 0;
-        if (type == REC_ERROR)
-            return error_set(err, "standby: %.*s", (int)(len > 300 ? 300 : len),
-                             (const char *)body);
-        if (type == REC_ACK)
-            continue; /* an older epoch's */
-        if (!(type & REC_OPTIONAL))
-            return error_set(err, "standby sent unexpected record 0x%x", type);
-    }
-}
+static const struct peer standby_peer = {"standby", "standby"};
 
 static void *heartbeat_thread(void *arg)
 {
@@ -183,11 +152,17 @@ static void *heartbeat_thread(void *arg)
     }
 }
 
-static void heartbeat_start(struct replication *r, struct stream *s)
+/* Without heartbeats the standby would take a quiet primary for a dead
+ * one and fail over for nothing: no thread, no replication. */
+static int heartbeat_start(struct replication *r, struct stream *s, struct error *err)
 {
     r->hb_stream = s;
     r->heartbeat_stop = false;
-    r->heartbeat_running = pthread_create(&r->heartbeat, NULL, heartbeat_thread, r) == 0;
+    int rc = pthread_create(&r->heartbeat, NULL, heartbeat_thread, r);
+    if (rc != 0)
+        return error_set(err, "cannot start the heartbeat thread: %s", strerror(rc));
+    r->heartbeat_running = true;
+    return 0;
 }
 
 static void heartbeat_end(struct replication *r)
@@ -213,10 +188,91 @@ static int send_locked(struct replication *r, struct stream *s, const struct str
     return rc;
 }
 
+/* Initial copy while the guest runs (a few pre-copy rounds); the first
+ * checkpoint then carries what is still dirty (left in bitmap). */
+static int initial_copy(struct replication *r, struct stream *s, uint64_t *bitmap,
+                        uint64_t *scratch, struct error *err)
+{
+    struct machine *m = r->job.m;
+    struct ram *ram = &m->bus.ram;
+    if (dirty_reader_harvest(&r->reader, scratch, err) < 0)
+        return -1;
+    memset(bitmap, 0xff, ram->dirty_words * 8);
+    if (ram->npages % 64)
+        bitmap[ram->dirty_words - 1] = (1ull << (ram->npages % 64)) - 1;
+    for (int round = 0; round < INITIAL_ROUNDS; round++) {
+        struct page_counters c = {0};
+        if (mstate_put_pages(s, m, bitmap, &c, 0, NULL, err) < 0 || stream_flush(s, err) < 0)
+            return -1;
+        /* Records go straight to the socket from here on only under
+         * send_lock; the heartbeat thread starts after the bulk copy. */
+        if (dirty_reader_harvest(&r->reader, bitmap, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Sleeps until the epoch ends at `next` (CLOCK_MONOTONIC ns), unless asked
+ * to stop or switch over. Returns true to stop; *switching says whether a
+ * switchover was asked for. */
+static bool wait_epoch_end(struct replication *r, uint64_t next, bool *switching)
+{
+    pthread_mutex_lock(&r->job.lock);
+    while (!r->stop_requested && !r->switch_requested && now_ns() < next) {
+        uint64_t t = next, tnow = now_ns();
+        if (t <= tnow)
+            continue; /* the deadline passed meanwhile: no unsigned wrap */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t wait = t - tnow;
+        ts.tv_sec += (time_t)(wait / 1000000000);
+        ts.tv_nsec += (long)(wait % 1000000000);
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&r->job.cond, &r->job.lock, &ts);
+    }
+    bool stop = r->stop_requested;
+    *switching = r->switch_requested;
+    if (*switching)
+        r->st.state = REPL_SWITCHING;
+    pthread_mutex_unlock(&r->job.lock);
+    return stop;
+}
+
+/* Status publishing: an acknowledged epoch's figures. */
+static void publish_epoch(struct replication *r, bool switching, uint64_t epoch, size_t bytes,
+                          uint64_t t_pause, uint64_t t_resume, uint64_t last_cp)
+{
+    pthread_mutex_lock(&r->job.lock);
+    r->st.state = switching ? REPL_SWITCHING : REPL_PROTECTED;
+    r->st.epoch = epoch;
+    r->st.acked_epoch = epoch;
+    r->st.last_checkpoint_bytes = bytes;
+    r->st.last_pause_ns = t_resume - t_pause;
+    if (r->st.last_pause_ns > r->st.max_pause_ns)
+        r->st.max_pause_ns = r->st.last_pause_ns;
+    if (last_cp) {
+        r->interval_sum_ns += t_pause - last_cp;
+        r->interval_count++;
+        r->st.achieved_interval_ms = (double)r->interval_sum_ns / (double)r->interval_count / 1e6;
+        r->st.checkpoints_per_s = 1e3 / r->st.achieved_interval_ms;
+    }
+    r->st.last_ack_age_ns = 0;
+    pthread_cond_broadcast(&r->job.cond);
+    pthread_mutex_unlock(&r->job.lock);
+}
+
+static int flush_locked(void *opaque, struct stream *s, struct error *err)
+{
+    return send_locked(opaque, s, NULL, err);
+}
+
 static void *replication_thread(void *arg)
 {
     struct replication *r = arg;
-    struct machine *m = r->m;
+    struct machine *m = r->job.m;
     struct ram *ram = &m->bus.ram;
     struct error err = {{0}};
     struct endpoint ep = {.fd = -1};
@@ -229,64 +285,26 @@ static void *replication_thread(void *arg)
         error_set(&err, "out of memory");
         goto fail;
     }
+    /* The job's reader of the dirty log, dropped before the job finishes. */
+    if (dirty_reader_open(m, &r->reader, "replication", &err) < 0)
+        goto fail;
     cs.capture = true;
     if (transport_open_out(r->p.uri, &ep, &err) < 0 || stream_init(&s, ep.fd, &err) < 0)
         goto fail;
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->job.lock);
     r->fd = ep.fd;
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->job.lock);
     uint64_t ack_timeout = r->p.interval_ns * 20 > MIN_ACK_TIMEOUT_NS ? r->p.interval_ns * 20
                                                                        : MIN_ACK_TIMEOUT_NS;
     s.timeout_ms = (int)(ack_timeout / 1000000);
     if (stream_write_header(&s, STREAM_VERSION, &err) < 0 || mstate_put_machine(&s, m, &err) < 0)
         goto fail;
 
-    /* Initial copy while the guest runs (a few pre-copy rounds); the first
-     * checkpoint then carries what is still dirty. */
-    if (machine_dirty_sync_remote(m, scratch) < 0) {
-        error_set(&err, "the machine stopped");
+    if (initial_copy(r, &s, bitmap, scratch, &err) < 0 || heartbeat_start(r, &s, &err) < 0)
         goto fail;
-    }
-    memset(bitmap, 0xff, ram->dirty_words * 8);
-    if (ram->npages % 64)
-        bitmap[ram->dirty_words - 1] = (1ull << (ram->npages % 64)) - 1;
-    for (int round = 0; round < INITIAL_ROUNDS; round++) {
-        struct page_counters c = {0};
-        if (mstate_put_pages(&s, m, bitmap, &c, 0, NULL, &err) < 0 || stream_flush(&s, &err) < 0)
-            goto fail;
-        /* Records go straight to the socket from here on only under
-         * send_lock; the heartbeat thread starts after the bulk copy. */
-        if (machine_dirty_sync_remote(m, bitmap) < 0) {
-            error_set(&err, "the machine stopped");
-            goto fail;
-        }
-    }
-
-    heartbeat_start(r, &s);
     uint64_t next = now_ns(), last_cp = 0;
     for (;;) {
-        /* Sleep until the epoch ends, unless asked to stop or switch. */
-        pthread_mutex_lock(&r->lock);
-        while (!r->stop_requested && !r->switch_requested && now_ns() < next) {
-            uint64_t t = next, tnow = now_ns();
-            if (t <= tnow)
-                continue; /* the deadline passed meanwhile: no unsigned wrap */
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint64_t wait = t - tnow;
-            ts.tv_sec += (time_t)(wait / 1000000000);
-            ts.tv_nsec += (long)(wait % 1000000000);
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&r->cond, &r->lock, &ts);
-        }
-        bool stop = r->stop_requested;
-        switching = r->switch_requested;
-        if (switching)
-            r->st.state = REPL_SWITCHING;
-        pthread_mutex_unlock(&r->lock);
+        bool stop = wait_epoch_end(r, next, &switching);
         if (stop) {
             stream_put(&s, REC_STOP, NULL, 0, &err);
             send_locked(r, &s, NULL, &err);
@@ -296,48 +314,40 @@ static void *replication_thread(void *arg)
         /* End of epoch: stage the checkpoint with the guest paused. */
         epoch++;
         uint64_t t_pause = now_ns();
-        if (machine_pause(m) < 0) {
-            error_set(&err, "the machine stopped");
+        /* The epoch's own hold: if the operator paused the guest too, the
+         * guest stays paused when this epoch lets go. */
+        if (runstate_hold(m, HOLD_REPLICATION, &err) < 0)
             goto fail;
-        }
         paused = true;
+        if (switching &&
+            runstate_transition(m, RUN_STATE_PAUSED, RUN_STATE_COMPLETING, &err) < 0)
+            goto fail;
         cs.wlen = 0;
-        if (stage_checkpoint(m, &cs, epoch, acked, bitmap, scratch, &err) < 0)
+        if (stage_checkpoint(r, &cs, epoch, acked, bitmap, scratch, &err) < 0)
             goto fail;
         if (!holding) {
             /* Protection starts here: from now on output waits for acks. */
-            for_each_device(m, hold_on, epoch + 1);
+            for_each_output(m, hold_on, epoch + 1);
             holding = true;
         } else {
-            for_each_device(m, set_epoch, epoch + 1);
+            for_each_output(m, set_epoch, epoch + 1);
         }
         uint64_t t_resume = now_ns();
         if (!switching) {
-            machine_resume(m);
             paused = false;
+            if (runstate_release(m, HOLD_REPLICATION, &err) < 0)
+                goto fail;
         }
-        if (send_locked(r, &s, &cs, &err) < 0 || wait_record(&s, REC_ACK, epoch, &err) < 0)
+        /* The ACK is the checkpoint's READY: for a switchover, the first
+         * half of the commit handshake. */
+        struct handover h = {.peer = standby_peer, .ready_type = REC_ACK, .epoch = epoch,
+                             .flush = flush_locked, .opaque = r};
+        if (send_locked(r, &s, &cs, &err) < 0 || handover_wait_ready(&s, &h, &err) < 0)
             goto fail;
         acked = epoch;
-        for_each_device(m, commit_epoch, epoch);
+        for_each_output(m, commit_epoch, epoch);
         uint64_t t_ack = now_ns();
-        pthread_mutex_lock(&r->lock);
-        r->st.state = switching ? REPL_SWITCHING : REPL_PROTECTED;
-        r->st.epoch = epoch;
-        r->st.acked_epoch = acked;
-        r->st.last_checkpoint_bytes = cs.wlen;
-        r->st.last_pause_ns = t_resume - t_pause;
-        if (r->st.last_pause_ns > r->st.max_pause_ns)
-            r->st.max_pause_ns = r->st.last_pause_ns;
-        if (last_cp) {
-            r->interval_sum_ns += t_pause - last_cp;
-            r->interval_count++;
-            r->st.achieved_interval_ms = (double)r->interval_sum_ns / (double)r->interval_count / 1e6;
-            r->st.checkpoints_per_s = 1e3 / r->st.achieved_interval_ms;
-        }
-        r->st.last_ack_age_ns = 0;
-        pthread_cond_broadcast(&r->cond);
-        pthread_mutex_unlock(&r->lock);
+        publish_epoch(r, switching, epoch, cs.wlen, t_pause, t_resume, last_cp);
         last_cp = t_pause;
         next = t_pause + r->p.interval_ns;
         if (next < t_ack)
@@ -345,60 +355,60 @@ static void *replication_thread(void *arg)
 
         if (switching) {
             /* The standby holds the final state: hand the guest over. */
-            if (stream_put(&s, REC_GO, NULL, 0, &err) < 0 || send_locked(r, &s, NULL, &err) < 0 ||
-                wait_record(&s, REC_RUNNING, 0, &err) < 0) {
-                /* Past GO the standby may run the guest: never resume. */
-                pthread_mutex_lock(&r->lock);
+            struct error rs_err;
+            runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_HANDOVER, &rs_err);
+            if (handover_go(&s, &h, &err) < 0) {
+                /* Past GO the standby may run the guest: never resume
+                 * (only the operator, who checked, may). */
+                runstate_hand_to_operator(m, HOLD_REPLICATION, RUN_STATE_HANDOVER, &rs_err);
+                pthread_mutex_lock(&r->job.lock);
                 r->st.state = REPL_UNPROTECTED;
                 snprintf(r->st.error, sizeof r->st.error,
                          "switchover uncertain: %s; the guest stays paused here", err.msg);
                 r->switch_rc = -1;
                 snprintf(r->switch_err, sizeof r->switch_err, "%s", r->st.error);
-                r->finished = true;
-                pthread_cond_broadcast(&r->cond);
-                pthread_mutex_unlock(&r->lock);
+                pthread_mutex_unlock(&r->job.lock);
                 goto out;
             }
-            uint64_t t_running = now_ns();
-            pthread_mutex_lock(&r->lock);
+            pthread_mutex_lock(&r->job.lock);
             r->st.state = REPL_SWITCHED;
-            r->st.switchover_downtime_ns = t_running - t_pause;
+            r->st.switchover_downtime_ns = h.t_running - t_pause;
             r->switch_rc = 0;
-            r->finished = true;
-            pthread_cond_broadcast(&r->cond);
-            pthread_mutex_unlock(&r->lock);
+            pthread_mutex_unlock(&r->job.lock);
+            runstate_transition(m, RUN_STATE_HANDOVER, RUN_STATE_MIGRATED, &rs_err);
             machine_request_stop(m, MACHINE_MIGRATED, 0);
-            machine_resume(m);
+            machine_resume(m); /* wakes the parked loop, which sees the stop and ends */
             goto out;
         }
     }
     /* Stopped on request: release what is held, run on alone. */
-    for_each_device(m, hold_off, 0);
-    pthread_mutex_lock(&r->lock);
+    for_each_output(m, hold_off, 0);
+    pthread_mutex_lock(&r->job.lock);
     r->st.state = REPL_STOPPED;
-    r->finished = true;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->job.lock);
     goto out;
 
 fail:
     heartbeat_end(r);
     /* The standby is gone or broken: never hold the guest hostage. */
     if (holding)
-        for_each_device(m, hold_off, 0);
-    if (paused)
-        machine_resume(m);
+        for_each_output(m, hold_off, 0);
+    if (paused) {
+        struct error rs_err;
+        if (switching)
+            runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_PAUSED, &rs_err);
+        if (runstate_release(m, HOLD_REPLICATION, &rs_err) < 0)
+            fprintf(stderr, "ferry: replication: %s\n", rs_err.msg);
+    }
     fprintf(stderr, "ferry: replication: %s; the guest runs on UNPROTECTED\n", err.msg);
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->job.lock);
     r->st.state = REPL_UNPROTECTED;
     snprintf(r->st.error, sizeof r->st.error, "%s", err.msg);
     if (switching) {
         r->switch_rc = -1;
         snprintf(r->switch_err, sizeof r->switch_err, "%s", err.msg);
     }
-    r->finished = true;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->job.lock);
 out:
     heartbeat_end(r);
     stream_free(&s);
@@ -406,77 +416,98 @@ out:
     transport_close(&ep);
     free(bitmap);
     free(scratch);
+    dirty_reader_close(&r->reader);
+    job_finish(&r->job);
     return NULL;
 }
 
+static void replication_stop_job(struct job *j)
+{
+    struct replication *r = (struct replication *)j;
+    pthread_mutex_lock(&r->job.lock);
+    r->stop_requested = true;
+    atomic_store(&r->job.cancel, true);
+    pthread_cond_broadcast(&r->job.cond);
+    if (r->fd >= 0 && !r->job.finished)
+        shutdown(r->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&r->job.lock);
+}
+
+static void replication_destroy_job(struct job *j)
+{
+    struct replication *r = (struct replication *)j;
+    pthread_mutex_destroy(&r->send_lock);
+    free(r);
+}
+
+static const struct job_ops replication_job_ops = {
+    .stop = replication_stop_job,
+    .destroy = replication_destroy_job,
+};
+
 int replication_start(struct machine *m, const struct replication_params *p, struct error *err)
 {
-    struct replication *r = m->replication;
-    if (r) {
-        pthread_mutex_lock(&r->lock);
-        bool done = r->finished;
-        pthread_mutex_unlock(&r->lock);
-        if (!done)
-            return error_set(err, "replication is already running");
-        replication_free(m);
-    }
-    if (m->migration && !m->paused) {
-        struct migration_status st;
-        migration_get_status(m, &st);
-        if (st.state == MIG_SETUP || st.state == MIG_ACTIVE || st.state == MIG_COMPLETING)
-            return error_set(err, "a migration is running");
-    }
     if (strncmp(p->uri, "tcp:", 4) != 0)
         return error_set(err, "standby '%s' must be tcp:HOST:PORT", p->uri);
     if (p->interval_ns < 1000000 || p->interval_ns > 60ull * 1000000000)
         return error_set(err, "interval must be between 1 ms and 60 s");
-    r = calloc(1, sizeof *r);
+    if (job_check_idle(m, JOB_REPLICATE, err) < 0)
+        return -1;
+    enum run_state rs = runstate_get(m);
+    if (rs != RUN_STATE_RUNNING && rs != RUN_STATE_PAUSED)
+        return error_set(err, "the VM is %s: nothing to replicate", runstate_name(rs));
+    struct replication *r = calloc(1, sizeof *r);
     if (!r)
         return error_set(err, "out of memory");
-    r->m = m;
+    job_init(&r->job, JOB_REPLICATE, &replication_job_ops, m);
     r->p = *p;
     r->fd = -1;
-    pthread_mutex_init(&r->lock, NULL);
-    /* The epoch deadlines are CLOCK_MONOTONIC: the condition must be too. */
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cond, &ca);
-    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&r->send_lock, NULL);
     r->st.state = REPL_SYNCING;
     r->st.interval_ns = p->interval_ns;
     snprintf(r->st.uri, sizeof r->st.uri, "%s", p->uri);
-    if (pthread_create(&r->thread, NULL, replication_thread, r) != 0) {
-        free(r);
-        return error_set(err, "cannot start the replication thread");
+    /* One job at a time. */
+    if (job_start(m, &r->job, replication_thread, err) < 0) {
+        job_put(&r->job);
+        return -1;
     }
-    m->replication = r;
     return 0;
 }
 
+/* stop or switch over: asks the thread and waits for it to finish, holding
+ * a reference so the job outlives the wait whatever else happens. The
+ * first request wins; a different one arriving meanwhile is refused. */
 static int replication_request(struct machine *m, bool stop, struct error *err)
 {
-    struct replication *r = m->replication;
-    if (!r)
+    struct job *j = job_get(m, JOB_FAMILY_REPLICATION);
+    if (!j)
         return error_set(err, "the VM is not replicated");
-    pthread_mutex_lock(&r->lock);
-    if (r->finished) {
-        pthread_mutex_unlock(&r->lock);
-        return error_set(err, "replication is not running (%s)",
-                         r->st.error[0] ? r->st.error : "stopped");
-    }
-    if (stop)
-        r->stop_requested = true;
-    else
-        r->switch_requested = true;
-    pthread_cond_broadcast(&r->cond);
-    while (!r->finished)
-        pthread_cond_wait(&r->cond, &r->lock);
+    struct replication *r = (struct replication *)j;
     int rc = 0;
-    if (!stop && r->switch_rc < 0)
-        rc = error_set(err, "%s", r->switch_err);
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_lock(&r->job.lock);
+    if (r->job.finished) {
+        rc = error_set(err, "replication is not running (%s)",
+                       r->st.error[0] ? r->st.error : "stopped");
+    } else if (r->stop_requested && !stop) {
+        rc = error_set(err, "replication is being stopped: switchover refused");
+    } else if (r->switch_requested && stop) {
+        rc = error_set(err, "a switchover is in progress: replicate-stop refused");
+    } else {
+        if (stop)
+            r->stop_requested = true;
+        else
+            r->switch_requested = true;
+        pthread_cond_broadcast(&r->job.cond);
+        while (!r->job.finished)
+            pthread_cond_wait(&r->job.cond, &r->job.lock);
+        if (!stop && r->switch_rc < 0)
+            rc = error_set(err, "%s", r->switch_err);
+        else if (!stop && r->st.state != REPL_SWITCHED)
+            rc = error_set(err, "switchover failed: %s", r->st.error[0] ? r->st.error
+                                                                        : "replication ended");
+    }
+    pthread_mutex_unlock(&r->job.lock);
+    job_put(j);
     return rc;
 }
 
@@ -493,33 +524,18 @@ int replication_switchover(struct machine *m, struct error *err)
 void replication_get_status(struct machine *m, struct replication_status *out)
 {
     memset(out, 0, sizeof *out);
-    struct replication *r = m->replication;
-    if (!r)
+    struct job *j = job_get(m, JOB_FAMILY_REPLICATION);
+    if (!j)
         return;
-    pthread_mutex_lock(&r->lock);
+    struct replication *r = (struct replication *)j;
+    pthread_mutex_lock(&r->job.lock);
     *out = r->st;
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->job.lock);
+    job_put(j);
     out->held_frames = 0;
-    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
-        if (m->virtio[i].ops && virtio_net_is(&m->virtio[i]))
-            out->held_frames += virtio_net_held_frames(&m->virtio[i]);
-}
-
-void replication_free(struct machine *m)
-{
-    struct replication *r = m->replication;
-    if (!r)
-        return;
-    pthread_mutex_lock(&r->lock);
-    r->stop_requested = true;
-    pthread_cond_broadcast(&r->cond);
-    if (r->fd >= 0 && !r->finished)
-        shutdown(r->fd, SHUT_RDWR);
-    pthread_mutex_unlock(&r->lock);
-    pthread_join(r->thread, NULL);
-    pthread_mutex_destroy(&r->lock);
-    pthread_cond_destroy(&r->cond);
-    pthread_mutex_destroy(&r->send_lock);
-    free(r);
-    m->replication = NULL;
+    for (unsigned i = 0; i < m->devices.n; i++) {
+        const struct device_entry *d = &m->devices.dev[i];
+        if (d->repl && d->repl->held)
+            out->held_frames += d->repl->held(d->vdev);
+    }
 }

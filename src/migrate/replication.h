@@ -43,13 +43,14 @@ struct replication_status {
     char error[512];
 };
 
+/* Starts the replication job; refused while another job (migrate, save,
+ * replicate) runs. */
 int replication_start(struct machine *m, const struct replication_params *p, struct error *err);
 int replication_stop(struct machine *m, struct error *err);
 /* Planned move to the standby: one last checkpoint, then the standby runs
  * the guest and this VM ends. Blocks until done or failed. */
 int replication_switchover(struct machine *m, struct error *err);
 void replication_get_status(struct machine *m, struct replication_status *out);
-void replication_free(struct machine *m);
 
 /* Standby side (ferry run --standby tcp:ADDR:PORT): receives checkpoints
  * until the primary dies (failover: after `fence` succeeds, if given) or

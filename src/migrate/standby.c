@@ -8,6 +8,7 @@
  * timeout (or the connection breaks), the standby runs the fencing command
  * if one was given — and does not take over if it fails — re-applies the
  * disk writes of acknowledged epochs (idempotent), and resumes the guest. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "dev/virtio_blk.h"
 #include "machine/machine.h"
+#include "migrate/load_order.h"
 #include "migrate/mstate.h"
 #include "migrate/receive.h"
 #include "migrate/replication.h"
@@ -30,7 +32,7 @@ struct pending_write {
     uint32_t slot;
     uint64_t offset;
     size_t len;
-    uint8_t *data;
+    uint8_t *record;   /* the DISK_WRITE body: u32 slot, u64 offset, data */
 };
 
 struct standby {
@@ -73,51 +75,92 @@ static void prune_writes(struct standby *sb, uint64_t committed)
     size_t j = 0;
     for (size_t i = 0; i < sb->nwrites; i++) {
         if (sb->writes[i].epoch <= committed)
-            free(sb->writes[i].data);
+            free(sb->writes[i].record);
         else
             sb->writes[j++] = sb->writes[i];
     }
     sb->nwrites = j;
 }
 
-static int keep_write(struct standby *sb, uint64_t epoch, const uint8_t *body, size_t len,
-                      struct error *err)
+/* Checks one DISK_WRITE record: its size, its slot holds a disk, and the
+ * range lies inside that disk. */
+static int check_disk_write(struct machine *m, const struct staged *r, struct error *err)
 {
-    if (len < 12 || (len - 12) % 512)
-        return error_set(err, "disk write record has %zu bytes", len);
-    if (sb->nwrites == sb->wcap) {
-        size_t cap = sb->wcap ? sb->wcap * 2 : 64;
+    if (r->len < 12 || (r->len - 12) % 512)
+        return error_set(err, "disk write record has %zu bytes", r->len);
+    uint32_t slot = get_u32(r->body);
+    uint64_t offset = get_u64(r->body + 4);
+    if (slot >= MEMMAP_VIRTIO_SLOTS || !virtio_blk_is(&m->virtio[slot]))
+        return error_set(err, "disk write for slot %u, which has no disk", slot);
+    int rc = virtio_blk_check_write(&m->virtio[slot], offset, r->len - 12);
+    if (rc < 0)
+        return error_set(err, "disk write of %zu bytes at offset %llu in slot %u: %s",
+                         r->len - 12, (unsigned long long)offset, slot,
+                         rc == -EINVAL ? "outside the disk or not sector-aligned" : strerror(-rc));
+    return 0;
+}
+
+/* Checks a complete checkpoint without changing anything: its header and
+ * epoch, the order and completeness of its records, and every record's
+ * content (pages, device state, disk ranges). Also makes room for its disk
+ * writes, so applying it cannot fail half-way. */
+static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *epoch,
+                               struct error *err)
+{
+    if (sb->nrecs < 1 || sb->recs[0].type != REC_CHECKPOINT || sb->recs[0].len != 16)
+        return error_set(err, "checkpoint without a header");
+    *epoch = get_u64(sb->recs[0].body);
+    if (*epoch != sb->applied_epoch + 1)
+        return error_set(err, "checkpoint %llu does not follow checkpoint %llu",
+                         (unsigned long long)*epoch, (unsigned long long)sb->applied_epoch);
+    struct load_order order;
+    load_order_begin(&order, m, true);
+    size_t nwrites = 0;
+    for (size_t i = 1; i < sb->nrecs; i++) {
+        struct staged *r = &sb->recs[i];
+        if (load_order_record(&order, r->type, r->body, r->len, err) < 0)
+            return -1;
+        int rc = 0;
+        switch (r->type) {
+        case REC_PAGES: rc = mstate_check_pages(m, r->body, r->len, err); break;
+        case REC_DEVICE: rc = mstate_check_device(m, r->body, r->len, err); break;
+        case REC_CLOCK:
+            if (r->len != 8)
+                rc = error_set(err, "clock record has %zu bytes, expected 8", r->len);
+            break;
+        case REC_DISK_WRITE:
+            rc = check_disk_write(m, r, err);
+            nwrites++;
+            break;
+        default:
+            if (!(r->type & REC_OPTIONAL))
+                rc = error_set(err, "unknown record 0x%x in a checkpoint", r->type);
+        }
+        if (rc < 0)
+            return -1;
+    }
+    if (load_order_record(&order, REC_END, NULL, 0, err) < 0)
+        return -1;
+    if (sb->nwrites + nwrites > sb->wcap) {
+        size_t cap = sb->nwrites + nwrites + 64;
         struct pending_write *n = realloc(sb->writes, cap * sizeof *n);
         if (!n)
             return error_set(err, "out of memory");
         sb->writes = n;
         sb->wcap = cap;
     }
-    uint8_t *data = malloc(len - 12);
-    if (!data)
-        return error_set(err, "out of memory");
-    memcpy(data, body + 12, len - 12);
-    sb->writes[sb->nwrites++] = (struct pending_write){epoch, get_u32(body), get_u64(body + 4),
-                                                       len - 12, data};
     return 0;
 }
 
-/* Applies a complete, verified checkpoint to the machine. */
-static int apply_checkpoint(struct standby *sb, struct machine *m, struct migration_in *in,
-                            struct error *err)
+/* Validates the staged checkpoint, then applies it. Returns -1 if it was
+ * refused (nothing applied), -2 if applying it failed half-way (only an
+ * allocation inside a device load can: the standby's copy is then lost).
+ * A disk write keeps its staged record's buffer. */
+static int apply_checkpoint(struct standby *sb, struct machine *m, struct error *err)
 {
-    if (sb->nrecs < 1 || sb->recs[0].type != REC_CHECKPOINT || sb->recs[0].len != 16)
-        return error_set(err, "checkpoint without a header");
-    uint64_t epoch = get_u64(sb->recs[0].body), committed = get_u64(sb->recs[0].body + 8);
-    /* Validate the disk records first: nothing is applied if one is bad. */
-    for (size_t i = 1; i < sb->nrecs; i++) {
-        struct staged *r = &sb->recs[i];
-        if (r->type == REC_DISK_WRITE) {
-            uint32_t slot = r->len >= 12 ? get_u32(r->body) : UINT32_MAX;
-            if (slot >= MEMMAP_VIRTIO_SLOTS || !virtio_blk_is(&m->virtio[slot]))
-                return error_set(err, "disk write for slot %u, which has no disk", slot);
-        }
-    }
+    uint64_t epoch = 0, committed = get_u64(sb->recs[0].body + 8);
+    if (validate_checkpoint(sb, m, &epoch, err) < 0)
+        return -1;
     for (size_t i = 1; i < sb->nrecs; i++) {
         struct staged *r = &sb->recs[i];
         int rc = 0;
@@ -125,13 +168,18 @@ static int apply_checkpoint(struct standby *sb, struct machine *m, struct migrat
         case REC_PAGES: rc = mstate_load_pages(m, r->body, r->len, err); break;
         case REC_DEVICE: rc = mstate_load_device(m, r->body, r->len, err); break;
         case REC_CLOCK: rc = mstate_load_clock(m, r->body, r->len, err); break;
-        case REC_DISK_WRITE: rc = keep_write(sb, epoch, r->body, r->len, err); break;
+        case REC_DISK_WRITE:
+            sb->writes[sb->nwrites++] = (struct pending_write){
+                epoch, get_u32(r->body), get_u64(r->body + 4), r->len - 12, r->body};
+            r->body = NULL; /* now the pending write's */
+            break;
         default:
-            if (!(r->type & REC_OPTIONAL))
-                rc = error_set(err, "unknown record 0x%x in a checkpoint", r->type);
+            break;
         }
-        if (rc < 0)
-            return -1;
+        if (rc < 0) {
+            error_prefix(err, "applying checkpoint %llu", (unsigned long long)epoch);
+            return -2;
+        }
     }
     prune_writes(sb, committed);
     sb->applied_epoch = epoch;
@@ -153,7 +201,7 @@ static int take_over(struct standby *sb, struct machine *m, const char *fence, b
     }
     for (size_t i = 0; i < sb->nwrites; i++) {
         struct pending_write *w = &sb->writes[i];
-        int rc = virtio_blk_apply_write(&m->virtio[w->slot], w->offset, w->data, w->len);
+        int rc = virtio_blk_apply_write(&m->virtio[w->slot], w->offset, w->record + 12, w->len);
         if (rc < 0)
             return error_set(err, "re-applying held disk writes failed: %s", strerror(-rc));
     }
@@ -173,7 +221,7 @@ static void standby_free(struct standby *sb)
     staged_clear(sb);
     free(sb->recs);
     for (size_t i = 0; i < sb->nwrites; i++)
-        free(sb->writes[i].data);
+        free(sb->writes[i].record);
     free(sb->writes);
 }
 
@@ -183,8 +231,12 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
     struct migration_in *in;
     if (receive_open(&in, m, cfg, p->uri, "primary to replicate", err) < 0)
         return -1;
+    runstate_transition(m, RUN_STATE_INCOMING, RUN_STATE_STANDBY, err);
     struct standby sb = {0};
     bool in_checkpoint = false, planned = false;
+    /* A checkpoint was refused: the primary was told and runs on
+     * unprotected, so losing it is no reason to take over. */
+    bool refused = false;
     int rc = -1;
     /* Silence longer than this means the primary is gone. */
     in->s.timeout_ms = (int)(p->heartbeat_timeout_ns / 1000000);
@@ -198,6 +250,12 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
              * staged is dropped, the last applied checkpoint stands. */
             fprintf(stderr, "ferry: standby: %s\n", rerr.msg);
             staged_clear(&sb);
+            if (refused) {
+                error_set(err, "not taking over: a checkpoint was refused and the primary "
+                          "runs on unprotected (this standby's copy is checkpoint %llu)",
+                          (unsigned long long)sb.applied_epoch);
+                goto fail;
+            }
             break;
         }
         if (type == REC_HEARTBEAT)
@@ -209,9 +267,27 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
         if (in_checkpoint) {
             if (type == REC_END) {
                 in_checkpoint = false;
-                if (apply_checkpoint(&sb, m, in, err) < 0) {
+                int applied = apply_checkpoint(&sb, m, &rerr);
+                if (applied == -2) {
                     staged_clear(&sb);
+                    error_set(err, "%s", rerr.msg);
                     goto fail;
+                }
+                if (applied < 0) {
+                    /* Refused whole: nothing of it was applied, the last
+                     * checkpoint stands. Tell the primary (it stops
+                     * counting on us) and wait for it to hang up. */
+                    staged_clear(&sb);
+                    refused = true;
+                    error_set(err, "checkpoint refused: %s; nothing of it was applied, the "
+                              "standby keeps checkpoint %llu", rerr.msg,
+                              (unsigned long long)sb.applied_epoch);
+                    fprintf(stderr, "ferry: standby: %s\n", err->msg);
+                    in->s.wlen = 0;
+                    if (stream_put(&in->s, REC_ERROR, err->msg, strlen(err->msg), &rerr) < 0 ||
+                        stream_flush(&in->s, &rerr) < 0)
+                        fprintf(stderr, "ferry: standby: %s\n", rerr.msg);
+                    continue;
                 }
                 staged_clear(&sb);
                 uint8_t ack[8];
@@ -226,7 +302,7 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
             }
             continue;
         }
-        if (type == REC_PAGES) {
+        if (type == REC_PAGES && !sb.applied_epoch && !refused) {
             /* Initial copy before the first checkpoint. */
             if (mstate_load_pages(m, body, len, err) < 0)
                 goto fail;

@@ -26,8 +26,10 @@ void vmstate_save(const struct vmstate *vs, const void *obj, uint32_t version, u
     }
 }
 
-int vmstate_load(const struct vmstate *vs, void *obj, uint32_t version, const uint8_t *buf,
-                 size_t len, struct error *err)
+/* Decodes buf over a copy of obj and checks it; *out gets the copy (the
+ * caller frees it) when it passes. */
+static int vmstate_decode(const struct vmstate *vs, const void *obj, uint32_t version,
+                          const uint8_t *buf, size_t len, uint8_t **out, struct error *err)
 {
     if (version < vs->min_version || version > vs->version)
         return error_set(err, "%s state version %u is not supported (this build loads %u..%u)",
@@ -52,7 +54,27 @@ int vmstate_load(const struct vmstate *vs, void *obj, uint32_t version, const ui
         free(copy);
         return error_prefix(err, "%s state rejected", vs->name);
     }
+    *out = copy;
+    return 0;
+}
+
+int vmstate_load(const struct vmstate *vs, void *obj, uint32_t version, const uint8_t *buf,
+                 size_t len, struct error *err)
+{
+    uint8_t *copy;
+    if (vmstate_decode(vs, obj, version, buf, len, &copy, err) < 0)
+        return -1;
     memcpy(obj, copy, vs->size);
+    free(copy);
+    return 0;
+}
+
+int vmstate_validate(const struct vmstate *vs, const void *obj, uint32_t version,
+                     const uint8_t *buf, size_t len, struct error *err)
+{
+    uint8_t *copy;
+    if (vmstate_decode(vs, obj, version, buf, len, &copy, err) < 0)
+        return -1;
     free(copy);
     return 0;
 }

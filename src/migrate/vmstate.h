@@ -54,5 +54,9 @@ void vmstate_save(const struct vmstate *vs, const void *obj, uint32_t version, u
  * not match, or the description's check rejects the values. */
 int vmstate_load(const struct vmstate *vs, void *obj, uint32_t version, const uint8_t *buf,
                  size_t len, struct error *err);
+/* vmstate_load's checks without the load: would these bytes load into obj?
+ * (A standby checks a whole checkpoint before applying any of it.) */
+int vmstate_validate(const struct vmstate *vs, const void *obj, uint32_t version,
+                     const uint8_t *buf, size_t len, struct error *err);
 
 #endif

@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import harness  # noqa: E402
 from harness import Skip, assert_no_sanitizer, run_ferry  # noqa: E402
-from migration import (REC_END, REC_GO, REC_MACHINE, REC_PAGES, REC_READY, REC_RUNNING,  # noqa: E402
-                       STREAM_HEADER_SIZE, Background, crc32c, fake_kernel, free_port,
-                       probe_drive, record, records, wait_for)
+from migration import (REC_CLOCK, REC_DEVICE, REC_END, REC_GO, REC_MACHINE, REC_PAGES,  # noqa: E402
+                       REC_READY, REC_RUNNING, STREAM_HEADER_SIZE, Background, crc32c,
+                       fake_kernel, free_port, probe_drive, record, records, wait_for)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "counter-v1.ferrysave"
 INFO = ("waiting for a migration stream", "note:")
@@ -497,6 +497,68 @@ def test_restore_without_final_state():
     off, _, rlen = recs[last_pages]
     bad = data[:off + rlen + 12] + record(REC_END)
     restore_error(bad, ["final", "device"])
+
+
+def _device_name(data, rec):
+    off, _, _ = rec
+    n = data[off + 8]
+    return data[off + 9:off + 9 + n].decode()
+
+
+def _rebuild(data, order):
+    """The stream's header followed by its records in `order` (indexes)."""
+    recs = records(data)
+    out = data[:STREAM_HEADER_SIZE]
+    for i in order:
+        off, _, rlen = recs[i]
+        out += data[off:off + rlen + 12]
+    return out
+
+
+def test_restore_without_cpu_record():
+    # Every hart needs its state: without it the hart would start at reset.
+    data = fixture()
+    recs = records(data)
+    keep = [i for i, r in enumerate(recs) if not (r[1] == REC_DEVICE and _device_name(data, r) == "cpu")]
+    assert len(keep) < len(recs), "the fixture has no cpu record"
+    restore_error(_rebuild(data, keep), ["'cpu' instance 0"])
+
+
+def test_restore_device_record_twice():
+    data = fixture()
+    recs = records(data)
+    dev = next(i for i, r in enumerate(recs) if r[1] == REC_DEVICE)
+    order = list(range(len(recs)))
+    order.insert(dev, dev)
+    restore_error(_rebuild(data, order), ["twice"])
+
+
+def test_restore_clock_before_devices():
+    data = fixture()
+    recs = records(data)
+    clock = next(i for i, r in enumerate(recs) if r[1] == REC_CLOCK)
+    first_dev = next(i for i, r in enumerate(recs) if r[1] == REC_DEVICE)
+    order = [i for i in range(len(recs)) if i != clock]
+    order.insert(order.index(first_dev), clock)
+    restore_error(_rebuild(data, order), ["no state for", "out of order"])
+
+
+def test_restore_machine_record_twice():
+    data = fixture()
+    recs = records(data)
+    order = list(range(len(recs)))
+    order.insert(2, 0)  # the MACHINE record again after the first pages
+    restore_error(_rebuild(data, order), ["second machine record"])
+
+
+def test_restore_pages_after_devices():
+    data = fixture()
+    recs = records(data)
+    pages = next(i for i, r in enumerate(recs) if r[1] == REC_PAGES)
+    clock = next(i for i, r in enumerate(recs) if r[1] == REC_CLOCK)
+    order = [i for i in range(len(recs)) if i != pages]
+    order.insert(order.index(clock), pages)  # among the device records
+    restore_error(_rebuild(data, order), ["pages record out of order"])
 
 
 def test_restore_mem_contradicts_stream():

@@ -310,6 +310,12 @@ class Background:
     def running(self):
         return self.proc.poll() is None
 
+    def stderr_so_far(self):
+        """What the command wrote on stderr until now (it may still run)."""
+        self.err.flush()
+        with open(self.err.fileno(), "rb", closefd=False) as f:
+            return os.pread(f.fileno(), 1 << 24, 0).decode("utf-8", "replace")
+
     def finish(self, timeout=120):
         try:
             rc = self.proc.wait(timeout=harness.scaled(timeout))

@@ -6,7 +6,8 @@ tests/lib/migration.py's Memdirty) while a migration is broken at some
 point: the destination killed during pre-copy or during a non-live copy,
 the connection cut before the final state or between the destination's
 READY and the source's GO, one flipped bit in a page or in the final device
-state, a cancel, nobody listening. The breakage is staged by StreamProxy, a
+state, a cancel, nobody listening, an operator's resume during the final
+copy (refused; that migration then completes). The breakage is staged by StreamProxy, a
 record-aware TCP relay between `ferry migrate` and the destination. After
 each failure memdirty must still pass on the source (errors=0, counter
 advancing) and, where the destination saw the failure, it must exit with a
@@ -308,6 +309,33 @@ def test_migrate_while_migrating_is_refused():
         first = res.stderr.strip().splitlines()[:1]
         assert res.rc == 1 and first and re.match(r"ferry: .*already", first[0]), res.describe()
         dst.wait_resumed(120)
+        assert src.wait_exit(60) == 0, src.stderr()
+        dst.wait_prompt()
+        md.check_continues(dst, before, more=2)
+        poweroff(dst)
+
+
+@timeout(400)
+def test_resume_refused_during_final_copy():
+    # A non-live migration through a slow relay keeps the guest paused in
+    # the final copy for seconds. An operator's resume meanwhile must be
+    # refused (the guest would run here while the destination loads it),
+    # and the migration must still complete, verified.
+    with source() as src, IncomingVM() as dst:
+        md = start(src)
+        dst.wait_listening()
+        before = md.snapshot(src)
+        with StreamProxy(dst.port, rate=8 << 20) as proxy:
+            with start_migrate(src.control, proxy.uri, "--non-live", "--verify") as mig:
+                wait_migration(src.control, ("completing",), 60)
+                r = ctl(src.control, "resume", check=False)
+                assert r and r.get("ok") is False and "refused" in r.get("error", ""), \
+                    f"resume during the final copy: {r}\n{proxy.describe()}"
+                res = mig.finish(180)
+        rep = report_of(res)
+        assert res.rc == 0 and rep and rep.get("state") == "completed" and rep.get("verified"), \
+            res.describe()
+        dst.wait_resumed()
         assert src.wait_exit(60) == 0, src.stderr()
         dst.wait_prompt()
         md.check_continues(dst, before, more=2)
