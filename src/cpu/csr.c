@@ -16,6 +16,17 @@
 /* Exceptions that may be delegated: everything but ecall from M. */
 #define MEDELEG_WRITABLE 0xb3ffull
 
+/* Software writes to mip race with devices and other harts setting other
+ * bits: replace only the writable ones, atomically. */
+static void csr_write_mip(struct hart *h, uint64_t writable, uint64_t v)
+{
+    uint64_t old = hart_mip(h);
+    while (!__atomic_compare_exchange_n(&h->mip, &old, (old & ~writable) | (v & writable), false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    }
+    hart_note_interrupts(h);
+}
+
 static bool counter_allowed(const struct hart *h, uint32_t csr)
 {
     uint64_t bit = 1ull << (csr & 31);
@@ -47,7 +58,7 @@ bool csr_read(struct hart *h, uint32_t csr, uint64_t *v)
         return true;
     case CSR_SSTATUS: *v = hart_mstatus_read(h) & SSTATUS_MASK; return true;
     case CSR_SIE: *v = h->mie & h->mideleg; return true;
-    case CSR_SIP: *v = h->mip & h->mideleg; return true;
+    case CSR_SIP: *v = hart_mip(h) & h->mideleg; return true;
     case CSR_STVEC: *v = h->stvec; return true;
     case CSR_SCOUNTEREN: *v = h->scounteren; return true;
     case CSR_SENVCFG: *v = h->senvcfg; return true;
@@ -77,7 +88,7 @@ bool csr_read(struct hart *h, uint32_t csr, uint64_t *v)
     case CSR_MEPC: *v = h->mepc; return true;
     case CSR_MCAUSE: *v = h->mcause; return true;
     case CSR_MTVAL: *v = h->mtval; return true;
-    case CSR_MIP: *v = h->mip; return true;
+    case CSR_MIP: *v = hart_mip(h); return true;
     case CSR_MCYCLE: case CSR_MINSTRET: *v = h->instret; return true;
     case CSR_TSELECT: *v = 0; return true; /* no triggers: reads as 0 */
     default:
@@ -118,13 +129,12 @@ bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
         hart_update_ctx(h);
         return true;
     case CSR_SIE:
-        h->mie = (h->mie & ~h->mideleg) | (v & h->mideleg);
-        h->interrupt_check = true;
+        __atomic_store_n(&h->mie, (h->mie & ~h->mideleg) | (v & h->mideleg), __ATOMIC_RELAXED);
+        hart_note_interrupts(h);
         return true;
     case CSR_SIP:
         /* Only SSIP is writable from S-mode (when delegated). */
-        h->mip = (h->mip & ~(MIP_SSIP & h->mideleg)) | (v & MIP_SSIP & h->mideleg);
-        h->interrupt_check = true;
+        csr_write_mip(h, MIP_SSIP & h->mideleg, v);
         return true;
     case CSR_STVEC: h->stvec = v & ~2ull; return true;
     case CSR_SCOUNTEREN: h->scounteren = v & 0xffffffff; return true;
@@ -156,8 +166,11 @@ bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
     }
     case CSR_MISA: return true; /* WARL: the extensions cannot be switched off */
     case CSR_MEDELEG: h->medeleg = v & MEDELEG_WRITABLE; return true;
-    case CSR_MIDELEG: h->mideleg = v & S_INTERRUPTS; h->interrupt_check = true; return true;
-    case CSR_MIE: h->mie = v & ALL_INTERRUPTS; h->interrupt_check = true; return true;
+    case CSR_MIDELEG: h->mideleg = v & S_INTERRUPTS; hart_note_interrupts(h); return true;
+    case CSR_MIE:
+        __atomic_store_n(&h->mie, v & ALL_INTERRUPTS, __ATOMIC_RELAXED);
+        hart_note_interrupts(h);
+        return true;
     case CSR_MTVEC: h->mtvec = v & ~2ull; return true;
     case CSR_MCOUNTEREN: h->mcounteren = v & 0xffffffff; return true;
     case CSR_MENVCFG: h->menvcfg = 0; return true;
@@ -169,9 +182,7 @@ bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
     case CSR_MIP: {
         /* Software may write SSIP, STIP and SEIP; the M bits come from
          * the ACLINT and PLIC. */
-        uint64_t writable = MIP_SSIP | MIP_STIP | MIP_SEIP;
-        h->mip = (h->mip & ~writable) | (v & writable);
-        h->interrupt_check = true;
+        csr_write_mip(h, MIP_SSIP | MIP_STIP | MIP_SEIP, v);
         return true;
     }
     case CSR_MCYCLE: case CSR_MINSTRET: h->instret = v; return true;

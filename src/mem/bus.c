@@ -44,7 +44,11 @@ bool bus_load(struct bus *bus, uint64_t paddr, unsigned size, uint64_t *value)
     const struct mmio_region *r = bus_find_mmio(bus, paddr);
     if (!r || paddr - r->base + size > r->size)
         return false;
+    if (bus->mmio_lock)
+        pthread_mutex_lock(bus->mmio_lock);
     *value = r->ops->read ? r->ops->read(r->opaque, paddr - r->base, size) : 0;
+    if (bus->mmio_lock)
+        pthread_mutex_unlock(bus->mmio_lock);
     return true;
 }
 
@@ -58,8 +62,12 @@ bool bus_store(struct bus *bus, uint64_t paddr, unsigned size, uint64_t value)
     const struct mmio_region *r = bus_find_mmio(bus, paddr);
     if (!r || paddr - r->base + size > r->size)
         return false;
+    if (bus->mmio_lock)
+        pthread_mutex_lock(bus->mmio_lock);
     if (r->ops->write)
         r->ops->write(r->opaque, paddr - r->base, value, size);
+    if (bus->mmio_lock)
+        pthread_mutex_unlock(bus->mmio_lock);
     return true;
 }
 
