@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "base/tsan.h"
+
 int bus_add_mmio(struct bus *bus, const struct mmio_region *region, struct error *err)
 {
     if (bus->nregions == BUS_MAX_REGIONS)
@@ -76,7 +78,9 @@ int bus_dma_read(struct bus *bus, uint64_t gpa, void *dst, size_t len, struct er
     if (!ram_contains(&bus->ram, gpa, len))
         return error_set(err, "DMA read of %zu bytes at 0x%llx is outside guest RAM", len,
                          (unsigned long long)gpa);
+    TSAN_GUEST_RAM_BEGIN();
     memcpy(dst, ram_host(&bus->ram, gpa), len);
+    TSAN_GUEST_RAM_END();
     return 0;
 }
 
@@ -85,7 +89,9 @@ int bus_dma_write(struct bus *bus, uint64_t gpa, const void *src, size_t len, st
     if (!ram_contains(&bus->ram, gpa, len))
         return error_set(err, "DMA write of %zu bytes at 0x%llx is outside guest RAM", len,
                          (unsigned long long)gpa);
+    TSAN_GUEST_RAM_BEGIN();
     memcpy(ram_host(&bus->ram, gpa), src, len);
+    TSAN_GUEST_RAM_END();
     ram_mark_dirty(&bus->ram, gpa, len);
     return 0;
 }
