@@ -23,6 +23,7 @@
 /* Guest RAM reads and writes of 1 to 8 bytes, little-endian (host moves or
  * a byte loop for the odd sizes of page-crossing halves; never a call into
  * the C library, which the sanitizers intercept). */
+GUEST_MEMORY_ACCESS
 static inline uint64_t guest_ram_get(const uint8_t *p, unsigned size)
 {
     switch (size) {
@@ -39,6 +40,7 @@ static inline uint64_t guest_ram_get(const uint8_t *p, unsigned size)
     }
 }
 
+GUEST_MEMORY_ACCESS
 static inline void guest_ram_put(uint8_t *p, uint64_t v, unsigned size)
 {
     switch (size) {

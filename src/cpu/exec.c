@@ -16,6 +16,7 @@
 
 /* Loads and stores: a TLB hit is a host memory access; a miss sets h->pc
  * (so a fault reports the right instruction) and takes the slow path. */
+GUEST_MEMORY_ACCESS
 static inline bool load(struct hart *h, uint64_t va, unsigned size, uint64_t *v, uint64_t pc)
 {
     struct tlb_entry *e = &h->tlb_read[(va >> 12) & (TLB_SIZE - 1)];
@@ -33,6 +34,7 @@ static inline bool load(struct hart *h, uint64_t va, unsigned size, uint64_t *v,
     return cpu_load(h, va, size, v);
 }
 
+GUEST_MEMORY_ACCESS
 static inline bool store(struct hart *h, uint64_t va, unsigned size, uint64_t v, uint64_t pc)
 {
     struct tlb_entry *e = &h->tlb_write[(va >> 12) & (TLB_SIZE - 1)];
@@ -148,6 +150,7 @@ static uint64_t alu_op(unsigned op, uint64_t a, uint64_t b, int64_t imm)
 /* AMO<op> on the host: one atomic read-modify-write of the guest word, so
  * harts on other threads see it whole (aq/rl: every AMO is seq_cst).
  * Returns the old value (sign-extended for .W). */
+GUEST_MEMORY_ACCESS
 static uint64_t amo_apply(uint8_t *p, unsigned size, unsigned f5, uint64_t src, bool *ok)
 {
     *ok = true;

@@ -115,7 +115,9 @@ static json_t *cmd_status(struct machine *m)
 {
     struct migration_status st;
     migration_get_status(m, &st);
-    const char *state = m->stop != MACHINE_RUNNING ? "stopped" : m->paused ? "paused" : "running";
+    const char *state = machine_stop_reason(m) != MACHINE_RUNNING ? "stopped"
+                        : machine_is_paused(m)                      ? "paused"
+                                                                    : "running";
     json_t *o = json_pack("{s:b, s:s, s:i, s:I, s:I, s:f}", "ok", 1, "state", state,
                           "harts", (int)m->nharts, "ram_bytes", (json_int_t)m->bus.ram.size,
                           "instructions", (json_int_t)machine_instructions(m),

@@ -76,6 +76,11 @@ enum machine_stop machine_stop_reason(const struct machine *m)
     return (enum machine_stop)__atomic_load_n(&m->stop, __ATOMIC_SEQ_CST);
 }
 
+bool machine_is_paused(const struct machine *m)
+{
+    return __atomic_load_n(&m->paused, __ATOMIC_ACQUIRE);
+}
+
 uint64_t machine_time_ticks(const struct machine *m)
 {
     return vclock_ticks(&m->clock);
@@ -117,8 +122,14 @@ void machine_send_ipi(struct machine *m, unsigned hartid)
 uint64_t machine_instructions(const struct machine *m)
 {
     uint64_t total = 0;
-    for (unsigned i = 0; i < m->nharts; i++)
-        total += m->harts[i].instret;
+    for (unsigned i = 0; i < m->nharts; i++) {
+        /* A running hart's registers are its thread's: read what it
+         * published after its last slice. */
+        const struct vcpu *v = &m->vcpus[i];
+        total += __atomic_load_n(&v->thread_started, __ATOMIC_ACQUIRE)
+                     ? __atomic_load_n(&v->instret, __ATOMIC_RELAXED)
+                     : m->harts[i].instret;
+    }
     return total;
 }
 

@@ -62,7 +62,8 @@ enum vcpu_state {
 
 struct vcpu {
     pthread_t thread;
-    bool thread_started;
+    bool thread_started;    /* atomic */
+    uint64_t instret;       /* atomic: the hart's count after its last slice */
     int kick;               /* atomic: leave hart_run at the next check */
     int state;              /* enum vcpu_state; written under cpu_lock, read atomically */
     pthread_cond_t cond;    /* the parked hart waits here */
@@ -140,6 +141,8 @@ int machine_run(struct machine *m);
 void machine_request_stop(struct machine *m, enum machine_stop why, int exit_code);
 /* Why the machine stopped (MACHINE_RUNNING while it runs); any thread. */
 enum machine_stop machine_stop_reason(const struct machine *m);
+/* True while paused (machine_pause returned, no resume yet); any thread. */
+bool machine_is_paused(const struct machine *m);
 
 /* HTIF (bare-metal mode): ends the run when the program wrote tohost. */
 void machine_check_tohost(struct machine *m);
@@ -163,7 +166,8 @@ void machine_stop_hart(struct machine *m, struct hart *h);
 /* HSM state of any hart, from any thread. */
 unsigned machine_hart_status(const struct machine *m, const struct hart *h);
 
-/* Total instructions executed by all harts. */
+/* Total instructions executed by all harts (any thread; while the harts
+ * run, as of their last slices). */
 uint64_t machine_instructions(const struct machine *m);
 
 /* Sends a supervisor software interrupt (SBI IPI) / remote fence requests. */

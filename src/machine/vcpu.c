@@ -145,6 +145,7 @@ static void vcpu_run_slice(struct machine *m, struct hart *h)
     } else {
         hart_run(h, SLICE_INSNS);
     }
+    __atomic_store_n(&vcpu_of(m, h)->instret, h->instret, __ATOMIC_RELAXED);
     if (h->icache->flush_pending) {
         /* This hart's code cache filled up: start over. Only this thread
          * ever holds its pages, and the fetch TLB entries point into them. */
@@ -195,11 +196,12 @@ int machine_harts_start(struct machine *m, struct error *err)
     int rc = 0;
     for (unsigned i = 0; i < m->nharts && rc == 0; i++) {
         struct vcpu *v = &m->vcpus[i];
+        __atomic_store_n(&v->instret, m->harts[i].instret, __ATOMIC_RELAXED);
         int e = pthread_create(&v->thread, NULL, vcpu_thread, &m->harts[i]);
         if (e != 0)
             rc = error_set(err, "cannot start the thread of hart %u: %s", i, strerror(e));
         else
-            v->thread_started = true;
+            __atomic_store_n(&v->thread_started, true, __ATOMIC_RELEASE);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;
@@ -217,7 +219,7 @@ void machine_harts_join(struct machine *m)
     for (unsigned i = 0; i < m->nharts; i++) {
         if (m->vcpus[i].thread_started)
             pthread_join(m->vcpus[i].thread, NULL);
-        m->vcpus[i].thread_started = false;
+        __atomic_store_n(&m->vcpus[i].thread_started, false, __ATOMIC_RELEASE);
     }
 }
 

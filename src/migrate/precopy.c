@@ -407,7 +407,7 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
     if (p->stream_version && (p->stream_version < STREAM_MIN_VERSION ||
                               p->stream_version > STREAM_VERSION))
         return error_set(err, "stream version %u is not supported", p->stream_version);
-    if (m->paused)
+    if (machine_is_paused(m))
         return error_set(err, "the guest is paused: resume it first");
     struct migration *mig = calloc(1, sizeof *mig);
     if (!mig)

@@ -420,7 +420,7 @@ int replication_start(struct machine *m, const struct replication_params *p, str
             return error_set(err, "replication is already running");
         replication_free(m);
     }
-    if (m->migration && !m->paused) {
+    if (m->migration && !machine_is_paused(m)) {
         struct migration_status st;
         migration_get_status(m, &st);
         if (st.state == MIG_SETUP || st.state == MIG_ACTIVE || st.state == MIG_COMPLETING)
