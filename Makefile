@@ -1,6 +1,7 @@
 # ferry — build, test and benchmark entry points.
 #   make            release build: build/ferry
 #   make asan       sanitized build: build/asan/ferry (ASan + UBSan)
+#   make tsan       ThreadSanitizer build: build/tsan/ferry and build/tsan/unit/*
 #   make guest      guest kernel + initramfs (cached outside the checkout)
 #   make test       everything above, then the whole test suite
 #   make bench      benchmarks (bench/), printing tables
@@ -19,13 +20,18 @@ LDLIBS := -lfdt -lxxhash -ljansson -lpthread -lm
 REL_CFLAGS := $(BASE_CFLAGS) -O2
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(SAN_FLAGS)
+# -Wno-tsan: TSan does not model fences; virtio's only order device accesses
+# to guest RAM against the guest's own, which TSan does not see either.
+TSAN_CFLAGS := $(BASE_CFLAGS) -O1 -fsanitize=thread -fno-omit-frame-pointer -Wno-tsan
 
 REL_OBJS := $(patsubst %.c,$(BUILD)/rel/%.o,$(SRCS))
 ASAN_OBJS := $(patsubst %.c,$(BUILD)/asan/%.o,$(SRCS))
 REL_LIB_OBJS := $(patsubst %.c,$(BUILD)/rel/%.o,$(LIB_SRCS))
 ASAN_LIB_OBJS := $(patsubst %.c,$(BUILD)/asan/%.o,$(LIB_SRCS))
+TSAN_OBJS := $(patsubst %.c,$(BUILD)/tsan/%.o,$(SRCS))
+TSAN_LIB_OBJS := $(patsubst %.c,$(BUILD)/tsan/%.o,$(LIB_SRCS))
 
-.PHONY: all asan guest isa unit test bench demo clean netns-up netns-down
+.PHONY: all asan tsan guest isa unit test bench demo clean netns-up netns-down
 all: $(BUILD)/ferry
 
 $(BUILD)/ferry: $(REL_OBJS)
@@ -35,6 +41,13 @@ $(BUILD)/asan/ferry: $(ASAN_OBJS)
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
 
 asan: $(BUILD)/asan/ferry
+
+$(BUILD)/tsan/ferry: $(TSAN_OBJS)
+	$(CC) $(TSAN_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tsan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TSAN_CFLAGS) -c -o $@ $<
 
 $(BUILD)/rel/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -52,6 +65,13 @@ $(BUILD)/unit/%: tests/unit/%.c $(ASAN_LIB_OBJS)
 	$(CC) $(ASAN_CFLAGS) -Itests -o $@ $^ $(LDLIBS)
 unit: $(UNIT_BINS)
 
+# The same unit tests under ThreadSanitizer (tests/run.py --variant runs them).
+TSAN_UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tsan/unit/%,$(UNIT_SRCS))
+$(BUILD)/tsan/unit/%: tests/unit/%.c $(TSAN_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(TSAN_CFLAGS) -Itests -o $@ $^ $(LDLIBS)
+tsan: $(BUILD)/tsan/ferry $(TSAN_UNIT_BINS)
+
 # Bare-metal ISA test programs (tests/isa/*.S), built with the cross compiler.
 isa:
 	$(MAKE) -C tests/isa BUILD=$(abspath $(BUILD))/isa
@@ -59,8 +79,12 @@ isa:
 guest:
 	guest/build.sh $(BUILD)/guest
 
-test: all asan unit isa guest
-	tests/run.py --ferry $(BUILD)/asan/ferry
+# The suite under ASan/UBSan, then (--variant) the unit tests and the Linux
+# tests that exercise threads (SMP boot, a migration, a replication) under
+# ThreadSanitizer; one summary line for both.
+TSAN_TESTS := unit/,linux/boot/smp_4,linux/migrate/live_memdirty,linux/replicate/switchover
+test: all asan unit isa guest tsan
+	tests/run.py --ferry $(BUILD)/asan/ferry --variant $(BUILD)/tsan/ferry=$(TSAN_TESTS)
 
 bench: all guest
 	bench/run-all.sh
@@ -78,4 +102,4 @@ netns-down:
 clean:
 	rm -rf $(BUILD)
 
--include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d)
+-include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(TSAN_OBJS:.o=.d)

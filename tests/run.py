@@ -2,6 +2,7 @@
 """ferry's test runner.
 
     tests/run.py [--ferry build/asan/ferry] [--filter SUBSTR] [--jobs N] [-v] [--list]
+                 [--variant FERRY=SUBSTR[,SUBSTR...]]
 
 Runs, in this order, one line per test:
   unit/NAME         every executable build/unit/NAME (exit 0 = pass)
@@ -18,6 +19,11 @@ Each test runs in a session of its own with a time limit; when it ends,
 every process left in that session (ferry, the guest's helpers, ...) is
 killed. A Python test passes when its function returns, skips when it
 raises harness.Skip, fails on any other exception.
+
+--variant runs, after those, the tests whose names contain one of the
+SUBSTRs again with another ferry binary (unit tests from the unit/ next to
+that binary), named DIR:TEST after the binary's directory: `make test` runs
+the thread-heavy tests under ThreadSanitizer this way (tsan:unit/...).
 
 The last line is `N passed, N failed, N skipped`; the exit status is 1 if
 any test failed, else 0.
@@ -177,7 +183,7 @@ def run_binary(argv, timeout):
     return Outcome("pass", "", out, secs)
 
 
-def run_python_test(path, func, timeout):
+def run_python_test(path, func, timeout, variant_env=None):
     with tempfile.TemporaryDirectory(prefix="ferry-test-") as tmp:
         result = Path(tmp) / "result.json"
         argv = [sys.executable, "-X", "faulthandler", str(Path(__file__).resolve()), "--child",
@@ -186,6 +192,7 @@ def run_python_test(path, func, timeout):
         # shows where it hung.
         env = {"FERRY_TEST_CHILD_DEADLINE": str(max(timeout - 5, 1)),
                "TMPDIR": tmp}
+        env.update(variant_env or {})
         rc, out, secs = run_isolated(argv, timeout, env)
         try:
             res = json.loads(result.read_text())
@@ -244,9 +251,12 @@ class Test:
         self.needs_ferry = needs_ferry
         self.gate = gate             # name of a test that must not have failed
         self.exclusive = exclusive   # runs with no other test beside it
+        self.ferry = None            # the binary of a --variant test (None: --ferry)
 
 
-def discover(ferry, scale, build):
+def discover(ferry, scale, build, variant_env=None):
+    """The tests, run with `ferry`; variant_env (FERRY and the timeout scale
+    of another binary) goes to the Python tests' environment."""
     tests = []
 
     unit_dir = build / "unit"
@@ -285,7 +295,7 @@ def discover(ferry, scale, build):
                 limit = getattr(fn, "timeout", PY_TIMEOUT[kind]) * scale
                 tests.append(Test(name, kind,
                                   lambda path=path, attr=attr, limit=limit:
-                                  run_python_test(path, attr, limit),
+                                  run_python_test(path, attr, limit, variant_env),
                                   needs_ferry=True, gate=gate if gate != name else None,
                                   exclusive=getattr(fn, "exclusive", False)))
     return tests
@@ -302,7 +312,7 @@ def run_one(t):
         return Outcome("fail", f"runner error: {type(e).__name__}: {e}", traceback.format_exc())
 
 
-def run_scheduled(tests, jobs, have_ferry, status_of, report):
+def run_scheduled(tests, jobs, has_ferry, status_of, report):
     """Runs the tests, up to `jobs` at once, in discovery order as far as
     gates and exclusive tests allow. Returns True when interrupted."""
     pending = list(tests)
@@ -315,7 +325,7 @@ def run_scheduled(tests, jobs, have_ferry, status_of, report):
             if any(r.exclusive for r in running.values()):
                 return
             t = pending[i]
-            if t.needs_ferry and not have_ferry:
+            if t.needs_ferry and not has_ferry(t):
                 pending.pop(i)
                 names_left.discard(t.name)
                 report(t.name, Outcome("skip", "no ferry binary"))
@@ -374,6 +384,9 @@ def main():
     ap.add_argument("--list", action="store_true", help="list the tests and exit")
     ap.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("FERRY_TEST_JOBS", "1")),
                     help="run up to N tests at once (default FERRY_TEST_JOBS or 1)")
+    ap.add_argument("--variant", action="append", default=[], metavar="FERRY=SUBSTR[,SUBSTR...]",
+                    help="also run the tests matching a SUBSTR with this ferry binary "
+                         "(unit tests from its directory's unit/), named DIR:TEST")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
 
@@ -389,7 +402,8 @@ def main():
     signal.signal(signal.SIGHUP, interrupt)
 
     ferry = os.path.abspath(a.ferry)
-    if not os.environ.get("FERRY_TEST_TIMEOUT_SCALE"):
+    scale_given = bool(os.environ.get("FERRY_TEST_TIMEOUT_SCALE"))
+    if not scale_given:
         os.environ["FERRY_TEST_TIMEOUT_SCALE"] = str(harness.default_scale(ferry))
     try:
         scale = harness.scale()
@@ -401,6 +415,23 @@ def main():
     os.environ.pop("FERRY_TEST_CHILD_DEADLINE", None)
 
     tests = discover(ferry, scale, Path(a.build).resolve())
+    for spec in a.variant:
+        vferry, _, subs = spec.partition("=")
+        vferry = os.path.abspath(vferry)
+        wanted = [x for x in subs.split(",") if x]
+        if not wanted:
+            print(f"run.py: --variant {spec!r}: want FERRY=SUBSTR[,SUBSTR...]", file=sys.stderr)
+            return 2
+        vscale = scale if scale_given else harness.default_scale(vferry)
+        prefix = Path(vferry).parent.name + ":"
+        env = {"FERRY": vferry, "FERRY_TEST_TIMEOUT_SCALE": str(vscale)}
+        for t in discover(vferry, vscale, Path(vferry).parent, env):
+            if not any(w in t.name for w in wanted) or t.kind == "isa":
+                continue
+            t.name = prefix + t.name
+            t.gate = prefix + t.gate if t.gate else None
+            t.ferry = vferry
+            tests.append(t)
     if a.filter:
         tests = [t for t in tests if any(f in t.name for f in a.filter)]
     if a.list:
@@ -408,7 +439,8 @@ def main():
             print(t.name)
         return 0
 
-    have_ferry = os.path.isfile(ferry) and os.access(ferry, os.X_OK)
+    def is_binary(path):
+        return os.path.isfile(path) and os.access(path, os.X_OK)
     counts = {"pass": 0, "fail": 0, "skip": 0}
     status_of = {}
 
@@ -430,10 +462,13 @@ def main():
 
     if a.verbose:
         print(f"ferry: {ferry}; timeout scale {scale:g}; {len(tests)} tests", flush=True)
-    if not have_ferry and any(t.needs_ferry for t in tests):
-        report("ferry-binary", Outcome("fail", f"{ferry} not found or not executable (make / make asan)"))
+    for binary in sorted({(t.ferry or ferry) for t in tests if t.needs_ferry}):
+        if not is_binary(binary):
+            report("ferry-binary", Outcome("fail", f"{binary} not found or not executable "
+                                                    "(make / make asan / make tsan)"))
 
-    interrupted = run_scheduled(tests, a.jobs, have_ferry, status_of, report)
+    interrupted = run_scheduled(tests, a.jobs, lambda t: is_binary(t.ferry or ferry),
+                                status_of, report)
 
     if interrupted:
         print("interrupted", flush=True)

@@ -7,6 +7,54 @@
 
 #include "cpu/hart.h"
 
+/* Guest RAM accesses made for the guest's instructions. Harts on several
+ * threads load and store guest memory without host synchronization, as
+ * hardware harts do: the guest's own races (and its locks built from AMOs
+ * and plain stores) are the guest's business, not data races of ferry.
+ * The ThreadSanitizer build does not instrument the functions that make
+ * them (the interpreter loop, the load/store slow paths, the page walker,
+ * AMOs); ferry's own shared state is kept out of those accesses. */
+#if defined(__SANITIZE_THREAD__)
+#define GUEST_MEMORY_ACCESS __attribute__((no_sanitize_thread))
+#else
+#define GUEST_MEMORY_ACCESS
+#endif
+
+/* Guest RAM reads and writes of 1 to 8 bytes, little-endian (host moves or
+ * a byte loop for the odd sizes of page-crossing halves; never a call into
+ * the C library, which the sanitizers intercept). */
+GUEST_MEMORY_ACCESS
+static inline uint64_t guest_ram_get(const uint8_t *p, unsigned size)
+{
+    switch (size) {
+    case 1: return *p;
+    case 2: { uint16_t t; __builtin_memcpy(&t, p, 2); return t; }
+    case 4: { uint32_t t; __builtin_memcpy(&t, p, 4); return t; }
+    case 8: { uint64_t t; __builtin_memcpy(&t, p, 8); return t; }
+    default: {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < size; i++)
+            v |= (uint64_t)p[i] << (8 * i);
+        return v;
+    }
+    }
+}
+
+GUEST_MEMORY_ACCESS
+static inline void guest_ram_put(uint8_t *p, uint64_t v, unsigned size)
+{
+    switch (size) {
+    case 1: *p = (uint8_t)v; break;
+    case 2: { uint16_t t = (uint16_t)v; __builtin_memcpy(p, &t, 2); break; }
+    case 4: { uint32_t t = (uint32_t)v; __builtin_memcpy(p, &t, 4); break; }
+    case 8: __builtin_memcpy(p, &v, 8); break;
+    default:
+        for (unsigned i = 0; i < size; i++)
+            p[i] = (uint8_t)(v >> (8 * i));
+        break;
+    }
+}
+
 /* TLB tags are (vaddr >> 12) | context; a context occupies bits 52 and up,
  * which a virtual page number (at most 52 bits) never reaches. */
 #define TLB_CTX_SHIFT 52

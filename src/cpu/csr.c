@@ -16,6 +16,17 @@
 /* Exceptions that may be delegated: everything but ecall from M. */
 #define MEDELEG_WRITABLE 0xb3ffull
 
+/* Software writes to mip race with devices and other harts setting other
+ * bits: replace only the writable ones, atomically. */
+static void csr_write_mip(struct hart *h, uint64_t writable, uint64_t v)
+{
+    uint64_t old = hart_mip(h);
+    while (!__atomic_compare_exchange_n(&h->mip, &old, (old & ~writable) | (v & writable), false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    }
+    hart_note_interrupts(h);
+}
+
 static bool counter_allowed(const struct hart *h, uint32_t csr)
 {
     uint64_t bit = 1ull << (csr & 31);
@@ -139,7 +150,7 @@ bool csr_read(struct hart *h, uint32_t csr, uint64_t *v)
     case CSR_SIE: *v = h->mie & h->mideleg; return true;
     case CSR_SIP:
         timer_refresh(h);
-        *v = h->mip & h->mideleg;
+        *v = hart_mip(h) & h->mideleg;
         return true;
     case CSR_STIMECMP:
         if (!stimecmp_allowed(h))
@@ -177,7 +188,7 @@ bool csr_read(struct hart *h, uint32_t csr, uint64_t *v)
     case CSR_MTVAL: *v = h->mtval; return true;
     case CSR_MIP:
         timer_refresh(h);
-        *v = h->mip;
+        *v = hart_mip(h);
         return true;
     case CSR_MCYCLE: case CSR_MINSTRET: *v = h->instret; return true;
     /* No triggers (Sdtrig discovery): tselect reads 0, tdata1 reads type 0
@@ -222,13 +233,12 @@ bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
         hart_update_ctx(h);
         return true;
     case CSR_SIE:
-        h->mie = (h->mie & ~h->mideleg) | (v & h->mideleg);
-        h->interrupt_check = true;
+        __atomic_store_n(&h->mie, (h->mie & ~h->mideleg) | (v & h->mideleg), __ATOMIC_RELAXED);
+        hart_note_interrupts(h);
         return true;
     case CSR_SIP:
         /* Only SSIP is writable from S-mode (when delegated). */
-        h->mip = (h->mip & ~(MIP_SSIP & h->mideleg)) | (v & MIP_SSIP & h->mideleg);
-        h->interrupt_check = true;
+        csr_write_mip(h, MIP_SSIP & h->mideleg, v);
         return true;
     case CSR_STVEC: h->stvec = v & ~2ull; return true;
     case CSR_SCOUNTEREN: h->scounteren = v & 0xffffffff; return true;
@@ -236,8 +246,10 @@ bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
     case CSR_STIMECMP:
         if (!stimecmp_allowed(h))
             return false;
-        h->stimecmp = v;
-        timer_refresh(h);
+        if (h->machine)
+            machine_set_hart_timer(h->machine, h, v);
+        else
+            h->stimecmp = v;
         return true;
     case CSR_SSCRATCH: h->sscratch = v; return true;
     case CSR_SEPC: h->sepc = v & ~1ull; return true;
@@ -266,8 +278,11 @@ bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
     }
     case CSR_MISA: return true; /* WARL: the extensions cannot be switched off */
     case CSR_MEDELEG: h->medeleg = v & MEDELEG_WRITABLE; return true;
-    case CSR_MIDELEG: h->mideleg = v & S_INTERRUPTS; h->interrupt_check = true; return true;
-    case CSR_MIE: h->mie = v & ALL_INTERRUPTS; h->interrupt_check = true; return true;
+    case CSR_MIDELEG: h->mideleg = v & S_INTERRUPTS; hart_note_interrupts(h); return true;
+    case CSR_MIE:
+        __atomic_store_n(&h->mie, v & ALL_INTERRUPTS, __ATOMIC_RELAXED);
+        hart_note_interrupts(h);
+        return true;
     case CSR_MTVEC: h->mtvec = v & ~2ull; return true;
     case CSR_MCOUNTEREN: h->mcounteren = v & 0xffffffff; return true;
     case CSR_MENVCFG:
@@ -282,11 +297,8 @@ bool csr_write(struct hart *h, uint32_t csr, uint64_t v)
     case CSR_MIP: {
         /* Software may write SSIP, STIP and SEIP; the M bits come from
          * the ACLINT and PLIC, and with Sstc enabled STIP from stimecmp. */
-        uint64_t writable = MIP_SSIP | MIP_SEIP;
-        if (!(h->menvcfg & MENVCFG_STCE))
-            writable |= MIP_STIP;
-        h->mip = (h->mip & ~writable) | (v & writable);
-        h->interrupt_check = true;
+        csr_write_mip(h, (h->menvcfg & MENVCFG_STCE) ? MIP_SSIP | MIP_SEIP
+                                                     : MIP_SSIP | MIP_STIP | MIP_SEIP, v);
         return true;
     }
     case CSR_MCYCLE: case CSR_MINSTRET:

@@ -16,6 +16,7 @@
 
 /* Loads and stores: a TLB hit is a host memory access; a miss sets h->pc
  * (so a fault reports the right instruction) and takes the slow path. */
+GUEST_MEMORY_ACCESS
 static inline bool load(struct hart *h, uint64_t va, unsigned size, uint64_t *v, uint64_t pc)
 {
     struct tlb_entry *e = &h->tlb_read[(va >> 12) & (TLB_SIZE - 1)];
@@ -33,6 +34,7 @@ static inline bool load(struct hart *h, uint64_t va, unsigned size, uint64_t *v,
     return cpu_load(h, va, size, v);
 }
 
+GUEST_MEMORY_ACCESS
 static inline bool store(struct hart *h, uint64_t va, unsigned size, uint64_t v, uint64_t pc)
 {
     struct tlb_entry *e = &h->tlb_write[(va >> 12) & (TLB_SIZE - 1)];
@@ -146,6 +148,72 @@ static uint64_t alu_op(unsigned op, uint64_t a, uint64_t b, int64_t imm)
     }
 }
 
+/* AMO<op> on the host: one atomic read-modify-write of the guest word, so
+ * harts on other threads see it whole (aq/rl: every AMO is seq_cst).
+ * Returns the old value (sign-extended for .W). */
+GUEST_MEMORY_ACCESS
+static uint64_t amo_apply(uint8_t *p, unsigned size, unsigned f5, uint64_t src, bool *ok)
+{
+    *ok = true;
+    if (size == 4) {
+        uint32_t *q = (uint32_t *)p, s = (uint32_t)src, old;
+        switch (f5) {
+        case 0x01: return sx32(__atomic_exchange_n(q, s, __ATOMIC_SEQ_CST));
+        case 0x00: return sx32(__atomic_fetch_add(q, s, __ATOMIC_SEQ_CST));
+        case 0x04: return sx32(__atomic_fetch_xor(q, s, __ATOMIC_SEQ_CST));
+        case 0x0c: return sx32(__atomic_fetch_and(q, s, __ATOMIC_SEQ_CST));
+        case 0x08: return sx32(__atomic_fetch_or(q, s, __ATOMIC_SEQ_CST));
+        case 0x10: case 0x14: case 0x18: case 0x1c:
+            old = __atomic_load_n(q, __ATOMIC_RELAXED);
+            for (;;) {
+                uint32_t nv;
+                if (f5 == 0x10) nv = (int32_t)old < (int32_t)s ? old : s;
+                else if (f5 == 0x14) nv = (int32_t)old > (int32_t)s ? old : s;
+                else if (f5 == 0x18) nv = old < s ? old : s;
+                else nv = old > s ? old : s;
+                if (__atomic_compare_exchange_n(q, &old, nv, false, __ATOMIC_SEQ_CST,
+                                                __ATOMIC_RELAXED))
+                    return sx32(old);
+            }
+        default: *ok = false; return 0;
+        }
+    }
+    uint64_t *q = (uint64_t *)p, old;
+    switch (f5) {
+    case 0x01: return __atomic_exchange_n(q, src, __ATOMIC_SEQ_CST);
+    case 0x00: return __atomic_fetch_add(q, src, __ATOMIC_SEQ_CST);
+    case 0x04: return __atomic_fetch_xor(q, src, __ATOMIC_SEQ_CST);
+    case 0x0c: return __atomic_fetch_and(q, src, __ATOMIC_SEQ_CST);
+    case 0x08: return __atomic_fetch_or(q, src, __ATOMIC_SEQ_CST);
+    case 0x10: case 0x14: case 0x18: case 0x1c:
+        old = __atomic_load_n(q, __ATOMIC_RELAXED);
+        for (;;) {
+            uint64_t nv;
+            if (f5 == 0x10) nv = (int64_t)old < (int64_t)src ? old : src;
+            else if (f5 == 0x14) nv = (int64_t)old > (int64_t)src ? old : src;
+            else if (f5 == 0x18) nv = old < src ? old : src;
+            else nv = old > src ? old : src;
+            if (__atomic_compare_exchange_n(q, &old, nv, false, __ATOMIC_SEQ_CST,
+                                            __ATOMIC_RELAXED))
+                return old;
+        }
+    default: *ok = false; return 0;
+    }
+}
+
+/* LR/SC across host threads, the way QEMU's multi-threaded TCG does it: LR
+ * remembers the address and the value it loaded; SC succeeds only if that
+ * reservation is still held by this hart and a host compare-and-swap finds
+ * the same value in memory, storing the new one in the same atomic step. So
+ * any store by another hart that changes the reserved word breaks the
+ * reservation, with no bookkeeping on ordinary stores. The known limit: a
+ * store (or a series of them) that leaves the word with the value LR read
+ * (an "ABA" write) does not break it, and the SC succeeds. Lock-free code
+ * built on LR/SC (counters, locks, queues with version-free pointers as in
+ * Linux) is correct under this; only code that uses SC's failure to detect
+ * a same-value write could tell. Stores to other bytes of the reservation
+ * granule do not break it either: the reservation set is the word itself. */
+GUEST_MEMORY_ACCESS
 static bool exec_amo(struct hart *h, uint32_t insn)
 {
     unsigned f3 = (insn >> 12) & 7, f5 = insn >> 27;
@@ -161,10 +229,11 @@ static bool exec_amo(struct hart *h, uint32_t insn)
         uint8_t *p = cpu_lr_ptr(h, va, size, &pa);
         if (!p)
             return false;
-        uint64_t v = 0;
-        memcpy(&v, p, size);
+        uint64_t v = size == 4 ? __atomic_load_n((uint32_t *)p, __ATOMIC_SEQ_CST)
+                               : __atomic_load_n((uint64_t *)p, __ATOMIC_SEQ_CST);
         h->x[rd] = size == 4 ? sx32(v) : v;
         h->reservation = pa;
+        h->reserved_value = v;
         h->reserved = true;
         return true;
     }
@@ -172,43 +241,36 @@ static bool exec_amo(struct hart *h, uint32_t insn)
         uint8_t *p = cpu_amo_ptr(h, va, size, &pa);
         if (!p)
             return false;
+        bool stored = false;
         if (h->reserved && h->reservation == pa) {
-            memcpy(p, &src, size);
-            h->x[rd] = 0;
-        } else {
-            h->x[rd] = 1;
+            if (size == 4) {
+                uint32_t expected = (uint32_t)h->reserved_value;
+                stored = __atomic_compare_exchange_n((uint32_t *)p, &expected, (uint32_t)src,
+                                                     false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+            } else {
+                uint64_t expected = h->reserved_value;
+                stored = __atomic_compare_exchange_n((uint64_t *)p, &expected, src, false,
+                                                     __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+            }
         }
+        h->x[rd] = stored ? 0 : 1;
         h->reserved = false;
         return true;
+    }
+    switch (f5) {
+    case 0x01: case 0x00: case 0x04: case 0x0c: case 0x08:
+    case 0x10: case 0x14: case 0x18: case 0x1c:
+        break;
+    default:
+        illegal(h, insn);
+        return false;
     }
     uint8_t *p = cpu_amo_ptr(h, va, size, &pa);
     if (!p)
         return false;
-    uint64_t old = 0;
-    memcpy(&old, p, size);
-    if (size == 4) {
-        old = sx32(old);
-        src = sx32(src);
-    }
-    uint64_t nv;
-    switch (f5) {
-    case 0x01: nv = src; break;
-    case 0x00: nv = old + src; break;
-    case 0x04: nv = old ^ src; break;
-    case 0x0c: nv = old & src; break;
-    case 0x08: nv = old | src; break;
-    case 0x10: nv = (int64_t)old < (int64_t)src ? old : src; break;
-    case 0x14: nv = (int64_t)old > (int64_t)src ? old : src; break;
-    case 0x18: nv = old < src ? old : src; break;
-    case 0x1c: nv = old > src ? old : src; break;
-    default: illegal(h, insn); return false;
-    }
-    if (size == 4 && (f5 == 0x18 || f5 == 0x1c)) {
-        /* Unsigned 32-bit compare on the low words. */
-        uint32_t a = (uint32_t)old, b = (uint32_t)src;
-        nv = sx32(f5 == 0x18 ? (a < b ? a : b) : (a > b ? a : b));
-    }
-    memcpy(p, &nv, size);
+    bool ok;
+    uint64_t old = amo_apply(p, size, f5, src, &ok);
+    (void)ok; /* f5 was checked above */
     h->x[rd] = old;
     return true;
 }
@@ -332,7 +394,7 @@ static bool exec_system(struct hart *h, uint32_t insn)
             illegal(h, insn);
             return false;
         }
-        /* The machine loop sleeps the host thread until an interrupt. */
+        /* The hart's thread parks until an interrupt is pending (vcpu.c). */
         if (!hart_interrupt_pending(h))
             h->wfi = true;
         return true;
@@ -383,7 +445,12 @@ static bool exec_generic(struct hart *h, const struct decoded *d)
         ok = fpu_exec(h, d->raw);
         break;
     case OP_SYSTEM: ok = exec_system(h, d->raw); break;
-    case OP_FENCE_I: machine_fence_i(h->machine); ok = true; break;
+    case OP_FENCE_I:
+        /* Every hart's decoded code, as SBI remote fence.i does: a guest
+         * that skips the remote fence still sees its new code. */
+        machine_fence_i(h->machine);
+        ok = true;
+        break;
     default: illegal(h, d->raw); ok = false; break;
     }
     h->x[0] = 0;
@@ -444,6 +511,7 @@ static void exec_uncached(struct hart *h)
     h->instret++;
 }
 
+GUEST_MEMORY_ACCESS
 uint64_t hart_run(struct hart *h, uint64_t budget)
 {
     static const void *const labels[OP_COUNT] = {
@@ -469,7 +537,7 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
     while (n < budget) {
         if (unlikely(__atomic_load_n(kick, __ATOMIC_RELAXED)))
             break;
-        if (unlikely(h->interrupt_check))
+        if (unlikely(__atomic_load_n(&h->interrupt_check, __ATOMIC_RELAXED)))
             hart_take_interrupt(h);
         if (unlikely(h->wfi))
             break;
@@ -522,7 +590,8 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
             /* Calls and returns: follow a cached translation here; a     \
              * miss or a pending interrupt check takes the outer loop. */    \
             struct tlb_entry *je = &h->tlb_fetch[(pc >> 12) & (TLB_SIZE - 1)]; \
-            if (je->tag != ((pc >> 12) | h->ctx_fetch) || h->interrupt_check) \
+            if (je->tag != ((pc >> 12) | h->ctx_fetch) ||                  \
+                __atomic_load_n(&h->interrupt_check, __ATOMIC_RELAXED))      \
                 goto leave;                                                  \
             cp = je->code;                                                   \
             page = pc & ~0xfffull;                                           \
@@ -534,7 +603,13 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
 /* The instruction trapped: pc is the handler's, set by the trap. */
 #define TRAPPED() do { pc = h->pc; goto leave; } while (0)
 /* After a slow-path access (MMIO may raise an interrupt). */
-#define CHECK_IRQ() do { if (unlikely(h->interrupt_check)) { pc += d->len; goto leave; } } while (0)
+#define CHECK_IRQ()                                                          \
+    do {                                                                     \
+        if (unlikely(__atomic_load_n(&h->interrupt_check, __ATOMIC_RELAXED))) { \
+            pc += d->len;                                                    \
+            goto leave;                                                      \
+        }                                                                    \
+    } while (0)
 
         d = &cp->slots[(pc & 0xfff) >> 1];
         DISPATCH();

@@ -15,9 +15,9 @@ void hart_init(struct hart *h, uint32_t hartid, struct machine *m, struct bus *b
     h->hartid = hartid;
     h->machine = m;
     h->bus = bus;
-    h->icache = m ? &m->icache : NULL;
+    h->icache = m ? &m->vcpus[hartid].icache : NULL;
     static const int never_kicked = 0;
-    h->kick = m ? &m->kick : &never_kicked;
+    h->kick = m ? &m->vcpus[hartid].kick : &never_kicked;
     hart_reset(h, 0);
 }
 
@@ -71,25 +71,28 @@ void hart_update_ctx(struct hart *h)
     h->data_priv = (uint8_t)data_priv;
     h->ctx_data = ((uint64_t)data_priv | sum << 2 | mxr << 3) << TLB_CTX_SHIFT;
     h->ctx_fetch = ((uint64_t)h->priv | 1ull << 4) << TLB_CTX_SHIFT;
-    h->interrupt_check = true;
+    hart_note_interrupts(h);
 }
 
 void hart_set_pending(struct hart *h, uint64_t mip_bits, bool level)
 {
-    uint64_t old = h->mip;
-    if (level)
-        h->mip |= mip_bits;
-    else
-        h->mip &= ~mip_bits;
-    if (h->mip != old)
-        h->interrupt_check = true;
+    uint64_t old = level ? __atomic_fetch_or(&h->mip, mip_bits, __ATOMIC_SEQ_CST)
+                         : __atomic_fetch_and(&h->mip, ~mip_bits, __ATOMIC_SEQ_CST);
+    uint64_t now = level ? old | mip_bits : old & ~mip_bits;
+    if (now == old)
+        return;
+    hart_note_interrupts(h);
+    /* A newly pending, enabled interrupt: wake the hart from WFI (or make
+     * it look now if it is running on another thread). */
+    if (level && h->machine && (mip_bits & ~old & __atomic_load_n(&h->mie, __ATOMIC_RELAXED)))
+        machine_hart_notify(h->machine, h);
 }
 
 /* Chooses the interrupt to take now, or 0. Priority order from the
  * privileged spec: MEI, MSI, MTI, SEI, SSI, STI. */
 static uint64_t hart_pick_interrupt(const struct hart *h)
 {
-    uint64_t pending = h->mip & h->mie;
+    uint64_t pending = hart_mip(h) & h->mie;
     if (!pending)
         return 0;
     uint64_t m_pending = pending & ~h->mideleg;
@@ -122,14 +125,15 @@ void hart_timer_update(struct hart *h, uint64_t now)
 {
     if (!hart_timer_drives_stip(h))
         return;
-    bool due = now >= h->stimecmp;
-    if (due != ((h->mip & MIP_STIP) != 0))
+    bool due = now >= __atomic_load_n(&h->stimecmp, __ATOMIC_RELAXED);
+    if (due != ((hart_mip(h) & MIP_STIP) != 0))
         hart_set_pending(h, MIP_STIP, due);
 }
 
 uint64_t hart_timer_deadline(const struct hart *h)
 {
-    return hart_timer_drives_stip(h) ? h->stimecmp : UINT64_MAX;
+    return hart_timer_drives_stip(h) ? __atomic_load_n(&h->stimecmp, __ATOMIC_RELAXED)
+                                     : UINT64_MAX;
 }
 
 void hart_firmware_envcfg(struct hart *h)
@@ -140,7 +144,7 @@ void hart_firmware_envcfg(struct hart *h)
 
 bool hart_interrupt_pending(const struct hart *h)
 {
-    return (h->mip & h->mie) != 0;
+    return (hart_mip(h) & __atomic_load_n(&h->mie, __ATOMIC_RELAXED)) != 0;
 }
 
 static void hart_trap(struct hart *h, uint64_t cause, uint64_t tval)
@@ -184,7 +188,8 @@ void hart_raise_exception(struct hart *h, uint64_t cause, uint64_t tval)
 
 bool hart_take_interrupt(struct hart *h)
 {
-    h->interrupt_check = false;
+    /* Cleared before mip is read: a bit set meanwhile sets it again. */
+    __atomic_store_n(&h->interrupt_check, false, __ATOMIC_SEQ_CST);
     uint64_t cause = hart_pick_interrupt(h);
     if (!cause)
         return false;

@@ -53,7 +53,8 @@ struct hart {
     uint64_t mstatus;        /* SD is recomputed from FS on read */
     uint64_t misa;
     uint64_t medeleg, mideleg;
-    uint64_t mie, mip;
+    uint64_t mie, mip;       /* mip: atomic (devices and other harts set bits);
+                                mie: written by the hart, read by others */
     uint64_t mtvec, mscratch, mepc, mcause, mtval;
     uint64_t mcounteren, scounteren;
     uint64_t menvcfg, senvcfg;
@@ -63,12 +64,17 @@ struct hart {
 
     uint64_t reservation;    /* physical address of the LR reservation */
     bool reserved;
+    uint64_t reserved_value; /* what LR loaded: SC is a host CAS against it
+                                (not migrated: an SC after a move fails
+                                unless memory still holds 0) */
 
     /* Sstc: STIP is raised while time >= stimecmp, when menvcfg.STCE is
      * set or the machine implements SBI (whose set_timer writes it, as
-     * OpenSBI does on a hart with Sstc). See hart_timer_update(). */
+     * OpenSBI does on a hart with Sstc). See hart_timer_update(). Atomic:
+     * the main loop reads it for its timer pass; written only under the
+     * device lock (machine_set_hart_timer). */
     uint64_t stimecmp;
-    uint8_t hsm;             /* enum hsm_state */
+    uint8_t hsm;             /* enum hsm_state; atomic (other harts read it) */
     uint64_t hsm_start_addr, hsm_start_arg;
 
     /* PMP: 16 entries, WARL-checked but not enforced (csr.c says why). */
@@ -79,9 +85,9 @@ struct hart {
     uint32_t hartid;
     struct machine *machine;
     struct bus *bus;
-    struct icache *icache;   /* shared by the machine's harts */
-    /* Non-zero: leave hart_run at the next taken jump (another thread
-     * wants the loop: a pause, a device interrupt). Read atomically. */
+    struct icache *icache;   /* this hart's own decoded code */
+    /* Non-zero: leave hart_run at the next check (another thread wants
+     * this hart parked, or raised an interrupt). Read atomically. */
     const int *kick;
 
     /* ---- host-side statistics (not migrated) ---- */
@@ -91,7 +97,7 @@ struct hart {
     struct tlb_entry tlb_read[TLB_SIZE];
     struct tlb_entry tlb_write[TLB_SIZE];
     struct tlb_entry tlb_fetch[TLB_SIZE];
-    bool interrupt_check;    /* set when mip/mie/mstatus/priv changed */
+    bool interrupt_check;    /* set when mip/mie/mstatus/priv changed; atomic */
     uint8_t data_priv;       /* privilege for loads/stores (MPRV applied) */
     uint64_t ctx_data;       /* TLB tag context for loads/stores */
     uint64_t ctx_fetch;      /* TLB tag context for instruction fetch */
@@ -112,9 +118,20 @@ void hart_tlb_flush(struct hart *h);
  * page must re-mark it. */
 void hart_tlb_flush_writes(struct hart *h);
 
-/* Raises or lowers bits of mip from a device or timer, and notes that the
- * hart must re-check interrupts (waking it from WFI). */
+/* Raises or lowers bits of mip from a device or timer (any thread), and
+ * notes that the hart must re-check interrupts (waking it from WFI). */
 void hart_set_pending(struct hart *h, uint64_t mip_bits, bool level);
+
+static inline uint64_t hart_mip(const struct hart *h)
+{
+    return __atomic_load_n(&h->mip, __ATOMIC_SEQ_CST);
+}
+
+/* Makes the hart look at its interrupts before its next instruction. */
+static inline void hart_note_interrupts(struct hart *h)
+{
+    __atomic_store_n(&h->interrupt_check, true, __ATOMIC_SEQ_CST);
+}
 
 /* Runs up to `budget` instructions; returns how many were executed. Stops
  * early when the hart enters WFI. */

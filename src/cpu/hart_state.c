@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cpu/cpu_internal.h"
+#include "cpu/icache.h"
 #include "migrate/vmstate.h"
 
 static bool bool_ok(const void *p)
@@ -91,5 +92,8 @@ void hart_state_loaded(struct hart *h)
     h->x[0] = 0;
     hart_tlb_flush(h);
     hart_update_ctx(h);
-    h->interrupt_check = true;
+    hart_note_interrupts(h);
+    /* The RAM under its decoded code may have changed with the state. */
+    if (h->icache)
+        icache_invalidate(h->icache);
 }

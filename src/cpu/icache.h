@@ -1,7 +1,9 @@
 /* Decoded-instruction cache, keyed by guest physical page.
  *
- * Each executed RAM page gets one slot per 2-byte offset holding the
- * instruction decoded once (operation, registers, immediate), so the
+ * Each hart has its own, touched only by its thread (or by another thread
+ * while the hart is parked: machine_fence_i), so decoding and lookups need
+ * no locks. Each executed RAM page gets one slot per 2-byte offset holding
+ * the instruction decoded once (operation, registers, immediate), so the
  * interpreter skips fetch decoding and RVC expansion on every later run.
  * Keying by physical address means sfence.vma and satp changes need not
  * touch it; FENCE.I (local or remote) invalidates it, which is exactly
@@ -41,7 +43,7 @@ struct icache {
     unsigned nbuckets;
     unsigned npages;
     uint64_t epoch;
-    bool flush_pending;  /* full: the machine frees it at a slice boundary */
+    bool flush_pending;  /* full: the hart's thread frees it after the slice */
 };
 
 /* The page's decoded slots (stale ones cleared), or NULL when the cache is

@@ -14,6 +14,7 @@ static uint64_t fault_cause(enum access access, bool page_fault)
     }
 }
 
+GUEST_MEMORY_ACCESS
 bool mmu_translate(struct hart *h, uint64_t vaddr, enum access access, uint64_t *paddr,
                    uint64_t *cause)
 {
@@ -31,6 +32,7 @@ bool mmu_translate(struct hart *h, uint64_t vaddr, enum access access, uint64_t 
         return false;
     }
     struct ram *ram = &h->bus->ram;
+walk:;
     uint64_t table = (h->satp & SATP_PPN_MASK) << 12;
     for (int level = levels - 1; level >= 0; level--) {
         uint64_t pte_addr = table + ((vaddr >> (12 + 9 * level)) & 0x1ff) * 8;
@@ -38,9 +40,8 @@ bool mmu_translate(struct hart *h, uint64_t vaddr, enum access access, uint64_t 
             *cause = fault_cause(access, false);
             return false;
         }
-        uint8_t *pte_host = ram_host(ram, pte_addr);
-        uint64_t pte;
-        memcpy(&pte, pte_host, 8);
+        uint64_t *pte_host = (uint64_t *)ram_host(ram, pte_addr); /* 8-byte aligned */
+        uint64_t pte = __atomic_load_n(pte_host, __ATOMIC_RELAXED);
         if (!(pte & PTE_V) || (!(pte & PTE_R) && (pte & PTE_W)) || (pte >> 54)) {
             *cause = fault_cause(access, true);
             return false;
@@ -71,11 +72,14 @@ bool mmu_translate(struct hart *h, uint64_t vaddr, enum access access, uint64_t 
             return false;
         }
         /* Hardware A/D update, like QEMU: the PTE is guest RAM, so the
-         * write is logged dirty for migration. */
+         * write is logged dirty for migration. Atomic against other harts
+         * changing the PTE (the privileged spec requires it): if it
+         * changed since we read it, walk again. */
         uint64_t want = PTE_A | (access == ACCESS_WRITE ? PTE_D : 0);
         if ((pte & want) != want) {
-            pte |= want;
-            memcpy(pte_host, &pte, 8);
+            if (!__atomic_compare_exchange_n(pte_host, &pte, pte | want, false,
+                                             __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+                goto walk;
             ram_mark_dirty(ram, pte_addr, 8);
         }
         *paddr = ((ppn & ~low_mask) << 12) | (vaddr & ((low_mask << 12) | 0xfff));
@@ -111,6 +115,7 @@ static void tlb_fill(struct hart *h, enum access access, uint64_t vaddr, uint64_
 }
 
 /* One access inside a single page: translate, fill the TLB, do it. */
+GUEST_MEMORY_ACCESS
 static bool access_in_page(struct hart *h, uint64_t vaddr, unsigned size, uint64_t *value,
                            enum access access)
 {
@@ -125,11 +130,10 @@ static bool access_in_page(struct hart *h, uint64_t vaddr, unsigned size, uint64
     if (ram_contains(&bus->ram, paddr, size)) {
         uint8_t *p = ram_host(&bus->ram, paddr);
         if (access == ACCESS_WRITE) {
-            memcpy(p, value, size);
+            guest_ram_put(p, *value, size);
             ram_mark_dirty(&bus->ram, paddr, size);
         } else {
-            *value = 0;
-            memcpy(value, p, size);
+            *value = guest_ram_get(p, size);
         }
         return true;
     }
@@ -160,6 +164,7 @@ static bool access_in_page(struct hart *h, uint64_t vaddr, unsigned size, uint64
     return true;
 }
 
+GUEST_MEMORY_ACCESS
 bool cpu_load(struct hart *h, uint64_t vaddr, unsigned size, uint64_t *value)
 {
     unsigned off = vaddr & 0xfff;
@@ -189,6 +194,7 @@ bool cpu_load(struct hart *h, uint64_t vaddr, unsigned size, uint64_t *value)
     return true;
 }
 
+GUEST_MEMORY_ACCESS
 bool cpu_store(struct hart *h, uint64_t vaddr, unsigned size, uint64_t value)
 {
     unsigned off = vaddr & 0xfff;

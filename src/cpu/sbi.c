@@ -34,8 +34,7 @@ struct sbi_ret {
 static void sbi_set_timer(struct hart *h, uint64_t when)
 {
     h->sbi_set_timer_calls++;
-    h->stimecmp = when;
-    machine_update_hart_timer(h->machine, h);
+    machine_set_hart_timer(h->machine, h, when);
 }
 
 static bool ext_supported(uint64_t ext)
@@ -50,10 +49,11 @@ static bool ext_supported(uint64_t ext)
     }
 }
 
-/* Calls fn on each hart selected by (mask, mask_base); base -1 means all. */
-static int64_t for_each_hart(struct machine *m, uint64_t mask, uint64_t base,
-                             void (*fn)(struct machine *, struct hart *))
+/* The harts selected by (mask, mask_base), base -1 meaning all, as a bit
+ * set over hart ids. */
+static uint64_t selected_harts(const struct machine *m, uint64_t mask, uint64_t base)
 {
+    uint64_t set = 0;
     for (unsigned i = 0; i < m->nharts; i++) {
         bool selected;
         if (base == UINT64_MAX)
@@ -61,19 +61,22 @@ static int64_t for_each_hart(struct machine *m, uint64_t mask, uint64_t base,
         else
             selected = i >= base && i - base < 64 && ((mask >> (i - base)) & 1);
         if (selected)
-            fn(m, &m->harts[i]);
+            set |= 1ull << i;
     }
+    return set;
+}
+
+/* Masks naming harts that do not exist are rejected (after acting on the
+ * ones that do, as before). */
+static int64_t check_hart_mask(const struct machine *m, uint64_t mask, uint64_t base)
+{
     if (base != UINT64_MAX && base < 64 * 1024 && mask) {
-        /* Reject masks naming harts that do not exist. */
         for (unsigned bit = 0; bit < 64; bit++)
             if (((mask >> bit) & 1) && base + bit >= m->nharts)
                 return SBI_ERR_INVALID_PARAM;
     }
     return SBI_SUCCESS;
 }
-
-static void ipi_one(struct machine *m, struct hart *t) { machine_send_ipi(m, t->hartid); }
-static void fence_one(struct machine *m, struct hart *t) { hart_tlb_flush(t); }
 
 static struct sbi_ret hsm_call(struct hart *h, uint64_t fid)
 {
@@ -83,20 +86,17 @@ static struct sbi_ret hsm_call(struct hart *h, uint64_t fid)
     case 0: { /* hart_start(hartid, start_addr, opaque) */
         if (id >= m->nharts)
             return (struct sbi_ret){SBI_ERR_INVALID_PARAM, 0};
-        struct hart *t = &m->harts[id];
-        if (t->hsm != HSM_STOPPED)
+        if (!machine_start_hart(m, &m->harts[id], h->x[11], h->x[12]))
             return (struct sbi_ret){SBI_ERR_ALREADY_AVAILABLE, 0};
-        machine_start_hart(m, t, h->x[11], h->x[12]);
         return (struct sbi_ret){SBI_SUCCESS, 0};
     }
     case 1: /* hart_stop */
-        h->hsm = HSM_STOPPED;
-        h->wfi = false;
+        machine_stop_hart(m, h);
         return (struct sbi_ret){SBI_SUCCESS, 0};
     case 2: /* hart_get_status */
         if (id >= m->nharts)
             return (struct sbi_ret){SBI_ERR_INVALID_PARAM, 0};
-        return (struct sbi_ret){SBI_SUCCESS, m->harts[id].hsm};
+        return (struct sbi_ret){SBI_SUCCESS, machine_hart_status(m, &m->harts[id])};
     default:
         return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
     }
@@ -121,20 +121,26 @@ static struct sbi_ret sbi_dispatch(struct hart *h, uint64_t ext, uint64_t fid)
             return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
         sbi_set_timer(h, a[0]);
         return (struct sbi_ret){0, 0};
-    case EXT_IPI:
+    case EXT_IPI: {
         if (fid != 0)
             return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
-        return (struct sbi_ret){for_each_hart(m, a[0], a[1], ipi_one), 0};
+        uint64_t set = selected_harts(m, a[0], a[1]);
+        for (unsigned i = 0; i < m->nharts; i++)
+            if ((set >> i) & 1)
+                machine_send_ipi(m, i);
+        return (struct sbi_ret){check_hart_mask(m, a[0], a[1]), 0};
+    }
     case EXT_RFENCE:
-        /* remote fence.i drops the shared decoded-code cache; the remote
-         * sfence.vma variants flush the targets' TLBs. */
+        /* remote fence.i drops every hart's decoded code; the remote
+         * sfence.vma variants flush the targets' TLBs. Both complete
+         * before this call returns (machine_exclusive_begin). */
         if (fid > 6)
             return (struct sbi_ret){SBI_ERR_NOT_SUPPORTED, 0};
-        if (fid == 0) {
+        if (fid == 0)
             machine_fence_i(m);
-            return (struct sbi_ret){0, 0};
-        }
-        return (struct sbi_ret){for_each_hart(m, a[0], a[1], fence_one), 0};
+        else
+            machine_remote_sfence(m, selected_harts(m, a[0], a[1]));
+        return (struct sbi_ret){fid == 0 ? 0 : check_hart_mask(m, a[0], a[1]), 0};
     case EXT_HSM:
         return hsm_call(h, fid);
     case EXT_SRST:
@@ -165,7 +171,9 @@ bool sbi_ecall(struct hart *h)
         return true;
     case EXT_LEGACY_PUTCHAR: {
         uint8_t c = (uint8_t)h->x[10];
+        pthread_mutex_lock(&m->io_lock); /* the UART writes there too */
         console_write(&m->console, &c, 1);
+        pthread_mutex_unlock(&m->io_lock);
         h->x[10] = 0;
         return true;
     }

@@ -96,6 +96,8 @@ static void aclint_mmio_write(void *opaque, uint64_t offset, uint64_t value, uns
         return;
     }
     aclint_update(a);
+    if (offset >= ACLINT_MTIMECMP_BASE && a->deadline_changed)
+        a->deadline_changed(a->opaque);
 }
 
 const struct mmio_ops aclint_mmio_ops = {

@@ -22,6 +22,10 @@ struct aclint {
     struct hart *harts;
     unsigned nharts;
     struct vclock *clock;
+    /* Called after a guest write moved a deadline (mtimecmp, mtime): the
+     * thread that sleeps until the next deadline must look again. */
+    void (*deadline_changed)(void *opaque);
+    void *opaque;
 };
 
 void aclint_init(struct aclint *a, struct hart *harts, unsigned nharts, struct vclock *clock);

@@ -1,11 +1,13 @@
 /* virtio 1.x over MMIO (transport version 2) with split virtqueues.
  *
- * The transport lives on the vCPU thread (MMIO register accesses); devices
- * process their queues on their own I/O threads, so a slow disk or network
- * never stalls the guest. The two sides share the queue state under
- * `lock`. An I/O thread reports completions by setting interrupt bits and
- * calling the `wake` hook; the machine then updates the interrupt line on
- * the vCPU thread (virtio_sync_irq).
+ * The transport runs on the harts' threads (MMIO register accesses, under
+ * the machine's device lock: one hart at a time); devices process their
+ * queues on their own I/O threads, so a slow disk or network never stalls
+ * the guest. The two sides share the queue state under `lock`. An I/O
+ * thread reports completions by setting interrupt bits and calling the
+ * `wake` hook; the machine's main loop then updates the interrupt line
+ * (virtio_sync_irq, also under the device lock). "vCPU thread" below means
+ * whichever of these holds the device lock.
  *
  * Migratable state: struct virtio_mmio_state (transport and queue
  * registers, ring positions). The device's own state is separate. */

@@ -1,7 +1,9 @@
-/* Machine assembly and the event loop: the harts run in slices on this one
- * thread, and between slices the loop updates timers, checks HTIF and
- * services host file descriptors. An idle guest (all harts in WFI) sleeps
- * in ppoll until its next timer deadline or console input. */
+/* Machine assembly and the main loop. The harts run on threads of their
+ * own (vcpu.c); this loop keeps what is not a hart's: timers (it sets the
+ * timer interrupt bits, which wake the hart), console input, device
+ * completions (the wake eventfd -> interrupt lines), pause requests and
+ * quitting. It sleeps in ppoll until the next timer deadline or an event,
+ * so an idle guest (every hart parked in WFI) costs no CPU. */
 #include "machine/machine.h"
 
 #include <errno.h>
@@ -22,9 +24,6 @@
 #include "migrate/migration.h"
 #include "migrate/replication.h"
 
-/* Instructions a hart runs before the loop looks at timers and devices:
- * about 0.1 ms, well below the guest's timer resolution needs. */
-#define SLICE_INSNS 20000
 #define PAUSE_SPIN_NS 1000000
 #define FDT_MAX_SIZE (64 * 1024)
 #define MIN_RAM (16ull << 20)
@@ -60,15 +59,27 @@ static void on_quit_signal(int sig) { quit_signal = sig; }
 
 void machine_request_stop(struct machine *m, enum machine_stop why, int exit_code)
 {
-    /* The first reason wins, whichever thread gives it. */
-    int running = MACHINE_RUNNING;
-    if (atomic_compare_exchange_strong(&m->stop, &running, (int)why))
+    pthread_mutex_lock(&m->ctl_lock);
+    int expected = MACHINE_RUNNING;
+    if (__atomic_compare_exchange_n(&m->stop, &expected, (int)why, false, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST))
         m->exit_code = exit_code;
     /* Wake a parked or sleeping loop so it notices. */
-    pthread_mutex_lock(&m->ctl_lock);
     pthread_cond_broadcast(&m->ctl_cond);
     pthread_mutex_unlock(&m->ctl_lock);
+    for (unsigned i = 0; i < m->nharts; i++)
+        machine_hart_kick(m, &m->harts[i]);
     machine_wake(m);
+}
+
+enum machine_stop machine_stop_reason(const struct machine *m)
+{
+    return (enum machine_stop)__atomic_load_n(&m->stop, __ATOMIC_SEQ_CST);
+}
+
+bool machine_is_paused(const struct machine *m)
+{
+    return __atomic_load_n(&m->paused, __ATOMIC_ACQUIRE);
 }
 
 uint64_t machine_time_ticks(const struct machine *m)
@@ -76,9 +87,25 @@ uint64_t machine_time_ticks(const struct machine *m)
     return vclock_ticks(&m->clock);
 }
 
-void machine_update_hart_timer(struct machine *m, struct hart *h)
+/* Makes the main loop recompute its sleep (a timer deadline moved). */
+static void machine_kick_loop(void *opaque)
 {
+    struct machine *m = opaque;
+    uint64_t one = 1;
+    __atomic_store_n(&m->kick, 1, __ATOMIC_RELEASE);
+    if (write(m->wake_fd, &one, sizeof one) < 0) {
+    }
+}
+
+void machine_set_hart_timer(struct machine *m, struct hart *h, uint64_t timecmp)
+{
+    /* Under the device lock, as the main loop's timer pass: the STIP level
+     * it sets always matches the latest compare value. */
+    pthread_mutex_lock(&m->io_lock);
+    __atomic_store_n(&h->stimecmp, timecmp, __ATOMIC_RELAXED);
     hart_timer_update(h, machine_time_ticks(m));
+    pthread_mutex_unlock(&m->io_lock);
+    machine_kick_loop(m);
 }
 
 void machine_send_ipi(struct machine *m, unsigned hartid)
@@ -88,34 +115,18 @@ void machine_send_ipi(struct machine *m, unsigned hartid)
     }
 }
 
-void machine_start_hart(struct machine *m, struct hart *h, uint64_t addr, uint64_t arg)
-{
-    (void)m;
-    hart_start_supervisor(h, addr, arg);
-    h->hsm = HSM_STARTED;
-}
-
 uint64_t machine_instructions(const struct machine *m)
 {
     uint64_t total = 0;
-    for (unsigned i = 0; i < m->nharts; i++)
-        total += m->harts[i].instret;
+    for (unsigned i = 0; i < m->nharts; i++) {
+        /* A running hart's registers are its thread's: read what it
+         * published after its last slice. */
+        const struct vcpu *v = &m->vcpus[i];
+        total += __atomic_load_n(&v->thread_started, __ATOMIC_ACQUIRE)
+                     ? __atomic_load_n(&v->instret, __ATOMIC_RELAXED)
+                     : m->harts[i].instret;
+    }
     return total;
-}
-
-void machine_fence_i(struct machine *m)
-{
-    icache_invalidate(&m->icache);
-    for (unsigned i = 0; i < m->nharts; i++)
-        memset(m->harts[i].tlb_fetch, 0xff, sizeof m->harts[i].tlb_fetch);
-}
-
-uint64_t machine_dirty_sync(struct machine *m, uint64_t *out)
-{
-    uint64_t n = ram_dirty_harvest(&m->bus.ram, out);
-    for (unsigned i = 0; i < m->nharts; i++)
-        hart_tlb_flush_writes(&m->harts[i]);
-    return n;
 }
 
 void machine_wake(void *opaque)
@@ -143,27 +154,25 @@ static void machine_quiesce_devices(struct machine *m, bool quiesce)
     }
 }
 
-/* vCPU loop side of the cross-thread requests. A pause parks the loop
- * here until resumed, still serving dirty-log syncs. */
+/* Main loop side of the cross-thread requests. A pause parks the harts,
+ * freezes the clock, quiesces the devices and waits here until resumed. */
 static void machine_serve_requests(struct machine *m)
 {
     pthread_mutex_lock(&m->ctl_lock);
-    if (m->requests & REQ_SYNC) {
-        m->sync_count = machine_dirty_sync(m, m->sync_out);
-        m->requests &= ~REQ_SYNC;
-        pthread_cond_broadcast(&m->ctl_cond);
-    }
-    if (m->requests & REQ_PAUSE) {
-        m->requests &= ~REQ_PAUSE;
+    if (__atomic_load_n(&m->requests, __ATOMIC_ACQUIRE) & REQ_PAUSE) {
+        __atomic_and_fetch(&m->requests, ~REQ_PAUSE, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&m->ctl_lock);
+        machine_harts_hold(m);
+        pthread_mutex_lock(&m->ctl_lock);
         vclock_pause(&m->clock);
         pthread_mutex_unlock(&m->ctl_lock);
         machine_quiesce_devices(m, true);
         pthread_mutex_lock(&m->ctl_lock);
-        m->paused = true;
+        __atomic_store_n(&m->paused, true, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&m->ctl_cond);
-        while (m->paused && !quit_signal && m->stop == MACHINE_RUNNING)
+        while (m->paused && !quit_signal && machine_stop_reason(m) == MACHINE_RUNNING)
             pthread_cond_wait(&m->ctl_cond, &m->ctl_lock);
-        if (m->stop != MACHINE_RUNNING) {
+        if (machine_stop_reason(m) != MACHINE_RUNNING) {
             /* Migrated away or quitting: the guest must not run again. */
             pthread_mutex_unlock(&m->ctl_lock);
             return;
@@ -172,10 +181,13 @@ static void machine_serve_requests(struct machine *m)
         machine_quiesce_devices(m, false);
         pthread_mutex_lock(&m->ctl_lock);
         /* The guest may have been replaced by a loaded state: refresh what
-         * the loop derives from it. */
+         * the harts derive from it. */
         for (unsigned i = 0; i < m->nharts; i++)
-            m->harts[i].interrupt_check = true;
+            hart_note_interrupts(&m->harts[i]);
         vclock_resume(&m->clock);
+        pthread_mutex_unlock(&m->ctl_lock);
+        machine_harts_release(m);
+        return;
     }
     pthread_mutex_unlock(&m->ctl_lock);
 }
@@ -207,34 +219,16 @@ int machine_pause(struct machine *m)
 void machine_resume(struct machine *m)
 {
     pthread_mutex_lock(&m->ctl_lock);
-    m->paused = false;
+    __atomic_store_n(&m->paused, false, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&m->ctl_cond);
     pthread_mutex_unlock(&m->ctl_lock);
-}
-
-int64_t machine_dirty_sync_remote(struct machine *m, uint64_t *out)
-{
-    int64_t n;
-    pthread_mutex_lock(&m->ctl_lock);
-    if (m->paused || m->loop_done) {
-        /* The loop is parked (or gone): the harts are ours to touch. */
-        n = (int64_t)machine_dirty_sync(m, out);
-    } else {
-        m->sync_out = out;
-        __atomic_or_fetch(&m->requests, REQ_SYNC, __ATOMIC_RELEASE);
-        machine_wake(m);
-        while ((m->requests & REQ_SYNC) && !m->loop_done)
-            pthread_cond_wait(&m->ctl_cond, &m->ctl_lock);
-        n = (m->requests & REQ_SYNC) ? -1 : (int64_t)m->sync_count;
-        m->requests &= ~REQ_SYNC;
-    }
-    pthread_mutex_unlock(&m->ctl_lock);
-    return n;
 }
 
 static int machine_add_devices(struct machine *m, struct error *err)
 {
     aclint_init(&m->aclint, m->harts, m->nharts, &m->clock);
+    m->aclint.deadline_changed = machine_kick_loop;
+    m->aclint.opaque = m;
     plic_init(&m->plic, m->harts, m->nharts);
     struct irq_line uart_irq = {.set = plic_set_irq, .controller = &m->plic,
                                 .irq = MEMMAP_UART0_IRQ};
@@ -379,6 +373,12 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
     m->console.in_fd = m->console.out_fd = m->console.listen_fd = -1;
     pthread_mutex_init(&m->ctl_lock, NULL);
     pthread_cond_init(&m->ctl_cond, NULL);
+    pthread_mutex_init(&m->io_lock, NULL);
+    pthread_mutex_init(&m->cpu_lock, NULL);
+    pthread_cond_init(&m->cpu_cond, NULL);
+    for (unsigned i = 0; i < MACHINE_MAX_HARTS; i++)
+        pthread_cond_init(&m->vcpus[i].cond, NULL);
+    m->bus.mmio_lock = &m->io_lock;
     m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (m->wake_fd < 0)
         return error_set(err, "eventfd: %s", strerror(errno));
@@ -418,24 +418,30 @@ void machine_destroy(struct machine *m)
     if (m->wake_fd >= 0)
         close(m->wake_fd);
     m->wake_fd = -1;
-    icache_free(&m->icache);
+    for (unsigned i = 0; i < MACHINE_MAX_HARTS; i++)
+        icache_free(&m->vcpus[i].icache);
     console_close(&m->console);
     ram_destroy(&m->bus.ram);
 }
 
 static void machine_update_timers(struct machine *m)
 {
+    pthread_mutex_lock(&m->io_lock);
     aclint_update(&m->aclint);
     uint64_t now = machine_time_ticks(m);
     for (unsigned i = 0; i < m->nharts; i++)
         hart_timer_update(&m->harts[i], now);
+    pthread_mutex_unlock(&m->io_lock);
 }
 
-/* HTIF: a bare-metal program ends by writing (code << 1) | 1 to tohost. */
-static void machine_check_tohost(struct machine *m)
+/* HTIF: a bare-metal program ends by writing (code << 1) | 1 to tohost.
+ * Checked by the hart threads after each slice. */
+void machine_check_tohost(struct machine *m)
 {
-    uint64_t v;
-    memcpy(&v, ram_host(&m->bus.ram, m->tohost_addr), 8);
+    /* Guest RAM that a hart may be writing: one atomic 8-byte load (tohost
+     * is 8-byte aligned in the ELF). */
+    uint64_t v = __atomic_load_n((uint64_t *)ram_host(&m->bus.ram, m->tohost_addr),
+                                 __ATOMIC_RELAXED);
     if (!v)
         return;
     if (v & 1) {
@@ -447,17 +453,27 @@ static void machine_check_tohost(struct machine *m)
     }
 }
 
-/* Nanoseconds until the earliest armed timer, or -1 for none. */
+/* Nanoseconds until the earliest timer that has not fired yet, or -1 for
+ * none. Deadlines already past were applied by machine_update_timers (their
+ * interrupt stays pending until the guest moves them). */
 static int64_t machine_next_timer_ns(struct machine *m)
 {
-    uint64_t deadline = aclint_next_deadline(&m->aclint);
-    for (unsigned i = 0; i < m->nharts; i++)
-        if (m->harts[i].hsm == HSM_STARTED && hart_timer_deadline(&m->harts[i]) < deadline)
-            deadline = hart_timer_deadline(&m->harts[i]);
+    uint64_t now = machine_time_ticks(m);
+    uint64_t deadline = UINT64_MAX;
+    pthread_mutex_lock(&m->io_lock);
+    for (unsigned i = 0; i < m->aclint.nharts; i++)
+        if (m->aclint.s.mtimecmp[i] > now && m->aclint.s.mtimecmp[i] < deadline)
+            deadline = m->aclint.s.mtimecmp[i];
+    pthread_mutex_unlock(&m->io_lock);
+    for (unsigned i = 0; i < m->nharts; i++) {
+        struct hart *h = &m->harts[i];
+        uint64_t cmp = hart_timer_deadline(h);
+        if (machine_hart_status(m, h) == HSM_STARTED && cmp > now && cmp < deadline)
+            deadline = cmp;
+    }
     if (deadline == UINT64_MAX)
         return -1;
-    uint64_t now = machine_time_ticks(m);
-    return deadline <= now ? 0 : (int64_t)vclock_ticks_to_ns(deadline - now);
+    return (int64_t)vclock_ticks_to_ns(deadline - now);
 }
 
 /* Halt polling: when the harts went idle while devices were busy (a disk
@@ -491,9 +507,12 @@ static void machine_poll(struct machine *m, int64_t timeout_ns)
     struct pollfd fds[2];
     nfds_t nfds = 0;
     fds[nfds++] = (struct pollfd){.fd = m->wake_fd, .events = POLLIN};
+    pthread_mutex_lock(&m->io_lock);
     int con_fd = console_poll_fd(&m->console);
+    bool can_receive = uart_can_receive(&m->uart);
+    pthread_mutex_unlock(&m->io_lock);
     int con_index = -1;
-    if (con_fd >= 0 && uart_can_receive(&m->uart)) {
+    if (con_fd >= 0 && can_receive) {
         con_index = (int)nfds;
         fds[nfds++] = (struct pollfd){.fd = con_fd, .events = POLLIN};
     }
@@ -510,22 +529,26 @@ static void machine_poll(struct machine *m, int64_t timeout_ns)
         uint64_t count;
         if (read(m->wake_fd, &count, sizeof count) > 0) {
             /* Some I/O thread completed work: update interrupt lines. */
+            pthread_mutex_lock(&m->io_lock);
             for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
                 if (m->virtio[i].ops)
                     virtio_sync_irq(&m->virtio[i]);
+            pthread_mutex_unlock(&m->io_lock);
         }
     }
     if (con_index >= 0 && (fds[con_index].revents & (POLLIN | POLLHUP | POLLERR))) {
         uint8_t buf[UART_FIFO_SIZE];
         /* Only what fits: the rest stays in the console until the guest
          * has read the FIFO (uart_can_receive gates the next poll). */
+        pthread_mutex_lock(&m->io_lock);
         int got = console_read(&m->console, buf, uart_rx_room(&m->uart));
+        for (int i = 0; i < got; i++)
+            uart_receive(&m->uart, buf[i]);
+        pthread_mutex_unlock(&m->io_lock);
         if (got == CONSOLE_QUIT) {
             machine_request_stop(m, MACHINE_QUIT, 0);
             return;
         }
-        for (int i = 0; i < got; i++)
-            uart_receive(&m->uart, buf[i]);
     }
 }
 
@@ -536,58 +559,26 @@ int machine_run(struct machine *m)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
-    while (m->stop == MACHINE_RUNNING) {
-        bool busy = false;
+    struct error err = {{0}};
+    if (machine_harts_start(m, &err) < 0) {
+        fprintf(stderr, "ferry: %s\n", err.msg);
+        machine_request_stop(m, MACHINE_QUIT, 1);
+    }
+    while (machine_stop_reason(m) == MACHINE_RUNNING) {
         /* Whoever kicked has set its request or interrupt bits first. */
-        __atomic_store_n(&m->kick, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&m->kick, 0, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&m->requests, __ATOMIC_ACQUIRE))
             machine_serve_requests(m);
-        if (m->stop != MACHINE_RUNNING)
-            break;
-        for (unsigned i = 0; i < m->nharts; i++) {
-            struct hart *h = &m->harts[i];
-            if (h->hsm != HSM_STARTED)
-                continue;
-            if (h->wfi) {
-                if (!hart_interrupt_pending(h))
-                    continue;
-                h->wfi = false;
-            }
-            if (m->trace) {
-                /* Debug aid (FERRY_TRACE=1): one instruction at a time. */
-                for (int k = 0; k < 1000 && !h->wfi; k++) {
-                    fprintf(stderr, "trace: hart %u pc %016llx priv %u\n", h->hartid,
-                            (unsigned long long)h->pc, h->priv);
-                    hart_run(h, 1);
-                }
-            } else {
-                hart_run(h, SLICE_INSNS);
-            }
-            busy |= !h->wfi && h->hsm == HSM_STARTED;
-            /* Other harts run before this one continues: a store of theirs
-             * could hit the reservation, so an SC across slices must fail. */
-            if (m->nharts > 1)
-                h->reserved = false;
-        }
-        if (m->icache.flush_pending) {
-            /* The code cache filled up: start over (no hart is inside a
-             * slice now, so no decoded page is in use). */
-            machine_fence_i(m);
-            icache_free(&m->icache);
-        }
         machine_update_timers(m);
-        if (m->has_tohost)
-            machine_check_tohost(m);
-        if (__atomic_load_n(&m->requests, __ATOMIC_ACQUIRE))
-            machine_serve_requests(m);
         if (quit_signal)
             machine_request_stop(m, MACHINE_QUIT, 128 + quit_signal);
-        if (m->stop != MACHINE_RUNNING)
+        if (machine_stop_reason(m) != MACHINE_RUNNING)
             break;
-        machine_poll(m, busy ? 0 : machine_next_timer_ns(m));
+        machine_poll(m, machine_next_timer_ns(m));
     }
+    machine_harts_join(m);
     pthread_mutex_lock(&m->ctl_lock);
-    m->loop_done = true;
+    __atomic_store_n(&m->loop_done, true, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&m->ctl_cond);
     pthread_mutex_unlock(&m->ctl_lock);
     return m->exit_code;

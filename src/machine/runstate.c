@@ -52,7 +52,7 @@ static unsigned total_holds(const struct runstate *rs)
 
 static bool loop_stopped(struct machine *m)
 {
-    return atomic_load(&m->stop) != MACHINE_RUNNING;
+    return machine_stop_reason(m) != MACHINE_RUNNING;
 }
 
 /* Written under the lock, read without it: `status` must answer while a

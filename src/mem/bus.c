@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "base/tsan.h"
+
 int bus_add_mmio(struct bus *bus, const struct mmio_region *region, struct error *err)
 {
     if (bus->nregions == BUS_MAX_REGIONS)
@@ -44,7 +46,11 @@ bool bus_load(struct bus *bus, uint64_t paddr, unsigned size, uint64_t *value)
     const struct mmio_region *r = bus_find_mmio(bus, paddr);
     if (!r || paddr - r->base + size > r->size)
         return false;
+    if (bus->mmio_lock)
+        pthread_mutex_lock(bus->mmio_lock);
     *value = r->ops->read ? r->ops->read(r->opaque, paddr - r->base, size) : 0;
+    if (bus->mmio_lock)
+        pthread_mutex_unlock(bus->mmio_lock);
     return true;
 }
 
@@ -58,8 +64,12 @@ bool bus_store(struct bus *bus, uint64_t paddr, unsigned size, uint64_t value)
     const struct mmio_region *r = bus_find_mmio(bus, paddr);
     if (!r || paddr - r->base + size > r->size)
         return false;
+    if (bus->mmio_lock)
+        pthread_mutex_lock(bus->mmio_lock);
     if (r->ops->write)
         r->ops->write(r->opaque, paddr - r->base, value, size);
+    if (bus->mmio_lock)
+        pthread_mutex_unlock(bus->mmio_lock);
     return true;
 }
 
@@ -68,7 +78,9 @@ int bus_dma_read(struct bus *bus, uint64_t gpa, void *dst, size_t len, struct er
     if (!ram_contains(&bus->ram, gpa, len))
         return error_set(err, "DMA read of %zu bytes at 0x%llx is outside guest RAM", len,
                          (unsigned long long)gpa);
+    TSAN_GUEST_RAM_BEGIN();
     memcpy(dst, ram_host(&bus->ram, gpa), len);
+    TSAN_GUEST_RAM_END();
     return 0;
 }
 
@@ -77,7 +89,9 @@ int bus_dma_write(struct bus *bus, uint64_t gpa, const void *src, size_t len, st
     if (!ram_contains(&bus->ram, gpa, len))
         return error_set(err, "DMA write of %zu bytes at 0x%llx is outside guest RAM", len,
                          (unsigned long long)gpa);
+    TSAN_GUEST_RAM_BEGIN();
     memcpy(ram_host(&bus->ram, gpa), src, len);
+    TSAN_GUEST_RAM_END();
     ram_mark_dirty(&bus->ram, gpa, len);
     return 0;
 }

@@ -6,6 +6,7 @@
 #ifndef FERRY_MEM_BUS_H
 #define FERRY_MEM_BUS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,9 @@ struct bus {
     struct ram ram;
     struct mmio_region regions[BUS_MAX_REGIONS];
     unsigned nregions;
+    /* Held around every MMIO callback when set: harts on several threads
+     * share the devices (the machine's io_lock). */
+    pthread_mutex_t *mmio_lock;
 };
 
 int bus_add_mmio(struct bus *bus, const struct mmio_region *region, struct error *err);

@@ -60,13 +60,13 @@ def exclusive(fn):
 # --------------------------------------------------------------------------
 
 def binary_is_sanitized(path):
-    """True if the executable at path was built with ASan/UBSan."""
+    """True if the executable at path was built with ASan/UBSan or TSan."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError:
         return False
-    return b"__asan_init" in data or b"__ubsan_handle" in data
+    return b"__asan_init" in data or b"__ubsan_handle" in data or b"__tsan_init" in data
 
 
 def default_scale(ferry_path):

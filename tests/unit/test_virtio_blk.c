@@ -625,7 +625,7 @@ int main(void)
     struct drv d;
     drv_setup(&d, dev);
     test_reads(&d);
-    CHECK(wakes > 0 && (reg_read(dev, 0x060) & VIRTIO_INT_USED), "no used interrupt raised");
+    CHECK(__atomic_load_n(&wakes, __ATOMIC_RELAXED) > 0 && (reg_read(dev, 0x060) & VIRTIO_INT_USED), "no used interrupt raised");
     reg_write(dev, 0x064, VIRTIO_INT_USED);
     test_dirty_pages(&d);
     test_write_flush_id(&d, rw);
