@@ -18,9 +18,11 @@ been built.
 
 import re
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+import harness  # noqa: E402
 from harness import require_guest, timeout  # noqa: E402
 from ferryvm import FerryVM  # noqa: E402
 from migration import IncomingVM, Memdirty, SourceVM, migrate  # noqa: E402
@@ -106,6 +108,18 @@ def stop_memdirty(vm, md):
     return reps
 
 
+def wait_verifying(vm, md, timeout=180):
+    """Wait until memdirty has swept its working set once and now verifies
+    every page before rewriting it; returns its reports."""
+    deadline = time.monotonic() + harness.scaled(timeout)
+    while True:
+        reps = md.snapshot(vm)
+        if reps and reps[-1][1] > 0:
+            return reps
+        assert time.monotonic() < deadline, f"memdirty verified nothing in {timeout} s: {reps}"
+        time.sleep(1)
+
+
 @timeout(1200)
 def test_live_migrate_smp4_dirtying_20_times():
     # One VM, 4 vCPUs, 4 memdirty threads (one pinned to each vCPU), moved
@@ -123,9 +137,9 @@ def test_live_migrate_smp4_dirtying_20_times():
     try:
         vm = start(SourceVM, "hop0")
         vm.boot(BOOT_TIMEOUT)
-        md = Memdirty(vm, mib=16, rate=8, threads=4)
+        md = Memdirty(vm, mib=8, rate=8, threads=4)
         before_ticks = cpu_busy_ticks(vm, 4)
-        before = md.wait_reports(vm, 3)
+        before = wait_verifying(vm, md)
         assert_all_cpus_worked(before_ticks, cpu_busy_ticks(vm, 4), "memdirty with 4 threads")
         first = before
         for hop in range(1, MIGRATIONS + 1):
