@@ -18,6 +18,14 @@
  *            must stay this thread's for the whole critical section
  * Counters that share a cache line with others' (lrsc_d next to lrsc_w,
  * the lock next to its counter) make reservations and AMOs collide.
+ * Then threads 0 and 1 (when there are two and at least two CPUs) check
+ * that another hart's store breaks a reservation, `iterations` / 100
+ * rounds: thread 0 does lr.d, tells thread 1, which stores to the reserved
+ * word (a different value in odd rounds, the same value in even ones: an
+ * emulator comparing values would miss it) and answers; only then does
+ * thread 0 try sc.d, which must fail (the spec: an SC may succeed only if
+ * no store from another hart to the reservation set can be observed to
+ * have occurred between the LR and the SC).
  * Then a multi-producer multi-consumer ring (bounded, sequence number per
  * slot, compare-and-swap on the head and tail): each thread enqueues
  * `iterations` / 4 items (producer << 32 | sequence) and dequeues
@@ -58,6 +66,15 @@ static struct {
 } __attribute__((aligned(64))) shared;
 
 static uint64_t lock_violations; /* written only under the lock */
+
+/* The reservation-breaking handshake (threads 0 and 1). */
+static struct {
+    uint64_t word __attribute__((aligned(64)));
+    uint64_t lr_done __attribute__((aligned(64)));    /* round, from thread 0 */
+    uint64_t store_done __attribute__((aligned(64))); /* round, from thread 1 */
+    uint64_t sc_succeeded[2];                         /* by round parity */
+    uint64_t rounds;
+} resv;
 
 static void lrsc_add_d(uint64_t *p, uint64_t v)
 {
@@ -124,6 +141,41 @@ static void spin_unlock(uint32_t *l)
 {
     uint64_t old;
     __asm__ volatile("amoswap.w.rl %0, zero, (%1)" : "=r"(old) : "r"(l) : "memory");
+}
+
+static uint64_t lr_d(uint64_t *p)
+{
+    uint64_t v;
+    __asm__ volatile("lr.d %0, (%1)" : "=r"(v) : "r"(p) : "memory");
+    return v;
+}
+
+/* 0 when the store was done */
+static uint64_t sc_d(uint64_t *p, uint64_t v)
+{
+    uint64_t fail;
+    __asm__ volatile("sc.d %0, %2, (%1)" : "=r"(fail) : "r"(p), "r"(v) : "memory");
+    return fail;
+}
+
+static void reservation_breaker(unsigned me)
+{
+    for (uint64_t r = 1; r <= resv.rounds; r++) {
+        if (me == 0) {
+            uint64_t v = lr_d(&resv.word);
+            __atomic_store_n(&resv.lr_done, r, __ATOMIC_RELEASE);
+            while (__atomic_load_n(&resv.store_done, __ATOMIC_ACQUIRE) != r)
+                ;
+            if (sc_d(&resv.word, v + 1) == 0)
+                resv.sc_succeeded[r & 1]++;
+        } else {
+            while (__atomic_load_n(&resv.lr_done, __ATOMIC_ACQUIRE) != r)
+                ;
+            uint64_t v = __atomic_load_n(&resv.word, __ATOMIC_RELAXED);
+            __atomic_store_n(&resv.word, r & 1 ? v + 2 : v, __ATOMIC_RELAXED);
+            __atomic_store_n(&resv.store_done, r, __ATOMIC_RELEASE);
+        }
+    }
 }
 
 /* ---- the ring: bounded MPMC queue with a sequence number per slot ---- */
@@ -257,6 +309,8 @@ static void *worker(void *arg)
         __atomic_store_n(&shared.owner, 0, __ATOMIC_RELAXED);
         spin_unlock(&shared.lock);
     }
+    if (me < 2 && resv.rounds)
+        reservation_breaker(me);
     ring_run(me);
     return NULL;
 }
@@ -290,6 +344,8 @@ int main(int argc, char **argv)
     if (argc > 2)
         iterations = parse(argv[2], 1u << 28);
     ring_items_per_thread = iterations / 4 ? iterations / 4 : 1;
+    if (nthreads >= 2 && sysconf(_SC_NPROCESSORS_ONLN) >= 2)
+        resv.rounds = iterations / 100 ? iterations / 100 : 1;
     for (uint64_t i = 0; i < RING_SLOTS; i++)
         ring.slot[i].seq = i;
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -311,6 +367,9 @@ int main(int argc, char **argv)
     check("amoadd_w", shared.amoadd_w, (uint32_t)(n * it * 5));
     check("locked", shared.locked_count, n * it);
     check("lock_violations", lock_violations, 0);
+    printf("smphammer: reservation rounds=%" PRIu64 "\n", resv.rounds);
+    check("sc_after_other_store", resv.sc_succeeded[1], 0);
+    check("sc_after_other_same_value_store", resv.sc_succeeded[0], 0);
 
     struct consumer_totals all = {0}, want = {0};
     for (unsigned i = 0; i < nthreads; i++) {
