@@ -41,7 +41,7 @@ def faultloop():
     return str(FAULTLOOP)
 
 
-def assert_spinning(vm, window=0.5):
+def assert_spinning(vm, window=1.0):
     """ferry burns CPU (the storm runs; it is not asleep waiting for an
     interrupt), so what follows really tests a busy vCPU loop."""
     pid = vm.proc.pid
