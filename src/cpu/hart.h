@@ -106,8 +106,10 @@ void hart_tlb_flush_writes(struct hart *h);
  * hart must re-check interrupts (waking it from WFI). */
 void hart_set_pending(struct hart *h, uint64_t mip_bits, bool level);
 
-/* Runs up to `budget` instructions; returns how many were executed. Stops
- * early when the hart enters WFI. */
+/* Runs up to `budget` steps: an instruction executed, or a trap that
+ * retired none (a faulting fetch, an interrupt taken), so that a trap storm
+ * still returns. Returns the steps used (instret counts only instructions).
+ * Stops early when the hart enters WFI or is kicked. */
 uint64_t hart_run(struct hart *h, uint64_t budget);
 
 /* True when an enabled interrupt is pending for this hart (used to wake it). */
