@@ -5,6 +5,8 @@ guest programs that know the exact answer.
   AMO spinlock and a shared multi-producer multi-consumer ring; every total
   must come out exact, and an SC after another hart stored to the reserved
   word (even the same value) must fail.
+- smphammer again while the VM live-migrates under it (--verify): the
+  totals are still exact on the destination.
 - xfencei: code written and fenced on CPU 0 runs on CPU 1 after CPU 1's
   own fence.i, rewritten 200 times in changing shapes.
 - memdirty with 4 writer threads (one per vCPU) while the VM live-migrates
@@ -93,6 +95,43 @@ def test_fence_i_across_harts():
         assert "xfencei: OK rounds=200" in out and status == 0, (
             f"xfencei exited {status}:\n{out}")
         assert vm.poweroff() == 0
+
+
+@timeout(900)
+def test_smphammer_across_live_migration():
+    # The hammer runs while the VM moves: reservations, AMOs in flight and
+    # the ring's state travel with the harts; the totals stay exact.
+    require_guest()
+    vms = []
+    try:
+        src = SourceVM(SMP4, name="source")
+        vms.append(src)
+        src.start()
+        src.boot(BOOT_TIMEOUT)
+        src.run("smphammer 4 400000 </dev/null >/tmp/hammer.log 2>&1 & echo started")
+        time.sleep(2)
+        assert "smphammer:" not in src.run("cat /tmp/hammer.log"), (
+            "smphammer finished before the migration: make it run longer")
+        dst = IncomingVM(SMP4, name="destination")
+        vms.append(dst)
+        dst.start()
+        dst.wait_listening()
+        _, rep = migrate(src.control, dst.uri, "--verify")
+        assert rep["verified"] is True, rep
+        dst.wait_resumed()
+        assert src.wait_exit(60) == 0, src.stderr()
+        dst.wait_prompt()
+        status, out = dst.run_status("wait; cat /tmp/hammer.log", timeout=900)
+        assert check_lines(out, "smphammer") == 13, f"smphammer printed:\n{out}"
+        assert "smphammer: OK" in out, f"smphammer after the migration:\n{out}"
+        assert dst.poweroff() == 0
+        for v in vms:
+            v.close()
+            v.check_stderr()
+    finally:
+        for v in vms:
+            v.close()
+            v.cleanup_files()
 
 
 MIGRATIONS = 20
