@@ -25,7 +25,9 @@
  * emulator comparing values would miss it) and answers; only then does
  * thread 0 try sc.d, which must fail (the spec: an SC may succeed only if
  * no store from another hart to the reservation set can be observed to
- * have occurred between the LR and the SC).
+ * have occurred between the LR and the SC). QEMU 7.2's multi-threaded TCG
+ * fails the same-value case (measured: every such SC succeeds there), as
+ * it emulates SC by a compare-and-swap against the value LR read.
  * Then a multi-producer multi-consumer ring (bounded, sequence number per
  * slot, compare-and-swap on the head and tail): each thread enqueues
  * `iterations` / 4 items (producer << 32 | sequence) and dequeues
