@@ -74,6 +74,8 @@ import harness  # noqa: E402  (path set up by benchlib)
 from ferryvm import ConsoleProcess, clean  # noqa: E402
 from migration import IncomingVM, Memdirty, SourceVM, free_port  # noqa: E402
 
+# A case may also give "smp" (vCPUs; QEMU then runs multi-threaded TCG)
+# and "threads" (memdirty writer threads): bench/smp.py adds such a case.
 CASES = {
     "idle-256M": {"mem": "256M", "rate": None},
     "idle-1G": {"mem": "1G", "rate": None},
@@ -183,11 +185,12 @@ def event_time(e):
 # Workload
 # --------------------------------------------------------------------------
 
-def start_workload(vm, rate):
-    """Start memdirty and wait until the working set is fully written and
-    two reports followed; returns (Memdirty, reports, achieved MB/s)."""
+def start_workload(vm, rate, threads=1):
+    """Start memdirty (with `threads` writers) and wait until the working
+    set is fully written and two reports followed; returns (Memdirty,
+    reports, achieved MB/s)."""
     vm.run(f": >{MD_LOG}")   # exists before the background job opens it
-    md = Memdirty(vm, mib=WORKING_SET_MIB, rate=rate, log=MD_LOG)
+    md = Memdirty(vm, mib=WORKING_SET_MIB, rate=rate, log=MD_LOG, threads=threads)
     deadline = time.monotonic() + harness.scaled(120)
     while True:
         reps = md.snapshot(vm)
@@ -240,12 +243,14 @@ def run_ferry(ferry, guest, case, target_ms):
     spec = CASES[case]
     env = {"FERRY_GUEST_DIR": str(guest)}
     rec = {}
-    with SourceVM(["--mem", spec["mem"]], ferry=ferry, env=env) as src, \
-            IncomingVM([], ferry=ferry, env=env) as dst:
+    smp = ["--smp", str(spec.get("smp", 1))]
+    with SourceVM(["--mem", spec["mem"], *smp], ferry=ferry, env=env) as src, \
+            IncomingVM(smp, ferry=ferry, env=env) as dst:
         src.boot(BOOT_TIMEOUT)
         md = before = None
         if spec["rate"] is not None:
-            md, before, rec["dirty_rate_mb_s"] = start_workload(src, spec["rate"])
+            md, before, rec["dirty_rate_mb_s"] = start_workload(src, spec["rate"],
+                                                                spec.get("threads", 1))
         else:
             src.run("true")
         dst.wait_listening()
@@ -286,12 +291,15 @@ def run_qemu(qemu, guest, case, target_ms, converge_timeout):
     port = free_port()
     uri = f"tcp:127.0.0.1:{port}"
     s_qmp, d_qmp = os.path.join(tmp, "src.qmp"), os.path.join(tmp, "dst.qmp")
-    src = ConsoleProcess(bl.qemu_argv(qemu, guest, mem=spec["mem"],
-                                      extra=["-qmp", f"unix:{s_qmp},server=on,wait=off"]),
+    smp = spec.get("smp", 1)
+    # More than one vCPU: multi-threaded TCG, a host thread per vCPU.
+    accel = ["-accel", "tcg,thread=multi"] if smp > 1 else []
+    src = ConsoleProcess(bl.qemu_argv(qemu, guest, smp=smp, mem=spec["mem"], extra=accel +
+                                      ["-qmp", f"unix:{s_qmp},server=on,wait=off"]),
                          name="qemu-source")
-    dst = ConsoleProcess(bl.qemu_argv(qemu, guest, mem=spec["mem"],
-                                      extra=["-qmp", f"unix:{d_qmp},server=on,wait=off",
-                                             "-incoming", uri]),
+    dst = ConsoleProcess(bl.qemu_argv(qemu, guest, smp=smp, mem=spec["mem"], extra=accel +
+                                      ["-qmp", f"unix:{d_qmp},server=on,wait=off",
+                                       "-incoming", uri]),
                          name="qemu-destination")
     qs = qd = None
     rec = {}
@@ -301,7 +309,8 @@ def run_qemu(qemu, guest, case, target_ms, converge_timeout):
             src.boot(BOOT_TIMEOUT)
             md = before = None
             if spec["rate"] is not None:
-                md, before, rec["dirty_rate_mb_s"] = start_workload(src, spec["rate"])
+                md, before, rec["dirty_rate_mb_s"] = start_workload(src, spec["rate"],
+                                                                    spec.get("threads", 1))
             else:
                 src.run("true")
             limit = max(0, int(round(target_ms)))

@@ -1,6 +1,7 @@
 /* ferry run: boot a VM — the built-in Linux guest by default, a kernel of
  * the user's, or a bare-metal ELF with --bios. */
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,6 +288,10 @@ int cmd_run(int argc, char **argv)
         for (unsigned i = 0; i < m.nharts; i++)
             set_timer_calls += m.harts[i].sbi_set_timer_calls;
         enum machine_stop why = m.stop;
+        if (why == MACHINE_QUIT && status > 128) {
+            const char *sig = sigabbrev_np(status - 128);
+            fprintf(stderr, "ferry: stopped by SIG%s\n", sig ? sig : "?");
+        }
         if (why == MACHINE_MIGRATED) {
             struct migration_status st;
             struct replication_status rs;

@@ -534,11 +534,19 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
     uint64_t instret0 = h->instret;
     const int *kick = h->kick;
 
+/* A trap retires no instruction but costs the slice one step: a guest in
+ * a trap storm (a handler address that faults itself: stvec unmapped, a
+ * restored VM whose page tables are gone) then still leaves hart_run and
+ * lets the caller see signals, the console, timers and the control socket.
+ * instret0 moves down with n so that instret counts only retired ones. */
+#define CHARGE_TRAP() do { n++; instret0--; } while (0)
+
     while (n < budget) {
         if (unlikely(__atomic_load_n(kick, __ATOMIC_RELAXED)))
             break;
-        if (unlikely(__atomic_load_n(&h->interrupt_check, __ATOMIC_RELAXED)))
-            hart_take_interrupt(h);
+        if (unlikely(__atomic_load_n(&h->interrupt_check, __ATOMIC_RELAXED)) &&
+            hart_take_interrupt(h))
+            CHARGE_TRAP();
         if (unlikely(h->wfi))
             break;
         uint64_t pc = h->pc;
@@ -547,7 +555,9 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
             bool faulted;
             e = fetch_fill(h, pc, &faulted);
             if (!e) {
-                if (!faulted) {
+                if (faulted) {
+                    CHARGE_TRAP();
+                } else {
                     h->instret = instret0 + n;
                     exec_uncached(h);
                     instret0 = h->instret - ++n;
@@ -776,6 +786,7 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
 #undef TRAPPED
 #undef CHECK_IRQ
     }
+#undef CHARGE_TRAP
     h->instret = instret0 + n;
     return n;
 }

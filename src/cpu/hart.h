@@ -133,8 +133,10 @@ static inline void hart_note_interrupts(struct hart *h)
     __atomic_store_n(&h->interrupt_check, true, __ATOMIC_SEQ_CST);
 }
 
-/* Runs up to `budget` instructions; returns how many were executed. Stops
- * early when the hart enters WFI. */
+/* Runs up to `budget` steps: an instruction executed, or a trap that
+ * retired none (a faulting fetch, an interrupt taken), so that a trap storm
+ * still returns. Returns the steps used (instret counts only instructions).
+ * Stops early when the hart enters WFI or is kicked. */
 uint64_t hart_run(struct hart *h, uint64_t budget);
 
 /* The supervisor timer (Sstc stimecmp, or the SBI timer which shares it):

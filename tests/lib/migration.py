@@ -418,9 +418,10 @@ _MD_LINE = re.compile(r"^memdirty: gen=(\d+) verified=(\d+) errors=(\d+)\s*$")
 
 
 class Memdirty:
-    """The guest's memdirty MiB MB_per_s, started in the background with its
-    output going to `log` in the guest's /tmp (tmpfs: it lives in guest RAM
-    and so travels with the guest).
+    """The guest's memdirty MiB MB_per_s (with `threads` writer threads),
+    started in the background with its output going to `log` in the
+    guest's /tmp (tmpfs: it lives in guest RAM and so travels with the
+    guest).
 
     snapshot(vm)          the log's report lines, as read through vm's shell
     wait_reports(vm, n)   wait until the log has at least n report lines
@@ -431,9 +432,10 @@ class Memdirty:
                           decreasing, verified growing after `before`
     """
 
-    def __init__(self, vm, mib=32, rate=16, log="/tmp/memdirty.log"):
-        self.mib, self.rate, self.log = mib, rate, log
-        vm.run(f"memdirty {mib} {rate} </dev/null >{log} 2>&1 & echo memdirty started")
+    def __init__(self, vm, mib=32, rate=16, log="/tmp/memdirty.log", threads=1):
+        self.mib, self.rate, self.log, self.threads = mib, rate, log, threads
+        args = f"{mib} {rate}" + (f" 0 {threads}" if threads != 1 else "")
+        vm.run(f"memdirty {args} </dev/null >{log} 2>&1 & echo memdirty started")
 
     def read(self, vm):
         return vm.run(f"cat {self.log}", timeout=60)
