@@ -1,6 +1,7 @@
 /* The device registry (see devreg.h). */
 #include "machine/devreg.h"
 
+#include "cpu/hart_wire.h"
 #include "machine/machine.h"
 #include "migrate/vmstate.h"
 
@@ -15,25 +16,26 @@ static void add(struct devreg *r, struct device_entry e)
         r->dev[r->n++] = e;
 }
 
-static void hart_loaded(void *state)
-{
-    hart_state_loaded(state);
-}
+static void hart_prepare(void *state, void *owner) { hart_wire_save(owner, state); }
+static void hart_apply(void *state, void *owner) { hart_wire_load(owner, state); }
 
 void devreg_add_platform(struct machine *m)
 {
     struct devreg *r = &m->devices;
     for (unsigned i = 0; i < m->nharts; i++)
-        add(r, (struct device_entry){&hart_vmstate, &m->harts[i], i, hart_loaded, NULL, NULL});
-    add(r, (struct device_entry){&aclint_vmstate, &m->aclint.s, 0, NULL, NULL, NULL});
-    add(r, (struct device_entry){&plic_vmstate, &m->plic.s, 0, NULL, NULL, NULL});
-    add(r, (struct device_entry){&uart_vmstate, &m->uart.s, 0, NULL, NULL, NULL});
+        add(r, (struct device_entry){.vs = &hart_vmstate, .state = &m->hart_wire[i],
+                                     .instance = i, .prepare = hart_prepare,
+                                     .apply = hart_apply, .owner = &m->harts[i]});
+    add(r, (struct device_entry){.vs = &aclint_vmstate, .state = &m->aclint.s});
+    add(r, (struct device_entry){.vs = &plic_vmstate, .state = &m->plic.s});
+    add(r, (struct device_entry){.vs = &uart_vmstate, .state = &m->uart.s});
 }
 
 void devreg_add_virtio(struct machine *m, unsigned slot)
 {
     struct virtio_dev *d = &m->virtio[slot];
     if (d->ops)
-        add(&m->devices, (struct device_entry){&virtio_mmio_vmstate, &d->s, slot, NULL, d,
-                                               d->ops->repl});
+        add(&m->devices, (struct device_entry){.vs = &virtio_mmio_vmstate, .state = &d->s,
+                                               .instance = slot, .vdev = d,
+                                               .repl = d->ops->repl});
 }

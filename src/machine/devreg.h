@@ -19,7 +19,13 @@ struct device_entry {
     const struct vmstate *vs;        /* the state description (vs->name in streams) */
     void *state;                     /* the described struct */
     uint32_t instance;               /* hart id, virtio slot, 0 */
-    void (*loaded)(void *state);     /* after a load: rebuild derived caches; may be NULL */
+    /* A state kept apart from its live object (a hart's wire struct):
+     * `prepare` fills it from the object before a save or a load (fields a
+     * record lacks keep the live values), `apply` puts a loaded one back
+     * and rebuilds derived caches. NULL when `state` is the live state. */
+    void (*prepare)(void *state, void *owner);
+    void (*apply)(void *state, void *owner);
+    void *owner;
     struct virtio_dev *vdev;         /* a virtio device's slot, else NULL */
     const struct repl_hooks *repl;   /* replication hooks, or NULL */
 };

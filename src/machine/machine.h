@@ -11,6 +11,7 @@
 #include "backend/console.h"
 #include "base/error.h"
 #include "cpu/hart.h"
+#include "cpu/hart_wire.h"
 #include "cpu/icache.h"
 #include "dev/aclint.h"
 #include "dev/plic.h"
@@ -134,6 +135,7 @@ struct machine {
     struct job_slot jobs;                /* at most one migrate/save/replicate */
     struct dirty_registry dirty_readers; /* the dirty log's one reader */
     struct devreg devices;               /* migratable state, in stream order */
+    struct hart_wire hart_wire[MACHINE_MAX_HARTS]; /* the harts' migrated state */
 };
 
 #define REQ_PAUSE 1

@@ -234,7 +234,7 @@ struct dev_entry {
     const struct vmstate *vs;
     void *obj;
     uint32_t instance;
-    void (*loaded)(void *obj);
+    const struct device_entry *reg;
 };
 
 #define MAX_DEVICES DEVREG_MAX
@@ -244,9 +244,16 @@ static unsigned collect_devices(struct machine *m, struct dev_entry *out)
 {
     for (unsigned i = 0; i < m->devices.n; i++) {
         const struct device_entry *d = &m->devices.dev[i];
-        out[i] = (struct dev_entry){d->vs, d->state, d->instance, d->loaded};
+        out[i] = (struct dev_entry){d->vs, d->state, d->instance, d};
     }
     return m->devices.n;
+}
+
+/* Fills a state kept apart from its live object (a hart's wire struct). */
+static void prepare(const struct dev_entry *d)
+{
+    if (d->reg->prepare)
+        d->reg->prepare(d->obj, d->reg->owner);
 }
 
 /* Device description version used in a stream of the given version:
@@ -274,6 +281,7 @@ int mstate_put_devices(struct stream *s, struct machine *m, uint32_t version, st
         memcpy(b + 1, vs->name, name_len);
         put_u32(b + 1 + name_len, devs[i].instance);
         put_u32(b + 5 + name_len, v);
+        prepare(&devs[i]);
         vmstate_save(vs, devs[i].obj, v, b + 9 + name_len);
         int rc = stream_put(s, REC_DEVICE, b, 9 + name_len + size, err);
         free(b);
@@ -324,16 +332,17 @@ static int device_record(struct machine *m, const uint8_t *body, size_t len, boo
         return -1;
     const uint8_t *state = body + 9 + id.name_len;
     size_t state_len = len - 9 - id.name_len;
+    prepare(d);
     if (!apply)
         return vmstate_validate(d->vs, d->obj, id.version, state, state_len, err);
     if (vmstate_load(d->vs, d->obj, id.version, state, state_len, err) < 0)
         return -1;
+    if (d->reg->apply)
+        d->reg->apply(d->obj, d->reg->owner);
     /* A CPU v1 record has no menvcfg. Under SBI the emulator is the
      * firmware that sets it (Sstc on): the kernel may use stimecmp. */
     if (d->vs == &hart_vmstate && id.version < 2 && m->sbi)
-        hart_firmware_envcfg(d->obj);
-    if (d->loaded)
-        d->loaded(d->obj);
+        hart_firmware_envcfg(d->reg->owner);
     return 0;
 }
 
@@ -417,6 +426,7 @@ int mstate_hash(struct machine *m, uint64_t *out, struct error *err)
     XXH3_64bits_update(st, m->bus.ram.host, m->bus.ram.size);
     for (unsigned i = 0; i < n; i++) {
         size_t size = vmstate_size(devs[i].vs, devs[i].vs->version);
+        prepare(&devs[i]);
         vmstate_save(devs[i].vs, devs[i].obj, devs[i].vs->version, b);
         XXH3_64bits_update(st, b, size);
     }
