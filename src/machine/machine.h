@@ -23,6 +23,7 @@
 #include "machine/job.h"
 #include "machine/memmap.h"
 #include "machine/runstate.h"
+#include "machine/throttle.h"
 #include "machine/vclock.h"
 #include "mem/bus.h"
 
@@ -136,6 +137,10 @@ struct machine {
     struct dirty_registry dirty_readers; /* the dirty log's one reader */
     struct devreg devices;               /* migratable state, in stream order */
     struct hart_wire hart_wire[MACHINE_MAX_HARTS]; /* the harts' migrated state */
+
+    /* Auto-converge: a migration sets the share of time harts sleep; each
+     * hart's thread pays its debt in its own wait (vcpu.c, throttle.h). */
+    struct throttle throttle;
 };
 
 #define REQ_PAUSE 1
