@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "base/error.h"
 
@@ -43,5 +44,12 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * the value, advances *i past it and returns 1. Returns -1 (after printing
  * an error) when the value is missing, 0 when argv[*i] is another flag. */
 int cli_flag_value(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* ferry migrate's progress (migrate_progress.c), from a migrate-status
+ * "migration" object: a terminal line rewritten in place, its clearing,
+ * or one JSON line. */
+void migrate_progress_line(json_t *mig, FILE *out);
+void migrate_progress_clear(FILE *out);
+void migrate_progress_json(json_t *mig, double t_ms, FILE *out);
 
 #endif

@@ -1,6 +1,7 @@
 /* ferry migrate PATH tcp:HOST:PORT: move the VM behind control socket PATH
  * to a destination started with `ferry run --incoming tcp:...`. Shows
  * progress on a terminal and ends with a report (or JSON with --json). */
+#include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,17 @@ static void migrate_usage(FILE *out)
             "  --max-downtime T    target pause, e.g. 5ms (default), 300ms, 1s\n"
             "  --bandwidth LIMIT   cap on the copy rate in bytes/s, e.g. 100M, 1G\n"
             "  --verify            compare a hash of all RAM and device state\n"
-            "  --json              print the final report as JSON\n");
+            "  --no-auto-converge  never throttle the guest: give up instead when pre-copy\n"
+            "                      cannot meet --max-downtime (--auto-converge: the default)\n"
+            "  --max-throttle P    most of the time the vCPUs may sleep, e.g. 99%% (default)\n"
+            "  --json              print the final report as JSON\n"
+            "  --progress-json     progress as JSON lines (several a second), then the\n"
+            "                      final report as one line {\"type\": \"report\", ...}\n"
+            "\n"
+            "--max-downtime is a cap: the guest is never stopped for a final copy predicted\n"
+            "to take longer. When rounds do not converge, auto-converge throttles the vCPUs\n"
+            "(20 %%, then +10 %% a round); otherwise the migration fails with the guest\n"
+            "running here and says what would have converged.\n");
 }
 
 static double num(json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }
@@ -40,6 +51,10 @@ static void print_report(json_t *mig)
            state && strcmp(state, "completed") == 0 && json_is_true(json_object_get(mig, "live")) &&
                    !json_is_true(json_object_get(mig, "converged"))
                ? " - pre-copy did not converge; stopped and copied anyway" : "");
+    if (json_is_true(json_object_get(mig, "live")))
+        printf("  throttle           %.0f %% reached (auto-converge %s)\n",
+               num(mig, "throttle_max_percent"),
+               json_is_true(json_object_get(mig, "auto_converge")) ? "on" : "off");
     printf("  bytes on the wire  %.0f (%.1f MiB)\n", num(mig, "wire_bytes"),
            num(mig, "wire_bytes") / 1048576.0);
     printf("  pages sent         %.0f (%.0f zero pages skipped as flags; RAM has %.0f)\n",
@@ -48,15 +63,16 @@ static void print_report(json_t *mig)
         printf("  verified           state hash matched on the destination\n");
     json_t *rounds = json_object_get(mig, "round_table");
     if (json_array_size(rounds)) {
-        printf("  %5s %9s %9s %11s %9s %10s %12s %10s\n", "round", "pages", "zero", "bytes",
-               "ms", "dirtied", "dirty MB/s", "MB/s");
+        printf("  %5s %9s %9s %11s %9s %10s %12s %10s %9s\n", "round", "pages", "zero",
+               "bytes", "ms", "dirtied", "dirty MB/s", "MB/s", "throttle");
         size_t i;
         json_t *r;
         json_array_foreach(rounds, i, r) {
-            printf("  %5.0f %9.0f %9.0f %11.0f %9.2f %10.0f %12.1f %10.1f\n", num(r, "round"),
-                   num(r, "pages"), num(r, "zero_pages"), num(r, "bytes"), num(r, "duration_ms"),
-                   num(r, "dirtied"), num(r, "dirty_rate_pages_s") * 4096 / 1e6,
-                   num(r, "bandwidth_bytes_s") / 1e6);
+            printf("  %5.0f %9.0f %9.0f %11.0f %9.2f %10.0f %12.1f %10.1f %7.0f %%\n",
+                   num(r, "round"), num(r, "pages"), num(r, "zero_pages"), num(r, "bytes"),
+                   num(r, "duration_ms"), num(r, "dirtied"),
+                   num(r, "dirty_rate_pages_s") * 4096 / 1e6, num(r, "bandwidth_bytes_s") / 1e6,
+                   num(r, "throttle_percent"));
         }
     }
     const char *e = json_string_value(json_object_get(mig, "error"));
@@ -67,7 +83,9 @@ static void print_report(json_t *mig)
 int cmd_migrate(int argc, char **argv)
 {
     const char *path = NULL, *uri = NULL;
-    bool live = true, verify = false, as_json = false;
+    bool live = true, verify = false, as_json = false, progress_json = false;
+    bool auto_converge = true;
+    int max_throttle = 99;
     double downtime_ns = 5e6;
     uint64_t bandwidth = 0;
     for (int i = 1; i < argc; i++) {
@@ -82,6 +100,24 @@ int cmd_migrate(int argc, char **argv)
             verify = true;
         } else if (strcmp(argv[i], "--json") == 0) {
             as_json = true;
+        } else if (strcmp(argv[i], "--progress-json") == 0) {
+            progress_json = true;
+        } else if (strcmp(argv[i], "--auto-converge") == 0) {
+            auto_converge = true;
+        } else if (strcmp(argv[i], "--no-auto-converge") == 0) {
+            auto_converge = false;
+        } else if ((r = cli_flag_value(argc, argv, &i, "--max-throttle", &v)) != 0) {
+            char *end;
+            if (r < 0)
+                return EXIT_USAGE;
+            long pct = strtol(v, &end, 10);
+            if (*end == '%')
+                end++;
+            if (!isdigit((unsigned char)*v) || *end || pct < 1 || pct > 99) {
+                cli_error("--max-throttle must be a percentage from 1%% to 99%%, not '%s'", v);
+                return EXIT_USAGE;
+            }
+            max_throttle = (int)pct;
         } else if ((r = cli_flag_value(argc, argv, &i, "--max-downtime", &v)) != 0) {
             if (r < 0)
                 return EXIT_USAGE;
@@ -123,9 +159,10 @@ int cmd_migrate(int argc, char **argv)
         cli_error("%s", err.msg);
         return 1;
     }
-    json_t *req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b}", "cmd", "migrate", "uri", uri,
-                            "live", live, "max_downtime_ms", downtime_ns / 1e6,
-                            "bandwidth", (json_int_t)bandwidth, "verify", verify);
+    json_t *req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b, s:b, s:i}", "cmd", "migrate",
+                            "uri", uri, "live", live, "max_downtime_ms", downtime_ns / 1e6,
+                            "bandwidth", (json_int_t)bandwidth, "verify", verify,
+                            "auto_converge", auto_converge, "max_throttle", max_throttle);
     json_t *resp = ctl_ask(fd, req, &err);
     json_decref(req);
     if (!resp || !json_is_true(json_object_get(resp, "ok"))) {
@@ -136,8 +173,10 @@ int cmd_migrate(int argc, char **argv)
     }
     json_decref(resp);
 
-    bool tty = isatty(STDOUT_FILENO) && !as_json;
+    bool tty = isatty(STDOUT_FILENO) && !as_json && !progress_json;
     json_t *mig = NULL;
+    struct timespec t_start;
+    clock_gettime(CLOCK_MONOTONIC, &t_start);
     for (;;) {
         json_t *q = json_pack("{s:s}", "cmd", "migrate-status");
         json_t *st = ctl_ask(fd, q, &err);
@@ -153,23 +192,30 @@ int cmd_migrate(int argc, char **argv)
         const char *state = json_string_value(json_object_get(mig, "state"));
         if (!state || (strcmp(state, "setup") && strcmp(state, "active") && strcmp(state, "completing")))
             break;
+        /* Within a round too: the status carries the round's progress. */
         if (tty) {
-            double bw = num(mig, "bandwidth_bytes_s"), left = num(mig, "remaining_pages");
-            printf("\r%-10s round %2.0f  dirty pages left %8.0f  dirty %7.1f MB/s  "
-                   "bandwidth %7.1f MB/s  est. %6.1f ms ", state, num(mig, "rounds"), left,
-                   num(mig, "dirty_rate_pages_s") * 4096 / 1e6, bw / 1e6,
-                   bw > 0 ? left * 4096 / bw * 1e3 : 0.0);
-            fflush(stdout);
+            migrate_progress_line(mig, stdout);
+        } else if (progress_json) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            migrate_progress_json(mig, (double)(now.tv_sec - t_start.tv_sec) * 1e3 +
+                                  (double)(now.tv_nsec - t_start.tv_nsec) / 1e6, stdout);
         }
-        struct timespec ts = {0, 20 * 1000 * 1000};
+        struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     close(fd);
     if (tty)
-        printf("\r%100s\r", "");
+        migrate_progress_clear(stdout);
     const char *state = json_string_value(json_object_get(mig, "state"));
     bool completed = state && strcmp(state, "completed") == 0;
-    if (as_json) {
+    if (progress_json) {
+        json_t *line = json_pack("{s:s, s:O}", "type", "report", "migration", mig);
+        char *text = json_dumps(line, JSON_COMPACT);
+        printf("%s\n", text);
+        free(text);
+        json_decref(line);
+    } else if (as_json) {
         char *text = json_dumps(mig, JSON_INDENT(2));
         printf("%s\n", text);
         free(text);

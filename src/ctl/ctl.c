@@ -65,6 +65,8 @@ static json_t *migration_json(const struct migration_status *st)
             "bytes", (json_int_t)r->bytes, "duration_ms", (double)r->duration_ns / 1e6,
             "dirtied", (json_int_t)r->dirtied, "dirty_rate_pages_s", r->dirty_rate,
             "bandwidth_bytes_s", r->bandwidth));
+        json_object_set_new(json_array_get(rounds, i), "throttle_percent",
+                            json_integer(r->throttle));
     }
     json_t *o = json_pack(
         "{s:s, s:s, s:b, s:b, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:b, "
@@ -79,6 +81,17 @@ static json_t *migration_json(const struct migration_status *st)
         "wire_bytes", (json_int_t)st->wire_bytes, "pages", (json_int_t)st->pages,
         "zero_pages", (json_int_t)st->zero_pages, "ram_pages", (json_int_t)st->ram_pages,
         "verified", st->verified, "round_table", rounds);
+    json_object_set_new(o, "auto_converge", json_boolean(st->auto_converge));
+    json_object_set_new(o, "throttle_percent", json_integer(st->throttle));
+    json_object_set_new(o, "throttle_max_percent", json_integer(st->throttle_max));
+    if (st->progress_round) {
+        /* Within the round now running: for a display between rounds. */
+        json_object_set_new(o, "progress", json_pack(
+            "{s:i, s:I, s:I, s:f, s:f}", "round", (int)st->progress_round,
+            "round_pages", (json_int_t)st->round_pages, "round_sent", (json_int_t)st->round_sent,
+            "rate_bytes_s", st->rate, "round_eta_ms",
+            st->round_eta_ns < 0 ? -1.0 : st->round_eta_ns / 1e6));
+    }
     if (st->handover_ns)
         json_object_set_new(o, "handover_ms", json_real((double)st->handover_ns / 1e6));
     if (st->paused_at_ns)
@@ -145,7 +158,8 @@ static json_t *cmd_status(struct machine *m)
 
 static json_t *cmd_migrate(struct machine *m, json_t *req, bool save)
 {
-    struct migration_params p = {.live = true, .max_downtime_ns = 5000000};
+    struct migration_params p = {.live = true, .max_downtime_ns = 5000000,
+                                 .auto_converge = true, .max_throttle = 99};
     const char *uri = json_string_value(json_object_get(req, save ? "file" : "uri"));
     if (!uri || !*uri)
         return fail(save ? "save needs \"file\"" : "migrate needs \"uri\"");
@@ -170,6 +184,16 @@ static json_t *cmd_migrate(struct machine *m, json_t *req, bool save)
     }
     if ((v = json_object_get(req, "verify")))
         p.verify = json_is_true(v);
+    if ((v = json_object_get(req, "auto_converge"))) {
+        if (!json_is_boolean(v))
+            return fail("auto_converge must be true or false");
+        p.auto_converge = json_is_true(v);
+    }
+    if ((v = json_object_get(req, "max_throttle"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 99)
+            return fail("max_throttle must be a whole percentage from 1 to 99");
+        p.max_throttle = (unsigned)json_integer_value(v);
+    }
     if ((v = json_object_get(req, "stream_version")))
         p.stream_version = (uint32_t)json_integer_value(v);
     if (save) {

@@ -1,11 +1,19 @@
 /* Pre-copy's convergence policy, as a pure function: given what the round
- * just finished measured, go for another round or stop and copy. No
- * sockets, no clock, no machine: unit-tested on made-up rounds
- * (tests/unit/test_converge.c). */
+ * just finished measured, go for another round, stop and copy, throttle
+ * the guest, or give up. No sockets, no clock, no machine: unit-tested on
+ * made-up rounds (tests/unit/test_converge.c).
+ *
+ * The downtime target is a cap: the policy never stops for a final copy
+ * predicted to take longer. When the rounds do not converge it escalates
+ * in the order the user allows: auto-converge (throttle the vCPUs, gently
+ * first, more while the guest dirties more than half of what the round
+ * sent, as QEMU does), then failure with the source still running and a
+ * message saying what would have converged (converge_explain). */
 #ifndef FERRY_MIGRATE_CONVERGE_H
 #define FERRY_MIGRATE_CONVERGE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Pre-copy gives up converging after this many rounds, or after sending
@@ -20,12 +28,20 @@
  * dirty set this small (64 KiB: tens of microseconds on a LAN). */
 #define CONVERGE_MAX_EXTRA_ROUNDS 3
 #define CONVERGE_TAIL_PAGES 16
+/* Auto-converge: the first throttle and each step after it (QEMU's
+ * cpu-throttle-initial and -increment defaults), once the guest dirtied
+ * more than half of what a round sent in two rounds in a row. */
+#define CONVERGE_THROTTLE_INITIAL 20
+#define CONVERGE_THROTTLE_STEP 10
+#define CONVERGE_THROTTLE_MAX 99
 
 struct converge_params {
     uint64_t max_downtime_ns;   /* the target pause */
     uint64_t ram_pages;         /* the guest's RAM */
     uint64_t page_size;
     uint64_t device_bytes;      /* an upper bound of the final device state */
+    bool auto_converge;         /* may throttle the vCPUs */
+    unsigned max_throttle;      /* percent of time the vCPUs may sleep, <= 99 */
 };
 
 /* What one round measured. */
@@ -43,9 +59,15 @@ struct converge_state {
     uint64_t prev_dirty;
     unsigned stalled, extra;
     uint64_t total_pages;       /* sent by all rounds so far */
+    unsigned hot;               /* rounds in a row dirtying over half the sent bytes */
+    unsigned throttle;          /* percent now asked of the vCPUs */
 };
 
-enum converge_action { CONVERGE_NEXT_ROUND, CONVERGE_STOP_AND_COPY };
+enum converge_action {
+    CONVERGE_NEXT_ROUND,        /* (at decision.throttle) */
+    CONVERGE_STOP_AND_COPY,     /* the predicted pause meets the cap */
+    CONVERGE_FAIL,              /* cannot meet the cap: give up, the guest runs on here */
+};
 
 struct converge_decision {
     enum converge_action action;
@@ -53,10 +75,17 @@ struct converge_decision {
     double bandwidth;           /* bytes/s measured this round */
     double dirty_rate;          /* pages/s dirtied this round */
     double predicted_ns;        /* the pause if it stopped now */
+    unsigned throttle;          /* percent of time the vCPUs sleep from now on */
 };
 
 struct converge_decision converge_decide(const struct converge_params *p,
                                          struct converge_state *s,
                                          const struct round_stats *r);
+
+/* After CONVERGE_FAIL: why, in figures (dirty rate, bandwidth, predicted
+ * pause), and what would have converged: a larger cap, a faster link,
+ * auto-converge. */
+void converge_explain(const struct converge_params *p, const struct converge_state *s,
+                      const struct converge_decision *d, char *buf, size_t size);
 
 #endif

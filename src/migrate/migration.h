@@ -26,6 +26,8 @@ struct migration_params {
     bool verify;                /* send a hash of the paused state */
     uint32_t stream_version;    /* 0 = current */
     bool keep_running;          /* save: resume the guest after writing */
+    bool auto_converge;         /* may throttle the vCPUs to meet max_downtime_ns */
+    unsigned max_throttle;      /* percent of time they may sleep, <= 99 */
 };
 
 enum migration_state {
@@ -42,6 +44,7 @@ struct migration_round {
     uint64_t dirtied;                   /* pages dirtied while it ran */
     double dirty_rate;                  /* pages/s */
     double bandwidth;                   /* bytes/s on the wire */
+    unsigned throttle;                  /* percent the vCPUs slept during it */
 };
 
 struct migration_status {
@@ -62,6 +65,14 @@ struct migration_status {
     uint64_t ram_pages;
     uint64_t max_downtime_ns;
     bool verified;
+    bool auto_converge;
+    unsigned throttle;          /* percent of time the vCPUs sleep now */
+    unsigned throttle_max;      /* the highest it reached */
+    /* Within the round now running (progress.h). */
+    uint32_t progress_round;
+    uint64_t round_pages, round_sent;
+    double rate;                /* bytes/s, last quarter to half second */
+    double round_eta_ns;        /* -1: unknown */
     char error[512];
     char uri[256];
 };

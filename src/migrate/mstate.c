@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include "machine/machine.h"
+#include "migrate/progress.h"
 #include "migrate/vmstate.h"
 
 
@@ -157,6 +158,8 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
                 continue;
             if (batch_flush(s, &b, err) < 0)
                 return -1;
+            progress_pages(c->progress, c->pages, s->bytes_written + s->wlen - start_bytes,
+                           vclock_host_ns());
             if (cancel && atomic_load(cancel))
                 return error_set(err, "cancelled");
             if (bandwidth_limit) {

@@ -38,8 +38,10 @@ int mstate_apply_machine(struct machine *m, const struct mstate_desc *d, struct 
 
 /* Sends the pages whose bit is set in `bitmap` (ram->dirty_words words),
  * in PAGES records; zero pages travel as flags. Adds to the counters. */
+struct progress;
 struct page_counters {
     uint64_t pages, zero_pages, bytes;
+    struct progress *progress;  /* optional: told after each record (progress.h) */
 };
 int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap,
                      struct page_counters *c, uint64_t bandwidth_limit, atomic_bool *cancel,

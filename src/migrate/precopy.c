@@ -17,6 +17,7 @@
 #include "migrate/handover.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
+#include "migrate/progress.h"
 #include "migrate/vmstate.h"
 #include "transport/transport.h"
 
@@ -66,6 +67,7 @@ struct migration {
     bool handed_over;            /* READY received: cancel no longer possible */
     enum hold_owner hold;        /* HOLD_MIGRATION or HOLD_SAVE */
     struct dirty_reader reader;  /* registered while the job runs */
+    struct progress progress;    /* within the round, for migrate-status */
 };
 
 static void set_state(struct migration *mig, enum migration_state state)
@@ -88,9 +90,23 @@ static const struct peer destination = {"destination", "destination refused the 
 
 static size_t device_state_bytes(struct machine *m)
 {
-    /* A close upper bound of the final device records, for the downtime
-     * prediction; it is small next to the pages. */
-    return 64 * 1024 + (size_t)m->nharts * 1024;
+    /* The final device records, for the downtime prediction: each one's
+     * state and header, and the clock. On a slow link it counts: 64 KiB
+     * is 2 ms at 32 MB/s. */
+    size_t bytes = 64;
+    for (unsigned i = 0; i < m->devices.n; i++) {
+        const struct vmstate *vs = m->devices.dev[i].vs;
+        bytes += vmstate_size(vs, vs->version) + strlen(vs->name) + 32;
+    }
+    return bytes;
+}
+
+static uint64_t bitmap_count(const uint64_t *bitmap, size_t words)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < words; i++)
+        n += (uint64_t)__builtin_popcountll(bitmap[i]);
+    return n;
 }
 
 /* Status publishing: one round's figures, for migrate-status. */
@@ -101,8 +117,11 @@ static void publish_round(struct migration *mig, const struct round_stats *rs,
     pthread_mutex_lock(&mig->job.lock);
     mig->st.round[rs->round - 1] = (struct migration_round){
         rs->round, c->pages, c->zero_pages, rs->wire_bytes, rs->duration_ns, rs->dirty_pages,
-        d->dirty_rate, d->bandwidth};
+        d->dirty_rate, d->bandwidth, d->throttle};
     mig->st.rounds = rs->round;
+    mig->st.throttle = d->throttle;
+    if (d->throttle > mig->st.throttle_max)
+        mig->st.throttle_max = d->throttle;
     mig->st.remaining_pages = rs->dirty_pages;
     mig->st.dirty_rate = d->dirty_rate;
     mig->st.bandwidth = d->bandwidth;
@@ -126,6 +145,9 @@ static int precopy_send_round(struct migration *mig, struct stream *s, bool to_f
     if (stream_put(s, REC_ROUND, rb, 4, err) < 0)
         return -1;
     uint64_t t_round = vclock_host_ns(), wire0 = s->bytes_written + s->wlen;
+    progress_round_begin(&mig->progress, round, bitmap_count(bitmap, mig->job.m->bus.ram.dirty_words),
+                         t_round);
+    c->progress = &mig->progress;
     if (mstate_put_pages(s, mig->job.m, bitmap, c, mig->p.bandwidth, &mig->job.cancel, err) < 0)
         return -1;
     if (!to_file) {
@@ -160,7 +182,8 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
     set_all(bitmap, ram->npages);
     set_state(mig, MIG_ACTIVE);
     const struct converge_params cp = {mig->p.max_downtime_ns, ram->npages, RAM_PAGE_SIZE,
-                                       device_state_bytes(m)};
+                                       device_state_bytes(m), mig->p.auto_converge,
+                                       mig->p.max_throttle};
     struct converge_state cs = {0};
     for (uint32_t round = 1;; round++) {
         struct page_counters c = {0};
@@ -175,9 +198,17 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
         total->zero_pages += c.zero_pages;
         total->bytes += c.bytes;
         struct converge_decision d = converge_decide(&cp, &cs, &rs);
+        /* Auto-converge: the vCPU loop honours it from its next slice;
+         * released when the job ends (migration_thread). */
+        throttle_set(&m->throttle, d.throttle);
         publish_round(mig, &rs, &c, &d, total, s->bytes_written);
         if (d.action == CONVERGE_STOP_AND_COPY)
             return 0;
+        if (d.action == CONVERGE_FAIL) {
+            char why[400];
+            converge_explain(&cp, &cs, &d, why, sizeof why);
+            return error_set(err, "%s", why);
+        }
     }
 }
 
@@ -229,6 +260,8 @@ static void *migration_thread(void *arg)
         goto fail;
     }
     paused = true;
+    /* Parked: the throttle has done its work. */
+    throttle_set(&m->throttle, 0);
     if (runstate_transition(m, RUN_STATE_PAUSED, RUN_STATE_COMPLETING, &err) < 0)
         goto fail;
     migration_trace("paused", t_pause);
@@ -345,6 +378,8 @@ static void *migration_thread(void *arg)
     return NULL;
 
 fail:
+    /* The guest runs on here at full speed. */
+    throttle_set(&m->throttle, 0);
     pthread_mutex_lock(&mig->job.lock);
     mig->st.state = atomic_load(&mig->job.cancel) ? MIG_CANCELLED : MIG_FAILED;
     mig->st.total_ns = vclock_host_ns() - t0;
@@ -401,6 +436,7 @@ static void migration_stop_job(struct job *j)
 
 static void migration_destroy_job(struct job *j)
 {
+    progress_destroy(&((struct migration *)j)->progress);
     free(j);
 }
 
@@ -435,6 +471,8 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
     mig->st.live = p->live;
     mig->st.ram_pages = m->bus.ram.npages;
     mig->st.max_downtime_ns = p->max_downtime_ns;
+    mig->st.auto_converge = p->auto_converge;
+    progress_init(&mig->progress);
     snprintf(mig->st.uri, sizeof mig->st.uri, "%s", p->uri);
     /* The job slot refuses a second job. */
     if (job_start(m, &mig->job, migration_thread, err) < 0) {
@@ -455,6 +493,13 @@ void migration_job_status(struct job *j, struct migration_status *out)
     pthread_mutex_lock(&mig->job.lock);
     *out = mig->st;
     pthread_mutex_unlock(&mig->job.lock);
+    struct progress_view v;
+    progress_snapshot(&mig->progress, vclock_host_ns(), &v);
+    out->progress_round = v.round;
+    out->round_pages = v.round_pages;
+    out->round_sent = v.round_sent;
+    out->rate = v.rate;
+    out->round_eta_ns = v.eta_ns;
 }
 
 void migration_get_status(struct machine *m, struct migration_status *out)
