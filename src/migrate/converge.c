@@ -90,7 +90,7 @@ void converge_explain(const struct converge_params *p, const struct converge_sta
         snprintf(how, sizeof how, "a guest that dirties less (auto-converge reached %u %%)",
                  s->throttle);
     snprintf(buf, size,
-             "pre-copy cannot meet the %.3g ms downtime cap: the guest dirties %.1f MB/s, the "
+             "pre-copy cannot meet the %g ms downtime cap: the guest dirties %.1f MB/s, the "
              "link carries %.1f MB/s, the final copy would take %.1f ms; it would converge with "
              "a cap of %.0f ms or more (--max-downtime), a link faster than %.0f MB/s, or %s",
              (double)p->max_downtime_ns / 1e6, dirty_mb, bw_mb, d->predicted_ns / 1e6,
