@@ -13,6 +13,14 @@ Cases (all -smp 1, everything on 127.0.0.1):
   idle-1G     the same with 1 GiB RAM
   dirty-R     256 MiB RAM, the guest runs `memdirty 64 R` (a 64 MiB working
               set rewritten at R MB/s) for R = 16, 64, 256
+  capped-R    the same for R = 64, 128 over a link capped at 32 MB/s (ferry
+              `--bandwidth 32M`, auto-converge on by default; QEMU
+              max-bandwidth 32 MB/s with the auto-converge capability, and
+              "qemu-postcopy": postcopy-ram, max-postcopy-bandwidth 32 MB/s,
+              migrate-start-postcopy after the first full pass). The guest
+              also runs stallmon (its longest gap between two clock readings
+              during the migration is "guest stall"). ferry has no post-copy
+              yet: it must converge by throttling or fail.
 
 Each run (`--runs` times per case and machine, ferry and QEMU alternating
 which goes first) boots a fresh source and starts a fresh destination
@@ -59,6 +67,7 @@ scale, median with min-max bars; made by bench/plot_migrate.gp with gnuplot).
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -82,7 +91,10 @@ CASES = {
     "dirty-16": {"mem": "256M", "rate": 16},
     "dirty-64": {"mem": "256M", "rate": 64},
     "dirty-256": {"mem": "256M", "rate": 256},
+    "capped-64": {"mem": "256M", "rate": 64, "link_mb_s": 32},
+    "capped-128": {"mem": "256M", "rate": 128, "link_mb_s": 32},
 }
+STALL_LOG = "/tmp/stall.log"
 WORKING_SET_MIB = 64
 MD_LOG = "/tmp/md.log"
 # Cases where ferry's median downtime must meet the target.
@@ -205,6 +217,26 @@ def start_workload(vm, rate, threads=1):
     return md, reps, achieved
 
 
+def start_stallmon(vm):
+    """stallmon in the background (its log travels with the guest); returns
+    how many report lines it had before the migration."""
+    vm.run(f"stallmon </dev/null >{STALL_LOG} 2>&1 & sleep 2")
+    return len(vm.run(f"cat {STALL_LOG}", timeout=60).splitlines())
+
+
+def guest_stall_ms(vm, lines_before):
+    """The longest gap stallmon saw in the lines written since the
+    migration began (one a guest second), in ms; None if unreadable."""
+    try:
+        text = vm.run(f"cat {STALL_LOG}", timeout=60)
+    except Exception:  # noqa: BLE001
+        return None
+    gaps = [int(m.group(1)) for m in
+            (re.match(r"stallmon: max_gap_us=(\d+)", ln.strip())
+             for ln in text.splitlines()[max(lines_before - 1, 0):]) if m]
+    return max(gaps) / 1e3 if gaps else None
+
+
 def check_destination(dst, md, before):
     """The guest answers on the destination; memdirty goes on without error.
     Returns None if all is well, else what went wrong. The migration's
@@ -253,10 +285,12 @@ def run_ferry(ferry, guest, case, target_ms):
                                                                 spec.get("threads", 1))
         else:
             src.run("true")
+        link = ["--bandwidth", f"{spec['link_mb_s']}M"] if spec.get("link_mb_s") else []
+        stall_lines = start_stallmon(src) if link else None
         dst.wait_listening()
-        res = harness.run_cmd([ferry, "migrate", src.control, dst.uri,
+        res = harness.run_cmd([ferry, "migrate", src.control, dst.uri, *link,
                                "--max-downtime", f"{target_ms:g}ms", "--json"],
-                              timeout=MIGRATE_TIMEOUT)
+                              timeout=MIGRATE_TIMEOUT * (3 if link else 1))
         try:
             rep = json.loads(res.stdout)
         except ValueError:
@@ -269,7 +303,8 @@ def run_ferry(ferry, guest, case, target_ms):
                    total_ms=rep["total_ms"], wire_bytes=rep["wire_bytes"],
                    rounds=rep.get("rounds"), converged=bool(rep.get("converged")),
                    predicted_downtime_ms=rep.get("predicted_downtime_ms"),
-                   max_downtime_ms=rep.get("max_downtime_ms"), report=rep)
+                   max_downtime_ms=rep.get("max_downtime_ms"),
+                   throttle_max_percent=rep.get("throttle_max_percent"), report=rep)
         dst.wait_resumed(60)
         # Both VMs run on this host: the source's pause and the
         # destination's resume on one CLOCK_MONOTONIC, as QEMU's events.
@@ -279,14 +314,17 @@ def run_ferry(ferry, guest, case, target_ms):
             raise RuntimeError(f"no pause/resume timestamps (source {paused}, destination {resumed})")
         rec["dst_running_ms"] = (resumed - paused) / 1e6
         rec["guest_error"] = check_destination(dst, md, before)
+        if stall_lines is not None:
+            rec["guest_stall_ms"] = guest_stall_ms(dst, stall_lines)
         rc = src.wait_exit(60)
         if rc != 0:
             raise RuntimeError(f"ferry source exited {rc} after migrating:\n{src.stderr()}")
     return rec
 
 
-def run_qemu(qemu, guest, case, target_ms, converge_timeout):
+def run_qemu(qemu, guest, case, target_ms, converge_timeout, postcopy=False):
     spec = CASES[case]
+    link = spec.get("link_mb_s")
     tmp = tempfile.mkdtemp(prefix="fqmp-")
     port = free_port()
     uri = f"tcp:127.0.0.1:{port}"
@@ -313,14 +351,33 @@ def run_qemu(qemu, guest, case, target_ms, converge_timeout):
                                                                     spec.get("threads", 1))
             else:
                 src.run("true")
+            stall_lines = start_stallmon(src) if link else None
             limit = max(0, int(round(target_ms)))
-            qs.cmd("migrate-set-parameters", **{"max-bandwidth": 10 << 30, "downtime-limit": limit})
+            bw = int(link * 1e6) if link else 10 << 30
+            params = {"max-bandwidth": bw, "downtime-limit": limit}
+            if link:
+                caps = [{"capability": "auto-converge", "state": not postcopy}]
+                if postcopy:
+                    caps.append({"capability": "postcopy-ram", "state": True})
+                    qd.cmd("migrate-set-capabilities",
+                           capabilities=[{"capability": "postcopy-ram", "state": True}])
+                    params["max-postcopy-bandwidth"] = bw
+                qs.cmd("migrate-set-capabilities", capabilities=caps)
+            qs.cmd("migrate-set-parameters", **params)
             t0 = time.monotonic()
             qs.cmd("migrate", uri=uri)
             escalated_at = None
+            postcopy_at = None
+            throttle = 0
             while True:
                 st = qs.cmd("query-migrate")
                 status = st.get("status")
+                throttle = max(throttle, st.get("cpu-throttle-percentage") or 0)
+                if (postcopy and postcopy_at is None and status == "active"
+                        and (st.get("ram") or {}).get("dirty-sync-count", 0) >= 2):
+                    # After the first full pass, as ferry's policy would.
+                    qs.cmd("migrate-start-postcopy")
+                    postcopy_at = time.monotonic() - t0
                 if status == "completed":
                     break
                 if status in ("failed", "cancelled"):
@@ -342,8 +399,12 @@ def run_qemu(qemu, guest, case, target_ms, converge_timeout):
                        dst_running_ms=(event_time(resume) - event_time(stop)) * 1e3,
                        total_ms=float(st["total-time"]), wire_bytes=ram.get("transferred"),
                        rounds=ram.get("dirty-sync-count"), converged=escalated_at is None,
-                       escalated_after_s=escalated_at, max_downtime_ms=limit, report=st)
+                       escalated_after_s=escalated_at, max_downtime_ms=limit, report=st,
+                       throttle_max_percent=throttle, postcopy_after_s=postcopy_at,
+                       postcopy_requests=ram.get("postcopy-requests"))
             rec["guest_error"] = check_destination(dst, md, before)
+            if stall_lines is not None:
+                rec["guest_stall_ms"] = guest_stall_ms(dst, stall_lines)
     finally:
         for q in (qs, qd):
             if q:
@@ -383,7 +444,7 @@ def report(results, args):
     target = args.max_downtime
     rows = []
     for case in results["cases"]:
-        for vmm in results["machines"]:
+        for vmm in machines_for(case, results["machines"]):
             runs = ok_runs(results, case, vmm)
             n_all = len(all_runs(results, case, vmm))
             hon = honoured_pct(runs, target)
@@ -427,6 +488,7 @@ def report(results, args):
                      "memdirty never wakes from nanosleep on the destination (a guest timer pending at the "
                      "pause is lost; later timers are never programmed), sometimes a kernel oops.")
     bl.print_table("ferry live migration vs QEMU (TCG)", header, rows, notes)
+    capped_report(results, args)
 
     # Targets.
     trows = []
@@ -487,6 +549,40 @@ def report(results, args):
             detail = next((ln for ln in lines if "kernel trouble" in ln or "Oops" in ln), None)
             print(f"  {r['vmm']} {r['case']} run {r['run']}: {what}: "
                   f"{(detail or (lines[0] if lines else '?'))[:200]}")
+
+
+def capped_report(results, args):
+    """The capped-link cases: whether the cap held, at what throttle, and
+    what the guest itself saw."""
+    target = args.max_downtime
+    rows = []
+    for case in results["cases"]:
+        if not CASES[case].get("link_mb_s"):
+            continue
+        for vmm in machines_for(case, results["machines"]):
+            runs = ok_runs(results, case, vmm)
+            n_all = len(all_runs(results, case, vmm))
+            hon = honoured_pct(runs, target)
+            rows.append([case, vmm, summ(runs, "downtime_ms").fmt(2),
+                         summ(runs, "total_ms").fmt(0), summ(runs, "wire_bytes", 1 << 20).fmt(1),
+                         summ(runs, "throttle_max_percent").fmt(0),
+                         summ(runs, "guest_stall_ms").fmt(1),
+                         f"{hon:.0f} %" if hon is not None else "n/a",
+                         f"{len(runs)}/{n_all}"])
+    if not rows:
+        return
+    header = ["case", "vmm", "downtime ms", "total ms", "wire MiB", "throttle %",
+              "guest stall ms", f"<= {target:g} ms", "completed"]
+    notes = ["link capped at 32 MB/s on both (ferry --bandwidth, QEMU max-bandwidth and "
+             "max-postcopy-bandwidth); ferry: auto-converge (no post-copy yet); qemu: auto-converge "
+             "capability; qemu-postcopy: postcopy-ram, switched after the first full pass.",
+             "guest stall: stallmon's longest gap between two CLOCK_MONOTONIC readings in the guest "
+             "during the migration (throttle sleeps, post-copy faults, host scheduling; the final "
+             "pause itself is invisible to the guest clock on both VMMs).",
+             "post-copy fault latency: not measured (ferry has no post-copy; QEMU 7.2 reports only "
+             "a request count)."]
+    bl.print_table("capped link: the downtime cap under a guest that dirties faster than the link",
+                   header, rows, notes)
 
 
 def plot(results, args, out_dir):
@@ -575,6 +671,13 @@ def main():
             shutil.rmtree(pin_dir, ignore_errors=True)
 
 
+def machines_for(case, machines):
+    """The capped cases also run QEMU with post-copy."""
+    if CASES[case].get("link_mb_s") and "qemu" in machines:
+        return machines + ["qemu-postcopy"]
+    return machines
+
+
 def measure_all(args, guest, ferry, qemu, cases):
     machines = [m for m, p in (("ferry", ferry), ("qemu", qemu)) if p]
     if not machines:
@@ -589,13 +692,14 @@ def measure_all(args, guest, ferry, qemu, cases):
                "cases": cases, "machines": machines, "loadavg_start": bl.loadavg(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": []}
     t_start = time.monotonic()
-    total = len(cases) * args.runs * len(machines)
+    total = sum(len(machines_for(c, machines)) for c in cases) * args.runs
     n = 0
     for case in cases:
         for i in range(args.runs):
             # Alternate which machine goes first, so drift in the host's load
             # does not always favour the same one.
-            order = machines if i % 2 == 0 else machines[::-1]
+            here = machines_for(case, machines)
+            order = here if i % 2 == 0 else here[::-1]
             for vmm in order:
                 n += 1
                 bl.log(f"[{n}/{total}] {case} {vmm} run {i + 1}/{args.runs} "
@@ -607,7 +711,8 @@ def measure_all(args, guest, ferry, qemu, cases):
                         rec.update(run_ferry(ferry, guest, case, args.max_downtime))
                     else:
                         rec.update(run_qemu(qemu, guest, case, args.max_downtime,
-                                            args.qemu_converge_timeout))
+                                            args.qemu_converge_timeout,
+                                            postcopy=vmm == "qemu-postcopy"))
                     rec["ok"] = True
                     bl.log(f"    downtime {rec['downtime_ms']:.2f} ms"
                            f" (pause->dst running {rec['dst_running_ms']:.2f} ms), total "
