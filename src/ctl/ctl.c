@@ -147,6 +147,8 @@ static json_t *cmd_status(struct machine *m)
         if (runstate_holds(m, (enum hold_owner)i))
             json_array_append_new(holds, json_string(hold_owner_name((enum hold_owner)i)));
     json_object_set_new(o, "paused_by", holds);
+    /* Auto-converge's share of time the vCPUs sleep (0: running freely). */
+    json_object_set_new(o, "throttle_percent", json_integer(throttle_get(&m->throttle)));
     if (m->resumed_at_ns)
         json_object_set_new(o, "resumed_at_monotonic_ns", json_integer((json_int_t)m->resumed_at_ns));
     struct replication_status rs;

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import harness  # noqa: E402
 from harness import require_guest, timeout  # noqa: E402
 from migration import (IncomingVM, Memdirty, SourceVM, assert_source_alive,  # noqa: E402
-                       poweroff)
+                       poweroff, start_migrate)
 
 BOOT_TIMEOUT = 120
 MEM = ["--mem", "128M"]
@@ -204,3 +204,35 @@ def test_auto_converge_meets_the_cap():
         final = md.stop(dst)
         assert final[-1][2] == 0, f"memdirty's last report: {final[-1]}"
         poweroff(dst)
+
+
+@timeout(600)
+def test_throttle_released_when_migration_fails():
+    # Auto-converge on, but allowed only 30 %: not enough for a cap of
+    # 50 ms. The throttle rises (seen by the VM's status while the rounds
+    # run), the migration fails saying how far auto-converge went, and the
+    # guest is at once unthrottled and intact.
+    with source() as src, IncomingVM() as dst:
+        md = start_dirtier(src)
+        dst.wait_listening()
+        before = md.snapshot(src)
+        with start_migrate(src.control, dst.uri, "--bandwidth", FAIL_LINK, "--max-downtime",
+                           FAIL_CAP, "--max-throttle", "30%") as mig:
+            seen = set()
+            deadline = time.monotonic() + harness.scaled(400)
+            while mig.running() and time.monotonic() < deadline:
+                seen.add(src.status().get("throttle_percent"))
+                time.sleep(0.2)
+            res = mig.finish(60)
+        rep = json.loads(res.stdout)
+        assert res.rc == 1 and rep["state"] == "failed", f"report: {rep}"
+        assert rep["throttle_max_percent"] == 30, f"report: {rep}"
+        assert {20, 30} <= seen, f"the VM's throttle went through {sorted(seen, key=str)}"
+        assert seen <= {0, 20, 30}, f"throttle beyond --max-throttle: {sorted(seen, key=str)}"
+        assert "auto-converge reached 30 %" in rep["error"], rep["error"]
+        dst.wait_failed()
+        st = assert_source_alive(src)
+        assert st.get("throttle_percent") == 0, f"still throttled after the failure: {st}"
+        src.wait_prompt(30)
+        md.check_continues(src, before, more=2)
+        poweroff(src)
