@@ -17,7 +17,7 @@ static void migrate_usage(FILE *out)
             "usage: ferry migrate PATH tcp:HOST:PORT [options]\n"
             "\n"
             "  --non-live          pause the guest first, then copy (no pre-copy rounds)\n"
-            "  --max-downtime T    target pause, e.g. 5ms (default), 300ms, 1s\n"
+            "  --max-downtime T    cap on the pause, e.g. 5ms (default), 300ms, 1s\n"
             "  --bandwidth LIMIT   cap on the copy rate in bytes/s, e.g. 100M, 1G\n"
             "  --verify            compare a hash of all RAM and device state\n"
             "  --no-auto-converge  never throttle the guest: give up instead when pre-copy\n"

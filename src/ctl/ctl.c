@@ -192,9 +192,11 @@ static json_t *cmd_migrate(struct machine *m, json_t *req, bool save)
         p.auto_converge = json_is_true(v);
     }
     if ((v = json_object_get(req, "max_throttle"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 99)
+        /* ferry ctl sends numbers as reals: a whole one is fine. */
+        double t = json_number_value(v);
+        if (!json_is_number(v) || t < 1 || t > 99 || (double)(long)t != t)
             return fail("max_throttle must be a whole percentage from 1 to 99");
-        p.max_throttle = (unsigned)json_integer_value(v);
+        p.max_throttle = (unsigned)t;
     }
     if ((v = json_object_get(req, "stream_version")))
         p.stream_version = (uint32_t)json_integer_value(v);

@@ -292,6 +292,27 @@ def test_migrate_bad_bandwidth():
                            ["--bandwidth"])
 
 
+def test_migrate_bad_max_throttle():
+    for v in ("0", "0%", "100%", "150", "-5%", "fast", "50%%", "5 0", ""):
+        expect_usage_error(["migrate", "/tmp/x.sock", "tcp:127.0.0.1:4444", "--max-throttle", v],
+                           ["--max-throttle"])
+
+
+def test_migrate_ctl_bad_auto_converge_fields():
+    # The control socket checks them too (other clients than ferry migrate).
+    with FakeVM() as vm:
+        for words, mention in ((["max_throttle=100"], "max_throttle"),
+                               (["max_throttle=0"], "max_throttle"),
+                               (["max_throttle=half"], "max_throttle"),
+                               (["auto_converge=maybe"], "auto_converge")):
+            r = run_ferry(["ctl", vm.control, "migrate", "uri=tcp:127.0.0.1:4444", *words],
+                          timeout=30)
+            assert_no_sanitizer(r.stdout + r.stderr, "ferry ctl output")
+            assert mention in r.stdout + r.stderr and '"ok":false' in r.stdout.replace(" ", ""), (
+                f"{words}: want a refusal naming {mention}\n{r.describe()}")
+        assert '"state":"running"' in vm.status().replace(" ", "")
+
+
 def test_migrate_bad_destination_syntax():
     for uri in ("127.0.0.1:4444", "udp:127.0.0.1:4444", "file:/tmp/vm.save", "tcp", ""):
         expect_usage_error(["migrate", "/tmp/x.sock", uri], uri or "destination")

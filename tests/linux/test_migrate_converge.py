@@ -36,9 +36,10 @@ from migration import (IncomingVM, Memdirty, SourceVM, assert_source_alive,  # n
 BOOT_TIMEOUT = 120
 MEM = ["--mem", "128M"]
 WORKING_SET = 8
-# Failing: no throttle can help, and 25 pages (half of 50 ms at 4 MB/s) is
-# far below memdirty's working set at any speed.
-FAIL_LINK, FAIL_CAP = "4M", "50ms"
+# Failing: 6 pages (half of 50 ms at 1 MB/s) is far below memdirty's
+# working set, and a round of it takes 8 s, in which even a starved
+# memdirty (~1 MB/s) dirties it all again: the dirty set never shrinks.
+FAIL_LINK, FAIL_CAP = "1M", "50ms"
 # Converging: --verify's hashes fit in the cap; at 2 MB/s a round of the
 # working set takes 4 s, which memdirty dirties all over again unless
 # throttled.
@@ -209,7 +210,7 @@ def test_auto_converge_meets_the_cap():
 @timeout(600)
 def test_throttle_released_when_migration_fails():
     # Auto-converge on, but allowed only 30 %: not enough for a cap of
-    # 50 ms. The throttle rises (seen by the VM's status while the rounds
+    # 50 ms at 1 MB/s. The throttle rises (seen by the VM's status while the rounds
     # run), the migration fails saying how far auto-converge went, and the
     # guest is at once unthrottled and intact.
     with source() as src, IncomingVM() as dst:

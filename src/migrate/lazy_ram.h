@@ -1,0 +1,77 @@
+/* Post-copy's destination side, the memory half: guest RAM whose missing
+ * pages are fetched on demand (userfaultfd).
+ *
+ * The destination resumes the guest before all of its pages arrived. The
+ * pages still missing are dropped from the RAM mapping (lazy_ram_discard)
+ * and the mapping is registered with userfaultfd in MISSING mode: whoever
+ * touches such a page - a vCPU, a device thread's DMA, even the kernel
+ * copying into it for a read() - sleeps until the page is installed. The
+ * fault thread turns each first fault on a page into a request (the
+ * caller's callback: put it on the return path to the source); the pages
+ * the source sends, on request or pushed in the background, are installed
+ * atomically with lazy_ram_install, which wakes the sleepers. The page is
+ * never visible half-written, and a page that is already there is never
+ * overwritten (the request and the background push can both deliver it).
+ *
+ * Status: this module is tested on its own (tests/unit/test_lazy_ram.c);
+ * the post-copy stream, the source's push and recovery are not built yet. */
+#ifndef FERRY_MIGRATE_LAZY_RAM_H
+#define FERRY_MIGRATE_LAZY_RAM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+#define LAZY_RAM_PAGE 4096ull
+
+/* Called on the fault thread, once per missing page that something
+ * touched (again after lazy_ram_rerequest). Must not touch guest RAM. */
+typedef void (*lazy_ram_request_fn)(void *opaque, uint64_t page);
+
+struct lazy_ram {
+    int uffd;
+    int stop_fd;                /* eventfd: ends the fault thread */
+    uint8_t *host;
+    uint64_t size, npages;
+    uint64_t *present;          /* bit per page, atomic: installed or never missing */
+    uint64_t missing;           /* pages still missing, atomic */
+    uint64_t *asked_at;         /* per page: when first requested (ns), 0: not asked */
+    lazy_ram_request_fn request;
+    void *opaque;
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t lock;       /* the latency samples */
+    uint64_t *lat_ns;
+    size_t nlat, lat_cap;
+    uint64_t on_demand;         /* pages installed while something waited for them */
+};
+
+struct lazy_ram_stats {
+    uint64_t missing;           /* still */
+    uint64_t on_demand;         /* pages fetched because something faulted on them */
+    uint64_t median_ns, p99_ns, max_ns;  /* request to installed */
+};
+
+/* Registers host[0..size) (page-aligned, anonymous private memory) with a
+ * new userfaultfd. Fails with the reason when userfaultfd is not allowed
+ * (CONFIG_USERFAULTFD, vm.unprivileged_userfaultfd, seccomp). */
+int lazy_ram_open(struct lazy_ram *l, uint8_t *host, uint64_t size, lazy_ram_request_fn request,
+                  void *opaque, struct error *err);
+/* Before anything runs on it: drop the pages whose bit is set in `missing`
+ * (npages bits); the next touch of each faults. */
+int lazy_ram_discard(struct lazy_ram *l, const uint64_t *missing, struct error *err);
+/* Starts the fault thread. */
+int lazy_ram_start(struct lazy_ram *l, struct error *err);
+/* Installs a page (data, or zeroes when data is NULL) if it is still
+ * missing and wakes whoever waits for it. Returns 1 if installed, 0 if it
+ * was already there, -1 on error. Any thread. */
+int lazy_ram_install(struct lazy_ram *l, uint64_t page, const void *data, struct error *err);
+bool lazy_ram_is_present(const struct lazy_ram *l, uint64_t page);
+void lazy_ram_stats(struct lazy_ram *l, struct lazy_ram_stats *out);
+/* Stops the fault thread and unregisters the range (pages still missing
+ * then read as zeroes: call it when none is). */
+void lazy_ram_close(struct lazy_ram *l);
+
+#endif
