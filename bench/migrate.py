@@ -13,7 +13,9 @@ Cases (all -smp 1, everything on 127.0.0.1):
   idle-1G     the same with 1 GiB RAM
   dirty-R     256 MiB RAM, the guest runs `memdirty 64 R` (a 64 MiB working
               set rewritten at R MB/s) for R = 16, 64, 256
-  capped-R    the same for R = 64, 128 over a link capped at 32 MB/s (ferry
+  capped-R    the same for R = 64, 128 over a link capped at 32 MB/s
+              (capped-64-link8: 8 MB/s, which ferry's slower guest also
+              outruns) (ferry
               `--bandwidth 32M`, auto-converge on by default; QEMU
               max-bandwidth 32 MB/s with the auto-converge capability, and
               "qemu-postcopy": postcopy-ram, max-postcopy-bandwidth 32 MB/s,
@@ -93,6 +95,9 @@ CASES = {
     "dirty-256": {"mem": "256M", "rate": 256},
     "capped-64": {"mem": "256M", "rate": 64, "link_mb_s": 32},
     "capped-128": {"mem": "256M", "rate": 128, "link_mb_s": 32},
+    # ferry's interpreter does not reach 64 MB/s of dirtying on this host:
+    # a slower link so that its guest, too, outruns the link.
+    "capped-64-link8": {"mem": "256M", "rate": 64, "link_mb_s": 8},
 }
 STALL_LOG = "/tmp/stall.log"
 WORKING_SET_MIB = 64
@@ -573,7 +578,7 @@ def capped_report(results, args):
         return
     header = ["case", "vmm", "downtime ms", "total ms", "wire MiB", "throttle %",
               "guest stall ms", f"<= {target:g} ms", "completed"]
-    notes = ["link capped at 32 MB/s on both (ferry --bandwidth, QEMU max-bandwidth and "
+    notes = ["link capped at 32 MB/s (capped-64-link8: 8 MB/s) on both (ferry --bandwidth, QEMU max-bandwidth and "
              "max-postcopy-bandwidth); ferry: auto-converge (no post-copy yet); qemu: auto-converge "
              "capability; qemu-postcopy: postcopy-ram, switched after the first full pass.",
              "guest stall: stallmon's longest gap between two CLOCK_MONOTONIC readings in the guest "
