@@ -84,7 +84,7 @@ static json_t *migration_json(const struct migration_status *st)
     json_object_set_new(o, "auto_converge", json_boolean(st->auto_converge));
     json_object_set_new(o, "throttle_percent", json_integer(st->throttle));
     json_object_set_new(o, "throttle_max_percent", json_integer(st->throttle_max));
-    if (st->progress_round) {
+    if (st->progress_round && (st->state == MIG_ACTIVE || st->state == MIG_COMPLETING)) {
         /* Within the round now running: for a display between rounds. */
         json_object_set_new(o, "progress", json_pack(
             "{s:i, s:I, s:I, s:f, s:f}", "round", (int)st->progress_round,
