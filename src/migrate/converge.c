@@ -47,10 +47,12 @@ struct converge_decision converge_decide(const struct converge_params *p,
     double dur = r->duration_ns ? (double)r->duration_ns : 1.0;
     d.bandwidth = (double)r->wire_bytes * 1e9 / dur;
     d.dirty_rate = (double)r->dirty_pages * 1e9 / dur;
-    /* The pause if we stopped now: the pages left plus the device state at
-     * the bandwidth just measured. */
+    /* The pause if we stopped now: stopping the vCPUs (as long as the
+     * harvest took), then the pages left plus the device state at the
+     * bandwidth just measured. */
     d.predicted_ns = d.bandwidth > 0 ? ((double)r->dirty_pages * (double)p->page_size +
-                                        (double)p->device_bytes) / d.bandwidth * 1e9
+                                        (double)p->device_bytes) / d.bandwidth * 1e9 +
+                                           (double)r->stop_ns
                                      : 1e18;
     s->total_pages += r->sent_pages;
     bool first = !s->started;

@@ -51,6 +51,10 @@ struct round_stats {
     uint64_t wire_bytes;        /* bytes it put on the wire */
     uint64_t duration_ns;       /* start to the destination's applied (PONG) */
     uint64_t dirty_pages;       /* dirtied meanwhile: the next round's work */
+    uint64_t stop_ns;           /* how long the vCPU loop took to stop for the
+                                 * round's dirty-log harvest: what a pause
+                                 * will take (a busy vCPU thread on a loaded
+                                 * host answers late) */
 };
 
 /* Carried from round to round; zero-initialise before the first. */

@@ -163,7 +163,7 @@ static int precopy_send_round(struct migration *mig, struct stream *s, bool to_f
         return -1;
     }
     uint64_t dur = vclock_host_ns() - t_round;
-    *rs = (struct round_stats){round, c->pages, s->bytes_written - wire0, dur ? dur : 1, 0};
+    *rs = (struct round_stats){round, c->pages, s->bytes_written - wire0, dur ? dur : 1, 0, 0};
     return 0;
 }
 
@@ -190,7 +190,9 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
         struct round_stats rs;
         if (precopy_send_round(mig, s, to_file, round, bitmap, &c, &rs, err) < 0)
             return -1;
+        uint64_t t_harvest = vclock_host_ns();
         int64_t dirty = dirty_reader_harvest(&mig->reader, bitmap, err);
+        rs.stop_ns = vclock_host_ns() - t_harvest;
         if (dirty < 0)
             return -1;
         rs.dirty_pages = (uint64_t)dirty;
