@@ -46,13 +46,21 @@ struct converge_decision converge_decide(const struct converge_params *p,
     struct converge_decision d = {.action = CONVERGE_NEXT_ROUND};
     double dur = r->duration_ns ? (double)r->duration_ns : 1.0;
     d.bandwidth = (double)r->wire_bytes * 1e9 / dur;
+    if (r->wire_bytes < CONVERGE_MIN_MEASURE_BYTES && s->bandwidth > 0)
+        d.bandwidth = s->bandwidth;
+    else
+        s->bandwidth = d.bandwidth;
     d.dirty_rate = (double)r->dirty_pages * 1e9 / dur;
-    /* The pause if we stopped now: stopping the vCPUs (as long as the
-     * harvest took), then the pages left plus the device state at the
-     * bandwidth just measured. */
+    /* Stopping the vCPUs takes as long as the harvest took to stop them;
+     * one slow answer (the loop's thread preempted once) is not the rule,
+     * two in a row are. */
+    uint64_t stop_ns = s->started && s->prev_stop_ns < r->stop_ns ? s->prev_stop_ns : r->stop_ns;
+    s->prev_stop_ns = r->stop_ns;
+    /* The pause if we stopped now: stopping, then the pages left plus the
+     * device state at the bandwidth measured. */
     d.predicted_ns = d.bandwidth > 0 ? ((double)r->dirty_pages * (double)p->page_size +
                                         (double)p->device_bytes) / d.bandwidth * 1e9 +
-                                           (double)r->stop_ns
+                                           (double)stop_ns
                                      : 1e18;
     s->total_pages += r->sent_pages;
     bool first = !s->started;

@@ -28,6 +28,10 @@
  * dirty set this small (64 KiB: tens of microseconds on a LAN). */
 #define CONVERGE_MAX_EXTRA_ROUNDS 3
 #define CONVERGE_TAIL_PAGES 16
+/* A round that put less than this on the wire (a tail of a few pages, a
+ * PING) measures the round trip, not the link: the bandwidth of the last
+ * round that sent more stands. */
+#define CONVERGE_MIN_MEASURE_BYTES (1u << 20)
 /* Auto-converge: the first throttle and each step after it (QEMU's
  * cpu-throttle-initial and -increment defaults), once the guest dirtied
  * more than half of what a round sent in two rounds in a row. */
@@ -65,6 +69,8 @@ struct converge_state {
     uint64_t total_pages;       /* sent by all rounds so far */
     unsigned hot;               /* rounds in a row dirtying over half the sent bytes */
     unsigned throttle;          /* percent now asked of the vCPUs */
+    double bandwidth;           /* the last one measured on enough bytes */
+    uint64_t prev_stop_ns;
 };
 
 enum converge_action {

@@ -261,6 +261,32 @@ int main(void)
     s = (struct converge_state){0};
     d = converge_decide(&params, &s, &slow_stop);
     CHECK(d.converged && d.action == CONVERGE_STOP_AND_COPY, "quick stop: converged");
+    /* One slow stop after a quick one is a hiccup; two in a row count. */
+    struct round_stats stops[] = {round_of(1, 262144, 5000, 1000), round_of(2, 5000, 10, 1000),
+                                  round_of(3, 10, 10, 1000)};
+    stops[0].stop_ns = MS / 10;
+    stops[1].stop_ns = 4 * MS;
+    stops[2].stop_ns = 4 * MS;
+    s = (struct converge_state){0};
+    converge_decide(&params, &s, &stops[0]);
+    d = converge_decide(&params, &s, &stops[1]);
+    CHECK(d.converged, "a single slow stop: converged anyway (%.0f ns)", d.predicted_ns);
+    s = (struct converge_state){0};
+    stops[0].stop_ns = 4 * MS;
+    converge_decide(&params, &s, &stops[0]);
+    d = converge_decide(&params, &s, &stops[1]);
+    CHECK(!d.converged, "two slow stops: not converged (%.0f ns)", d.predicted_ns);
+
+    /* A tail round of a few pages (a PING's round trip, not the link)
+     * keeps the bandwidth of the rounds before: 64 KiB in 7 ms would say
+     * 9 MB/s, the link did 100. */
+    struct round_stats tail[] = {round_of(1, 262144, 400, 100), round_of(2, 400, 300, 100),
+                                 {3, 16, 65536, 7 * MS, 10, 0}};
+    s = (struct converge_state){0};
+    converge_decide(&params, &s, &tail[0]);
+    converge_decide(&params, &s, &tail[1]);
+    d = converge_decide(&params, &s, &tail[2]);
+    CHECK(d.bandwidth > 99e6 && d.bandwidth < 101e6, "tail round: bandwidth %.0f", d.bandwidth);
 
     /* A round that took no measurable time does not divide by zero. */
     struct round_stats instant = {1, 0, 0, 0, 0, 0};
