@@ -14,7 +14,25 @@
  * overwritten (the request and the background push can both deliver it).
  *
  * Status: this module is tested on its own (tests/unit/test_lazy_ram.c);
- * the post-copy stream, the source's push and recovery are not built yet. */
+ * the rest of post-copy is not built yet:
+ *  - policy: a CONVERGE_POSTCOPY action in converge_decide (--postcopy as
+ *    the escalation after auto-converge, --postcopy-after N rounds);
+ *  - stream: after the pause, a record with the bitmap of pages the
+ *    destination must not use (lazy_ram_discard), the devices and END with
+ *    no VERIFY (the hash cannot be taken before the pages arrive), the
+ *    usual READY/GO/RUNNING; then PAGES pushed in the background and page
+ *    requests on the return path served first, small records so a request
+ *    does not queue behind a 2 MiB one; the receiver's order rules
+ *    (load_order.c) must accept the new phase;
+ *  - destination: open and discard before GO, a receiver thread installing
+ *    pages (and marking them touched in struct ram, or a later save skips
+ *    them as zero), lazy_ram_close when none is missing;
+ *  - recovery: both sides keep their state on a broken connection
+ *    (postcopy-paused; the destination parks the harts, which would fault
+ *    anyway), `ferry migrate --resume SOCK URI` reconnects, the destination
+ *    resends its missing bitmap, the source resumes the push;
+ *  - the report's post-copy figures (lazy_ram_stats gives the on-demand
+ *    count and latency median/p99/max). */
 #ifndef FERRY_MIGRATE_LAZY_RAM_H
 #define FERRY_MIGRATE_LAZY_RAM_H
 
