@@ -145,8 +145,8 @@ static int precopy_send_round(struct migration *mig, struct stream *s, bool to_f
     if (stream_put(s, REC_ROUND, rb, 4, err) < 0)
         return -1;
     uint64_t t_round = vclock_host_ns(), wire0 = s->bytes_written + s->wlen;
-    progress_round_begin(&mig->progress, round, bitmap_count(bitmap, mig->job.m->bus.ram.dirty_words),
-                         t_round);
+    progress_round_begin(&mig->progress, round,
+                         bitmap_count(bitmap, mig->job.m->bus.ram.dirty_words), t_round);
     c->progress = &mig->progress;
     if (mstate_put_pages(s, mig->job.m, bitmap, c, mig->p.bandwidth, &mig->job.cancel, err) < 0)
         return -1;
