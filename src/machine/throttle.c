@@ -1,6 +1,15 @@
 /* vCPU throttle for auto-converge (see throttle.h). */
 #include "machine/throttle.h"
 
+#include <time.h>
+
+uint64_t throttle_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 void throttle_set(struct throttle *t, unsigned percent)
 {
     if (percent > THROTTLE_MAX_PERCENT)
