@@ -2,12 +2,13 @@
  * the guest's dirty rate, each hart runs only a fraction of wall time.
  *
  * One shared setting (the percentage of time the harts sleep) and, per
- * thread that runs harts, a debt: every slice run adds the sleep it costs
+ * thread that runs a hart, a debt: every slice run adds the sleep it costs
  * (ran * p / (100 - p)), and the runner pays it off by waiting before its
- * next slice. The waiting is the runner's own interruptible wait (the vCPU
- * loop's poll, a hart thread's timed park), so a pause or a stop is served
- * at once, never after a throttle sleep. Setting 0 forgives all debt: the
- * release is immediate. */
+ * next slice. The waiting is the runner's own interruptible wait (a hart
+ * thread's timed park in vcpu.c, parked as for WFI), so a pause or a stop
+ * never waits for a throttle sleep. Setting 0 forgives all debt: a hart
+ * runs again at the end of the wait it is in (at most one slice's cost,
+ * ~10 ms at 99 %). */
 #ifndef FERRY_MACHINE_THROTTLE_H
 #define FERRY_MACHINE_THROTTLE_H
 
@@ -26,7 +27,7 @@ struct throttle {
     unsigned percent;       /* 0..THROTTLE_MAX_PERCENT, atomic */
 };
 
-/* One runner's account (the vCPU loop's, or one hart thread's). */
+/* One runner's account (one hart thread's). */
 struct throttle_debt {
     uint64_t owed_ns;       /* sleep not yet started */
     uint64_t until_ns;      /* paying: run again at this time (0: not paying) */

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu/cpu_internal.h"
 #include "machine/machine.h"
@@ -168,14 +169,46 @@ static void vcpu_halt_poll(struct machine *m, struct hart *h)
         sched_yield(); /* the device's thread may need this core */
 }
 
+/* Auto-converge (throttle.h): after a slice, the hart's thread waits out
+ * the sleep the slice cost, parked (a pause or an exclusive section does
+ * not wait for it), on its own condition: an exit, a pause or an interrupt
+ * ends the wait early (the debt stays, except on a release). */
+static void vcpu_throttle_wait(struct machine *m, struct hart *h, struct throttle_debt *d)
+{
+    struct vcpu *v = vcpu_of(m, h);
+    uint64_t wait;
+    while ((wait = throttle_wait_ns(&m->throttle, d, vclock_host_ns())) != 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts); /* the condition's clock */
+        uint64_t ns = (uint64_t)ts.tv_nsec + wait;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_mutex_lock(&m->cpu_lock);
+        bool leave = vcpu_should_exit(m) || m->harts_hold || m->excl_active;
+        if (!leave)
+            pthread_cond_timedwait(&v->cond, &m->cpu_lock, &ts);
+        pthread_mutex_unlock(&m->cpu_lock);
+        if (leave)
+            return;
+    }
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct hart *h = arg;
     struct machine *m = h->machine;
+    struct throttle_debt debt = {0};
     vcpu_self = h;
     while (machine_hart_enter(m, h)) {
+        /* Throttled: the slice is charged in this thread's CPU time. */
+        bool throttled = throttle_get(&m->throttle) != 0;
+        uint64_t t_slice = throttled ? throttle_cpu_ns() : 0;
         vcpu_run_slice(m, h);
         machine_hart_leave(m, h);
+        if (throttled) {
+            throttle_charge(&m->throttle, &debt, throttle_cpu_ns() - t_slice);
+            vcpu_throttle_wait(m, h, &debt);
+        }
         if (m->has_tohost)
             machine_check_tohost(m);
         vcpu_halt_poll(m, h);
