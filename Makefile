@@ -82,7 +82,7 @@ guest:
 # The suite under ASan/UBSan, then (--variant) the unit tests and the Linux
 # tests that exercise threads (SMP boot, a migration, a replication) under
 # ThreadSanitizer; one summary line for both.
-TSAN_TESTS := unit/,linux/boot/smp_4,linux/migrate/live_memdirty,linux/replicate/switchover
+TSAN_TESTS := unit/,linux/boot/smp_4,linux/migrate/live_memdirty,linux/replicate/switchover,linux/migrate_converge/auto_converge
 test: all asan unit isa guest tsan
 	tests/run.py --ferry $(BUILD)/asan/ferry --variant $(BUILD)/tsan/ferry=$(TSAN_TESTS)
 
