@@ -44,4 +44,12 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * an error) when the value is missing, 0 when argv[*i] is another flag. */
 int cli_flag_value(int argc, char **argv, int *i, const char *name, const char **value);
 
+/* TLS options (src/cli/tls_opts.c). cli_tls_flag matches one --tls-*
+ * flag at argv[*i] like cli_flag_value; cli_tls_check says whether the
+ * options fit the URI; cli_tls_json is their form in a control request. */
+struct tls_config;
+int cli_tls_flag(int argc, char **argv, int *i, struct tls_config *c);
+int cli_tls_check(const char *uri, const struct tls_config *c);
+json_t *cli_tls_json(const struct tls_config *c);
+
 #endif

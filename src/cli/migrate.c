@@ -9,12 +9,18 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "transport/tls.h"
 
 static void migrate_usage(FILE *out)
 {
     fprintf(out,
-            "usage: ferry migrate PATH tcp:HOST:PORT [options]\n"
+            "usage: ferry migrate PATH tcp:HOST:PORT|tls:HOST:PORT [options]\n"
             "\n"
+            "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
+            "                      TLS credentials for a tls: destination (both sides\n"
+            "                      verify each other); default: the VM's own, from its\n"
+            "                      ferry run --tls-* options\n"
+            "  --tls-psk FILE      instead: a pre-shared key in hex (chmod 600)\n"
             "  --non-live          pause the guest first, then copy (no pre-copy rounds)\n"
             "  --max-downtime T    target pause, e.g. 5ms (default), 300ms, 1s\n"
             "  --bandwidth LIMIT   cap on the copy rate in bytes/s, e.g. 100M, 1G\n"
@@ -59,6 +65,9 @@ static void print_report(json_t *mig)
                    num(r, "bandwidth_bytes_s") / 1e6);
         }
     }
+    const char *channel = json_string_value(json_object_get(mig, "channel"));
+    if (channel && *channel)
+        printf("  channel            %s\n", channel);
     const char *e = json_string_value(json_object_get(mig, "error"));
     if (e)
         printf("  error              %s\n", e);
@@ -70,9 +79,16 @@ int cmd_migrate(int argc, char **argv)
     bool live = true, verify = false, as_json = false;
     double downtime_ns = 5e6;
     uint64_t bandwidth = 0;
+    struct tls_config tls;
+    memset(&tls, 0, sizeof tls);
     for (int i = 1; i < argc; i++) {
         const char *v;
         int r;
+        if ((r = cli_tls_flag(argc, argv, &i, &tls)) != 0) {
+            if (r < 0)
+                return EXIT_USAGE;
+            continue;
+        }
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             migrate_usage(stdout);
             return 0;
@@ -113,19 +129,22 @@ int cmd_migrate(int argc, char **argv)
         cli_error("usage: ferry migrate PATH tcp:HOST:PORT [options]");
         return EXIT_USAGE;
     }
-    if (strncmp(uri, "tcp:", 4) != 0) {
-        cli_error("destination must be tcp:HOST:PORT, not '%s'", uri);
+    if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "tls:", 4) != 0) {
+        cli_error("destination must be tcp:HOST:PORT or tls:HOST:PORT, not '%s'", uri);
         return EXIT_USAGE;
     }
+    if (!tls_config_empty(&tls) && cli_tls_check(uri, &tls) < 0)
+        return EXIT_USAGE;
     struct error err;
     int fd = ctl_connect(path, &err);
     if (fd < 0) {
         cli_error("%s", err.msg);
         return 1;
     }
-    json_t *req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b}", "cmd", "migrate", "uri", uri,
+    json_t *req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b, s:o}", "cmd", "migrate", "uri", uri,
                             "live", live, "max_downtime_ms", downtime_ns / 1e6,
-                            "bandwidth", (json_int_t)bandwidth, "verify", verify);
+                            "bandwidth", (json_int_t)bandwidth, "verify", verify,
+                            "tls", cli_tls_json(&tls));
     json_t *resp = ctl_ask(fd, req, &err);
     json_decref(req);
     if (!resp || !json_is_true(json_object_get(resp, "ok"))) {

@@ -204,10 +204,12 @@ static void *migration_thread(void *arg)
      * (so the next job finds it free). */
     if (dirty_reader_open(m, &mig->reader, job_kind_name(mig->job.kind), &err) < 0)
         goto fail;
-    if (transport_open_out(p->uri, &ep, &err) < 0 || stream_init(&s, ep.fd, &err) < 0)
+    if (transport_open_out_tls(p->uri, &p->tls, &ep, &err) < 0 ||
+        stream_init(&s, ep.fd, &err) < 0)
         goto fail;
     pthread_mutex_lock(&mig->job.lock);
     mig->fd = ep.fd;
+    snprintf(mig->st.channel, sizeof mig->st.channel, "%s", transport_describe(&ep));
     pthread_mutex_unlock(&mig->job.lock);
     s.timeout_ms = HANDSHAKE_TIMEOUT_MS;
     if (stream_write_header(&s, version, &err) < 0 || mstate_put_machine(&s, m, &err) < 0)
@@ -411,8 +413,11 @@ static const struct job_ops migration_job_ops = {
 
 int migration_start(struct machine *m, const struct migration_params *p, struct error *err)
 {
-    if (strncmp(p->uri, "tcp:", 4) != 0 && strncmp(p->uri, "file:", 5) != 0)
-        return error_set(err, "destination '%s' must be tcp:HOST:PORT or file:PATH", p->uri);
+    if (transport_check_uri(p->uri, true, err) < 0)
+        return -1;
+    if (strncmp(p->uri, "tls:", 4) == 0 &&
+        tls_config_check(tls_config_empty(&p->tls) ? tls_get_default() : &p->tls, err) < 0)
+        return -1;
     if (p->stream_version && (p->stream_version < STREAM_MIN_VERSION ||
                               p->stream_version > STREAM_VERSION))
         return error_set(err, "stream version %u is not supported", p->stream_version);
