@@ -194,8 +194,10 @@ int tls_config_check(const struct tls_config *c, struct error *err)
         rc = error_set(err, "cannot load the certificate %s: %s", c->cert,
                        openssl_reason(why, sizeof why));
     else if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1)
-        rc = error_set(err, "cannot load the private key %s: %s", c->key,
-                       openssl_reason(why, sizeof why));
+        rc = strstr(openssl_reason(why, sizeof why), "mismatch")
+                 ? error_set(err, "the private key %s does not belong to the certificate %s",
+                             c->key, c->cert)
+                 : error_set(err, "cannot load the private key %s: %s", c->key, why);
     else if (SSL_CTX_check_private_key(ctx) != 1)
         rc = error_set(err, "the private key %s does not belong to the certificate %s", c->key,
                        c->cert);
