@@ -21,6 +21,9 @@ static void migrate_usage(FILE *out)
             "                      verify each other); default: the VM's own, from its\n"
             "                      ferry run --tls-* options\n"
             "  --tls-psk FILE      instead: a pre-shared key in hex (chmod 600)\n"
+            "  --compress MODE     none (default), zstd (compress page batches when it\n"
+            "                      saves bytes) or auto (only while it saves time, from\n"
+            "                      measurements); both send re-sent pages as deltas\n"
             "  --non-live          pause the guest first, then copy (no pre-copy rounds)\n"
             "  --max-downtime T    target pause, e.g. 5ms (default), 300ms, 1s\n"
             "  --bandwidth LIMIT   cap on the copy rate in bytes/s, e.g. 100M, 1G\n"
@@ -65,6 +68,16 @@ static void print_report(json_t *mig)
                    num(r, "bandwidth_bytes_s") / 1e6);
         }
     }
+    json_t *z = json_object_get(mig, "compress");
+    if (z && strcmp(json_string_value(json_object_get(z, "mode")), "none") != 0) {
+        printf("  compression        %s: page records %.1f MiB -> %.1f MiB sent; zstd on %.0f of "
+               "%.0f records%s; %.0f re-sent pages as deltas (%.1f KiB)\n",
+               json_string_value(json_object_get(z, "mode")), num(z, "page_record_bytes") / 1048576.0,
+               num(z, "sent_record_bytes") / 1048576.0, num(z, "zstd_records"),
+               num(z, "zstd_records") + num(z, "plain_records"),
+               json_is_true(json_object_get(z, "zstd_active")) ? " (on at the end)" : "",
+               num(z, "delta_pages"), num(z, "delta_bytes") / 1024.0);
+    }
     const char *channel = json_string_value(json_object_get(mig, "channel"));
     if (channel && *channel)
         printf("  channel            %s\n", channel);
@@ -81,6 +94,7 @@ int cmd_migrate(int argc, char **argv)
     uint64_t bandwidth = 0;
     struct tls_config tls;
     memset(&tls, 0, sizeof tls);
+    const char *compress = "none";
     for (int i = 1; i < argc; i++) {
         const char *v;
         int r;
@@ -105,6 +119,14 @@ int cmd_migrate(int argc, char **argv)
                 cli_error("--max-downtime must be a duration like 5ms or 1s, not '%s'", v);
                 return EXIT_USAGE;
             }
+        } else if ((r = cli_flag_value(argc, argv, &i, "--compress", &v)) != 0) {
+            if (r < 0)
+                return EXIT_USAGE;
+            if (strcmp(v, "none") != 0 && strcmp(v, "zstd") != 0 && strcmp(v, "auto") != 0) {
+                cli_error("--compress must be auto, zstd or none, not '%s'", v);
+                return EXIT_USAGE;
+            }
+            compress = v;
         } else if ((r = cli_flag_value(argc, argv, &i, "--bandwidth", &v)) != 0) {
             struct error err;
             if (r < 0)
@@ -141,10 +163,10 @@ int cmd_migrate(int argc, char **argv)
         cli_error("%s", err.msg);
         return 1;
     }
-    json_t *req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b, s:o}", "cmd", "migrate", "uri", uri,
-                            "live", live, "max_downtime_ms", downtime_ns / 1e6,
+    json_t *req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b, s:o, s:s}", "cmd", "migrate", "uri",
+                            uri, "live", live, "max_downtime_ms", downtime_ns / 1e6,
                             "bandwidth", (json_int_t)bandwidth, "verify", verify,
-                            "tls", cli_tls_json(&tls));
+                            "tls", cli_tls_json(&tls), "compress", compress);
     json_t *resp = ctl_ask(fd, req, &err);
     json_decref(req);
     if (!resp || !json_is_true(json_object_get(resp, "ok"))) {

@@ -88,6 +88,17 @@ static json_t *migration_json(const struct migration_status *st)
         json_object_set_new(o, "error", json_string(st->error));
     if (st->channel[0])
         json_object_set_new(o, "channel", json_string(st->channel));
+    const struct pagecodec_stats *z = &st->codec;
+    json_object_set_new(o, "compress", json_pack(
+        "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b}",
+        "mode", compress_mode_name(st->compress),
+        "page_record_bytes", (json_int_t)z->page_record_bytes,
+        "sent_record_bytes", (json_int_t)z->sent_record_bytes,
+        "zstd_records", (json_int_t)z->zstd_records, "plain_records", (json_int_t)z->plain_records,
+        "delta_pages", (json_int_t)z->delta_pages, "delta_bytes", (json_int_t)z->delta_bytes,
+        "zstd_in_bytes", (json_int_t)z->zstd_in_bytes, "zstd_out_bytes", (json_int_t)z->zstd_out_bytes,
+        "zstd_mb_s", z->zstd_ns ? (double)z->zstd_in_bytes / (double)z->zstd_ns * 1e3 : 0.0,
+        "link_mb_s", z->link_bytes_per_s / 1e6, "zstd_active", z->zstd_active));
     return o;
 }
 
@@ -207,6 +218,9 @@ static json_t *cmd_migrate(struct machine *m, json_t *req, bool save)
     const char *why;
     if (!save && tls_from_json(req, &p.tls, &why) < 0)
         return fail(why);
+    if ((v = json_object_get(req, "compress")) &&
+        (!json_is_string(v) || compress_mode_parse(json_string_value(v), &p.compress) < 0))
+        return fail("compress must be \"auto\", \"zstd\" or \"none\"");
     if ((v = json_object_get(req, "stream_version")))
         p.stream_version = (uint32_t)json_integer_value(v);
     if (save) {
