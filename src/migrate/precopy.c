@@ -93,6 +93,13 @@ static size_t device_state_bytes(struct machine *m)
     return 64 * 1024 + (size_t)m->nharts * 1024;
 }
 
+/* The page codec's figures, for the status (under the lock). */
+static void codec_publish(struct migration_status *st, const struct stream *s)
+{
+    if (s->pages)
+        page_encoder_stats(s->pages, &st->codec);
+}
+
 /* Status publishing: one round's figures, for migrate-status. */
 static void publish_round(struct migration *mig, const struct round_stats *rs,
                           const struct page_counters *c, const struct converge_decision *d,
@@ -176,6 +183,9 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
         total->bytes += c.bytes;
         struct converge_decision d = converge_decide(&cp, &cs, &rs);
         publish_round(mig, &rs, &c, &d, total, s->bytes_written);
+        pthread_mutex_lock(&mig->job.lock);
+        codec_publish(&mig->st, s);
+        pthread_mutex_unlock(&mig->job.lock);
         if (d.action == CONVERGE_STOP_AND_COPY)
             return 0;
     }
@@ -206,6 +216,9 @@ static void *migration_thread(void *arg)
         goto fail;
     if (transport_open_out_tls(p->uri, &p->tls, &ep, &err) < 0 ||
         stream_init(&s, ep.fd, &err) < 0)
+        goto fail;
+    if (p->compress != COMPRESS_NONE &&
+        !(s.pages = page_encoder_new(p->compress, ram->npages, p->bandwidth, &err)))
         goto fail;
     pthread_mutex_lock(&mig->job.lock);
     mig->fd = ep.fd;
@@ -321,12 +334,15 @@ static void *migration_thread(void *arg)
     mig->st.handover_ns = ep.is_file ? 0 : t_end - t_pause;
     mig->st.total_ns = t_end - t0;
     mig->st.wire_bytes = s.bytes_written;
+    codec_publish(&mig->st, &s);
     mig->st.pages = total.pages;
     mig->st.zero_pages = total.zero_pages;
     mig->st.remaining_pages = 0;
     mig->st.verified = p->verify;
     mig->st.state = MIG_COMPLETED;
     pthread_mutex_unlock(&mig->job.lock);
+    page_encoder_free(s.pages);
+    s.pages = NULL;
     stream_free(&s);
     transport_close(&ep);
     free(bitmap);
@@ -351,6 +367,7 @@ fail:
     mig->st.state = atomic_load(&mig->job.cancel) ? MIG_CANCELLED : MIG_FAILED;
     mig->st.total_ns = vclock_host_ns() - t0;
     mig->st.wire_bytes = s.bytes_written;
+    codec_publish(&mig->st, &s);
     if (handed_over)
         snprintf(mig->st.error, sizeof mig->st.error,
                  "handover uncertain: the destination has the final state but did not confirm "
@@ -370,6 +387,8 @@ fail:
             stream_flush(&s, &ignored);
         }
     }
+    page_encoder_free(s.pages);
+    s.pages = NULL;
     stream_free(&s);
     transport_close(&ep);
     free(bitmap);
@@ -440,6 +459,7 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
     mig->st.live = p->live;
     mig->st.ram_pages = m->bus.ram.npages;
     mig->st.max_downtime_ns = p->max_downtime_ns;
+    mig->st.compress = p->compress;
     snprintf(mig->st.uri, sizeof mig->st.uri, "%s", p->uri);
     /* The job slot refuses a second job. */
     if (job_start(m, &mig->job, migration_thread, err) < 0) {

@@ -61,6 +61,7 @@ struct stream {
     int timeout_ms;         /* for reads and writes; -1 = none */
     uint64_t spin_until;    /* see stream_spin (vclock_host_ns) */
     bool capture;           /* records accumulate in wbuf, nothing is sent */
+    struct page_encoder *pages; /* optional: deltas and zstd for PAGES (pagecodec.h) */
 };
 
 int stream_init(struct stream *s, int fd, struct error *err);
