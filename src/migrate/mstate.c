@@ -207,7 +207,7 @@ int mstate_check_pages(struct machine *m, const uint8_t *body, size_t len, struc
         if (e & PAGE_ENTRY_DELTA) {
             /* u32 length, then the delta (pagecodec.h) */
             if (data_len - need < 4 || get_u32(data + need) > data_len - need - 4 ||
-                get_u32(data + need) > RAM_PAGE_SIZE)
+                get_u32(data + need) > 2 * RAM_PAGE_SIZE)
                 return error_set(err, "pages record: a delta page's length is out of bounds");
             uint32_t dl = get_u32(data + need);
             if (pagecodec_delta_check(data + need + 4, dl, err) < 0)

@@ -9,9 +9,9 @@
 
 #define PAGE 4096u
 #define ZSTD_LEVEL 1
-/* auto: how often a record is compressed while compression is off, to
- * keep the zstd rate and ratio current (1 in PROBE_EVERY records). */
-#define PROBE_EVERY 16
+/* auto: each batch's compressibility is estimated from a sample of its
+ * pages (SAMPLE_PAGES spread over the batch, under 1 % of it). */
+#define SAMPLE_PAGES 4
 #define EWMA_NEW 0.25 /* weight of a new sample */
 #define NO_PAGE UINT64_MAX
 
@@ -49,9 +49,10 @@ struct page_encoder {
     uint8_t *raw, *packed;
     size_t raw_cap, packed_cap;
     /* auto's measurements (bytes per ns) */
-    double zstd_rate, ratio, link_rate;
+    double zstd_rate, link_rate;
     bool have_zstd, have_link, zstd_on;
-    unsigned since_probe;
+    uint8_t sample[SAMPLE_PAGES * PAGE];
+    uint8_t sample_out[SAMPLE_PAGES * PAGE + 512];
     struct pagecodec_stats st;
 };
 
@@ -255,19 +256,42 @@ static double ewma(double old, double sample, bool have)
     return have ? old + EWMA_NEW * (sample - old) : sample;
 }
 
-/* auto: compress while link < zstd x (1 - ratio), i.e. while the time
- * to compress a byte is less than the link time it saves. */
-static void auto_decide(struct page_encoder *e)
+/* auto: compress this batch when link < zstd rate x (1 - its ratio),
+ * i.e. when the time to compress a byte is less than the link time it
+ * saves. The ratio is the batch's, from a sample of its pages; the zstd
+ * rate comes from the batches compressed so far (first from the sample),
+ * the link rate from the time puts wait for the socket (or --bandwidth
+ * when lower). With no measured link yet, the link counts as fast. */
+static bool auto_decide(struct page_encoder *e, const void *const *parts, const size_t *lens,
+                        unsigned nparts)
 {
-    if (e->mode != COMPRESS_AUTO || !e->have_zstd)
-        return;
     double link = e->have_link ? e->link_rate : 0;
     double limit = (double)e->bandwidth_limit / 1e9;
     if (limit > 0 && (!link || limit < link))
         link = limit;
-    if (!link)
-        return;
-    e->zstd_on = link < e->zstd_rate * (1.0 - e->ratio);
+    if (!link || nparts < 2)
+        return false;
+    /* The entries (they are most of a batch of deltas), then pages. */
+    size_t n = lens[1] < PAGE ? lens[1] : PAGE;
+    memcpy(e->sample, parts[1], n);
+    unsigned ndata = nparts - 2, step = ndata / (SAMPLE_PAGES - 1) ? ndata / (SAMPLE_PAGES - 1) : 1;
+    for (unsigned i = 0; i < ndata && n + PAGE <= sizeof e->sample; i += step) {
+        size_t k = lens[2 + i] < PAGE ? lens[2 + i] : PAGE;
+        memcpy(e->sample + n, parts[2 + i], k);
+        n += k;
+    }
+    uint64_t t0 = vclock_host_ns();
+    size_t z = ZSTD_compressCCtx(e->cctx, e->sample_out, sizeof e->sample_out, e->sample, n,
+                                 ZSTD_LEVEL);
+    uint64_t ns = vclock_host_ns() - t0;
+    if (ZSTD_isError(z) || !n)
+        return false;
+    double ratio = (double)z / (double)n;
+    if (!e->have_zstd) {
+        e->zstd_rate = (double)n / (double)(ns ? ns : 1);
+        e->have_zstd = true;
+    }
+    return link < e->zstd_rate * (1.0 - ratio);
 }
 
 static int put_plain(struct page_encoder *e, struct stream *s, const void *const *parts,
@@ -296,11 +320,10 @@ int page_encoder_put_record(struct page_encoder *e, struct stream *s, const void
         raw_len += lens[i];
     e->scratch_used = 0;
     e->st.page_record_bytes += raw_len;
-    bool probe = e->mode == COMPRESS_AUTO && !e->zstd_on && ++e->since_probe >= PROBE_EVERY;
-    if (e->mode == COMPRESS_NONE || (!e->zstd_on && !probe && e->have_zstd))
+    if (e->mode == COMPRESS_AUTO)
+        e->zstd_on = auto_decide(e, parts, lens, nparts);
+    if (!e->zstd_on)
         return put_plain(e, s, parts, lens, nparts, raw_len, err);
-    if (probe)
-        e->since_probe = 0;
 
     if (e->raw_cap < raw_len) {
         free(e->raw);
@@ -329,9 +352,7 @@ int page_encoder_put_record(struct page_encoder *e, struct stream *s, const void
     e->st.zstd_out_bytes += n;
     e->st.zstd_ns += ns;
     e->zstd_rate = ewma(e->zstd_rate, (double)raw_len / (double)(ns ? ns : 1), e->have_zstd);
-    e->ratio = ewma(e->ratio, (double)n / (double)raw_len, e->have_zstd);
     e->have_zstd = true;
-    auto_decide(e);
     if (n + 4 >= raw_len) {
         const void *one[1] = {e->raw};
         size_t one_len[1] = {raw_len};
@@ -345,7 +366,6 @@ int page_encoder_put_record(struct page_encoder *e, struct stream *s, const void
     if (put_ns > 20000) {
         e->link_rate = ewma(e->link_rate, (double)(n + 4) / (double)put_ns, e->have_link);
         e->have_link = true;
-        auto_decide(e);
     }
     e->st.zstd_records++;
     e->st.sent_record_bytes += n + 4;

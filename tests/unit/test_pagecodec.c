@@ -250,6 +250,14 @@ static void test_encoder(void)
     CHECK(st.zstd_active && st.zstd_records == 4, "auto stats: active %d, %llu records",
           st.zstd_active, (unsigned long long)st.zstd_records);
     page_encoder_free(e);
+
+    /* auto with an unmeasured, unlimited link (a capture stream never
+     * waits): the link counts as fast, nothing is compressed. */
+    e = page_encoder_new(COMPRESS_AUTO, 1024, 0, &err);
+    encode_batch(e, &s, 64, &type, &sent, &plain, &plain_len);
+    CHECK(type == REC_PAGES, "auto on a fast link compressed (type 0x%x)", type);
+    free(plain);
+    page_encoder_free(e);
     stream_free(&s);
 }
 
