@@ -19,6 +19,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "base/crc32c.h"
+
 #define PSK_IDENTITY "ferry-migration"
 #define PSK_MIN_BYTES 16
 #define PSK_MAX_BYTES 64
@@ -528,6 +530,41 @@ static int channel_start(struct tls_channel *t, bool psk, int *app_fd, struct er
     return 0;
 }
 
+/* A plain ferry source cannot read TLS: tell it in its own language, one
+ * ERROR record of the stream (docs/migration-stream.md: u32 type, u32
+ * length, text, u32 CRC-32C), then read and drop what it sends for a
+ * moment, so that its pre-copy round can end and it reads the reason
+ * instead of a reset connection. Bounded in time and bytes. */
+#define PLAIN_REFUSAL_ERROR_TYPE 0x103
+#define PLAIN_REFUSAL_DRAIN_MS 3000
+#define PLAIN_REFUSAL_DRAIN_BYTES (256u << 20)
+static void refuse_plain_peer(int fd, const char *msg)
+{
+    uint8_t rec[256];
+    size_t len = strlen(msg) < sizeof rec - 12 ? strlen(msg) : sizeof rec - 12;
+    for (int i = 0; i < 4; i++) {
+        rec[i] = (uint8_t)(PLAIN_REFUSAL_ERROR_TYPE >> (8 * i));
+        rec[4 + i] = (uint8_t)(len >> (8 * i));
+    }
+    memcpy(rec + 8, msg, len);
+    uint32_t crc = crc32c(0, rec, 8 + len);
+    for (int i = 0; i < 4; i++)
+        rec[8 + len + i] = (uint8_t)(crc >> (8 * i));
+    if (send(fd, rec, 12 + len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)(12 + len))
+        return;
+    shutdown(fd, SHUT_WR);
+    uint64_t deadline = now_ms() + PLAIN_REFUSAL_DRAIN_MS;
+    size_t drained = 0;
+    static uint8_t sink[65536];
+    while (drained < PLAIN_REFUSAL_DRAIN_BYTES && wait_until(fd, POLLIN, deadline) == 0) {
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            break;
+        if (n > 0)
+            drained += (size_t)n;
+    }
+}
+
 static void peer_name(int fd, char *buf, size_t cap)
 {
     struct sockaddr_storage ss;
@@ -604,10 +641,14 @@ int tls_server(int net_fd, const struct tls_config *c, int timeout_ms, struct tl
         }
     }
     if (n > 0 && first[0] != 22) {
-        channel_free(t);
-        if (n >= 4 && memcmp(first, "FERRYMIG", (size_t)n < 8 ? (size_t)n : 8) == 0)
+        if (n >= 4 && memcmp(first, "FERRYMIG", (size_t)n < 8 ? (size_t)n : 8) == 0) {
+            refuse_plain_peer(net_fd, "this destination accepts only TLS (tls:HOST:PORT with "
+                              "credentials); a plain stream is refused");
+            channel_free(t);
             return error_set(err, "refused a plain (unencrypted) migration stream from %s: this "
                              "destination accepts only tls: peers", peer);
+        }
+        channel_free(t);
         return error_set(err, "refused the peer %s: it does not speak TLS", peer);
     }
     if (handshake(t, true, peer, timeout_ms, err) < 0 ||

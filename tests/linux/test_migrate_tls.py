@@ -195,6 +195,8 @@ def test_tls_destination_refuses_bad_peers():
             line = dst.wait_failed()
             assert "refused a plain (unencrypted) migration stream" in line, line
             assert_source_alive(src)
+            # The destination told the plain source why, in its own stream format.
+            assert rep and "accepts only TLS" in rep.get("error", ""), res.describe()
 
         # A source whose certificate another CA signed.
         with TlsIncomingVM(c.certs("dst")) as dst:
