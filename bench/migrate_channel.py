@@ -207,6 +207,8 @@ def report(results, cases, variants, machines):
                         and r["vmm"] == vmm and r["variant"] == var]
                 nall = len([r for r in results["runs"] if r["case"] == case and r["vmm"] == vmm
                             and r["variant"] == var])
+                if not nall:
+                    continue
                 if not runs:
                     rows.append([case, vmm, var, "-", "-", "-", "-", "-", f"0/{nall}"])
                     continue
