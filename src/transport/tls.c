@@ -667,6 +667,7 @@ void tls_close(struct tls_channel *t, int app_fd)
         return;
     if (t->ktls) {
         ERR_clear_error();
+        set_blocking(t->net, false); /* close_notify, if there is room: never wait */
         SSL_shutdown(t->ssl);
         channel_free(t); /* app_fd is t->net */
         return;
