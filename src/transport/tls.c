@@ -1,7 +1,7 @@
 #include "transport/tls.h"
+#include "transport/tls_internal.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,29 +20,10 @@
 
 #include "base/crc32c.h"
 
-#define PSK_IDENTITY "ferry-migration"
-#define PSK_MIN_BYTES 16
-#define PSK_MAX_BYTES 64
-#define CIPHERSUITES "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
 /* The server's "you are accepted" byte: in TLS 1.3 the client finishes its
  * handshake before the server has checked the client's certificate, so
  * without it a refused source would learn why only from a later read. */
 #define ACCEPTED_BYTE 'K'
-#define PUMP_BUF (64u * 1024)
-#define CLOSE_FLUSH_MS 5000
-
-struct tls_channel {
-    SSL_CTX *ctx;
-    SSL *ssl;
-    int net;                  /* the TCP socket */
-    int local;                /* the pump's end of the socket pair, or -1 */
-    bool ktls;                /* the stream uses net directly */
-    bool pump_started;
-    pthread_t pump;
-    uint8_t psk[PSK_MAX_BYTES];
-    size_t psk_len;
-    char describe[200];
-};
 
 static struct tls_config default_config;
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -65,7 +45,7 @@ const struct tls_config *tls_get_default(void)
     return &default_config; /* set once at start-up, before any job */
 }
 
-static uint64_t now_ms(void)
+uint64_t tls_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -73,7 +53,7 @@ static uint64_t now_ms(void)
 }
 
 /* The most telling OpenSSL reason queued on this thread, then clears it. */
-static const char *openssl_reason(char *buf, size_t cap)
+const char *tls_openssl_reason(char *buf, size_t cap)
 {
     unsigned long e, last = 0;
     while ((e = ERR_get_error()) != 0)
@@ -90,83 +70,6 @@ static const char *openssl_reason(char *buf, size_t cap)
     return buf;
 }
 
-static int read_psk(const char *path, uint8_t *key, size_t *len, struct error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return error_set(err, "cannot open the pre-shared key %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) < 0 || (st.st_mode & 077)) {
-        close(fd);
-        return error_set(err, "the pre-shared key %s must be readable only by its owner "
-                         "(chmod 600)", path);
-    }
-    char text[2 * PSK_MAX_BYTES + 8];
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    if (n < 0)
-        return error_set(err, "cannot read %s: %s", path, strerror(errno));
-    while (n > 0 && isspace((unsigned char)text[n - 1]))
-        n--;
-    text[n] = '\0';
-    if (n % 2 || n / 2 < PSK_MIN_BYTES || n / 2 > PSK_MAX_BYTES)
-        return error_set(err, "the pre-shared key %s must hold %d to %d bytes in hex "
-                         "(e.g. openssl rand -hex 32)", path, PSK_MIN_BYTES, PSK_MAX_BYTES);
-    for (ssize_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        if (!isxdigit((unsigned char)text[2 * i]) || !isxdigit((unsigned char)text[2 * i + 1]) ||
-            sscanf(text + 2 * i, "%2x", &v) != 1)
-            return error_set(err, "the pre-shared key %s is not hex", path);
-        key[i] = (uint8_t)v;
-    }
-    *len = (size_t)n / 2;
-    return 0;
-}
-
-/* The session that carries an external PSK: TLS 1.3, AES-256-GCM-SHA384. */
-static SSL_SESSION *psk_session(SSL *ssl, const struct tls_channel *t)
-{
-    static const unsigned char aes256_sha384[2] = {0x13, 0x02};
-    const SSL_CIPHER *cipher = SSL_CIPHER_find(ssl, aes256_sha384);
-    SSL_SESSION *s = cipher ? SSL_SESSION_new() : NULL;
-    if (s && SSL_SESSION_set1_master_key(s, t->psk, t->psk_len) &&
-        SSL_SESSION_set_cipher(s, cipher) && SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION))
-        return s;
-    SSL_SESSION_free(s);
-    return NULL;
-}
-
-static int psk_use_session(SSL *ssl, const EVP_MD *md, const unsigned char **id, size_t *idlen,
-                           SSL_SESSION **sess)
-{
-    const struct tls_channel *t = SSL_get_app_data(ssl);
-    SSL_SESSION *s = psk_session(ssl, t);
-    if (!s)
-        return 0;
-    if (md && md != SSL_CIPHER_get_handshake_digest(SSL_SESSION_get0_cipher(s))) {
-        /* Asked again for a suite the key is not bound to: no PSK for it. */
-        SSL_SESSION_free(s);
-        *sess = NULL;
-        *id = NULL;
-        *idlen = 0;
-        return 1;
-    }
-    *sess = s;
-    *id = (const unsigned char *)PSK_IDENTITY;
-    *idlen = strlen(PSK_IDENTITY);
-    return 1;
-}
-
-static int psk_find_session(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESSION **sess)
-{
-    const struct tls_channel *t = SSL_get_app_data(ssl);
-    *sess = NULL;
-    if (idlen != strlen(PSK_IDENTITY) || memcmp(id, PSK_IDENTITY, idlen) != 0)
-        return 1; /* not our identity: no PSK, and without a certificate no handshake */
-    *sess = psk_session(ssl, t);
-    return *sess ? 1 : 0;
-}
-
 static bool is_set(const char *s) { return s && s[0]; }
 
 int tls_config_check(const struct tls_config *c, struct error *err)
@@ -180,7 +83,7 @@ int tls_config_check(const struct tls_config *c, struct error *err)
     if (is_set(c->psk)) {
         uint8_t key[PSK_MAX_BYTES];
         size_t len;
-        int rc = read_psk(c->psk, key, &len, err);
+        int rc = tls_read_psk(c->psk, key, &len, err);
         OPENSSL_cleanse(key, sizeof key);
         return rc;
     }
@@ -191,12 +94,12 @@ int tls_config_check(const struct tls_config *c, struct error *err)
     char why[160];
     int rc = 0;
     if (!ctx)
-        rc = error_set(err, "TLS: %s", openssl_reason(why, sizeof why));
+        rc = error_set(err, "TLS: %s", tls_openssl_reason(why, sizeof why));
     else if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1)
         rc = error_set(err, "cannot load the certificate %s: %s", c->cert,
-                       openssl_reason(why, sizeof why));
+                       tls_openssl_reason(why, sizeof why));
     else if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1)
-        rc = strstr(openssl_reason(why, sizeof why), "mismatch")
+        rc = strstr(tls_openssl_reason(why, sizeof why), "mismatch")
                  ? error_set(err, "the private key %s does not belong to the certificate %s",
                              c->key, c->cert)
                  : error_set(err, "cannot load the private key %s: %s", c->key, why);
@@ -205,7 +108,7 @@ int tls_config_check(const struct tls_config *c, struct error *err)
                        c->cert);
     else if (SSL_CTX_load_verify_locations(ctx, c->ca, NULL) != 1)
         rc = error_set(err, "cannot load the CA certificates %s: %s", c->ca,
-                       openssl_reason(why, sizeof why));
+                       tls_openssl_reason(why, sizeof why));
     SSL_CTX_free(ctx);
     return rc;
 }
@@ -237,12 +140,9 @@ static struct tls_channel *channel_new(int net_fd, const struct tls_config *c, b
     SSL_CTX_set_options(t->ctx, SSL_OP_ENABLE_KTLS | SSL_OP_NO_TICKET);
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (is_set(c->psk)) {
-        if (read_psk(c->psk, t->psk, &t->psk_len, err) < 0)
+        if (tls_read_psk(c->psk, t->psk, &t->psk_len, err) < 0)
             goto fail;
-        if (server)
-            SSL_CTX_set_psk_find_session_callback(t->ctx, psk_find_session);
-        else
-            SSL_CTX_set_psk_use_session_callback(t->ctx, psk_use_session);
+        tls_psk_install(t->ctx, server);
     } else {
         if (SSL_CTX_use_certificate_chain_file(t->ctx, c->cert) != 1 ||
             SSL_CTX_use_PrivateKey_file(t->ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
@@ -256,7 +156,7 @@ static struct tls_channel *channel_new(int net_fd, const struct tls_config *c, b
     SSL_set_app_data(t->ssl, t);
     return t;
 ssl_fail:
-    error_set(err, "TLS set-up: %s", openssl_reason(why, sizeof why));
+    error_set(err, "TLS set-up: %s", tls_openssl_reason(why, sizeof why));
 fail:
     OPENSSL_cleanse(t->psk, sizeof t->psk);
     SSL_free(t->ssl);
@@ -280,7 +180,7 @@ static void channel_free(struct tls_channel *t)
 static int wait_until(int fd, short events, uint64_t deadline)
 {
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = tls_now_ms();
         if (now >= deadline)
             return -1;
         struct pollfd p = {.fd = fd, .events = events};
@@ -298,7 +198,7 @@ static int handshake_error(struct tls_channel *t, bool server, const char *peer,
 {
     char why[160];
     long v = SSL_get_verify_result(t->ssl);
-    openssl_reason(why, sizeof why);
+    tls_openssl_reason(why, sizeof why);
     if (v != X509_V_OK)
         return error_set(err, "%s %s: its certificate did not verify: %s",
                          server ? "refused the peer" : "refused the destination", peer,
@@ -318,7 +218,7 @@ static int handshake_error(struct tls_channel *t, bool server, const char *peer,
 static int handshake(struct tls_channel *t, bool server, const char *peer, int timeout_ms,
                      struct error *err)
 {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = tls_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
         ERR_clear_error();
         int r = server ? SSL_accept(t->ssl) : SSL_connect(t->ssl);
@@ -338,7 +238,7 @@ static int handshake(struct tls_channel *t, bool server, const char *peer, int t
 static int confirm(struct tls_channel *t, bool server, const char *peer, int timeout_ms,
                    struct error *err)
 {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = tls_now_ms() + (uint64_t)timeout_ms;
     uint8_t b = ACCEPTED_BYTE;
     for (;;) {
         ERR_clear_error();
@@ -356,131 +256,6 @@ static int confirm(struct tls_channel *t, bool server, const char *peer, int tim
     if (!server && b != ACCEPTED_BYTE)
         return error_set(err, "%s sent an unexpected TLS confirmation", peer);
     return 0;
-}
-
-/* Moves bytes between the stream's socket pair and the TLS session. Runs
- * until either side ends: the stream closing its end (the session is then
- * closed after what it wrote is sent, within CLOSE_FLUSH_MS) or the peer
- * ending the session (the stream then reads what came, then end of file). */
-static void *pump_run(void *arg)
-{
-    struct tls_channel *t = arg;
-    uint8_t *up = malloc(PUMP_BUF), *down = malloc(PUMP_BUF);
-    size_t up_len = 0, up_off = 0, down_len = 0, down_off = 0;
-    bool local_eof = false, net_eof = false;
-    uint64_t flush_deadline = 0;
-    char why[160];
-    why[0] = '\0';
-    if (!up || !down) {
-        snprintf(why, sizeof why, "out of memory");
-        goto out;
-    }
-    for (;;) {
-        bool progress = false;
-        short net_ev = 0, local_ev = 0;
-        if (!local_eof && up_len == 0) {
-            ssize_t n = recv(t->local, up, PUMP_BUF, MSG_DONTWAIT);
-            if (n > 0) {
-                up_len = (size_t)n;
-                up_off = 0;
-                progress = true;
-            } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-                local_eof = true;
-                flush_deadline = now_ms() + CLOSE_FLUSH_MS;
-                progress = true;
-            } else {
-                local_ev |= POLLIN;
-            }
-        }
-        if (up_off < up_len) {
-            ERR_clear_error();
-            int n = SSL_write(t->ssl, up + up_off, (int)(up_len - up_off));
-            if (n > 0) {
-                up_off += (size_t)n;
-                if (up_off == up_len)
-                    up_len = up_off = 0;
-                progress = true;
-            } else {
-                int e = SSL_get_error(t->ssl, n);
-                if (e == SSL_ERROR_WANT_WRITE)
-                    net_ev |= POLLOUT;
-                else if (e == SSL_ERROR_WANT_READ)
-                    net_ev |= POLLIN;
-                else {
-                    openssl_reason(why, sizeof why);
-                    break;
-                }
-            }
-        }
-        if (local_eof && up_len == 0)
-            break; /* everything the stream wrote is in the session */
-        if (!net_eof && down_len == 0) {
-            ERR_clear_error();
-            int n = SSL_read(t->ssl, down, PUMP_BUF);
-            if (n > 0) {
-                down_len = (size_t)n;
-                down_off = 0;
-                progress = true;
-            } else {
-                int e = SSL_get_error(t->ssl, n);
-                if (e == SSL_ERROR_WANT_READ)
-                    net_ev |= POLLIN;
-                else if (e == SSL_ERROR_WANT_WRITE)
-                    net_ev |= POLLOUT;
-                else {
-                    if (e != SSL_ERROR_ZERO_RETURN)
-                        openssl_reason(why, sizeof why);
-                    net_eof = true;
-                    progress = true;
-                }
-            }
-        }
-        if (down_off < down_len) {
-            ssize_t n = send(t->local, down + down_off, down_len - down_off,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (n > 0) {
-                down_off += (size_t)n;
-                if (down_off == down_len)
-                    down_len = down_off = 0;
-                progress = true;
-            } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-                local_ev |= POLLOUT;
-            } else {
-                break; /* the stream closed its end */
-            }
-        }
-        if (net_eof && down_len == 0)
-            break; /* the stream has everything the peer sent */
-        if (progress)
-            continue;
-        /* A side with nothing to wait for is left out: a hung-up socket
-         * would otherwise wake the poll at once, again and again. */
-        struct pollfd p[2] = {{.fd = net_ev ? t->net : -1, .events = net_ev},
-                              {.fd = local_ev ? t->local : -1, .events = local_ev}};
-        int timeout = -1;
-        if (local_eof) {
-            uint64_t now = now_ms();
-            if (now >= flush_deadline)
-                break;
-            timeout = (int)(flush_deadline - now);
-        }
-        if (poll(p, 2, timeout) < 0 && errno != EINTR)
-            break;
-    }
-out:
-    if (why[0])
-        fprintf(stderr, "ferry: TLS channel ended: %s\n", why);
-    if (local_eof && !why[0]) {
-        ERR_clear_error();
-        SSL_shutdown(t->ssl); /* close_notify; the peer's answer is not awaited */
-    }
-    /* The stream reads what is queued, then end of file; its writes fail. */
-    shutdown(t->net, SHUT_RDWR);
-    close(t->local);
-    t->local = -1;
-    free(up);
-    free(down);
-    return NULL;
 }
 
 static void set_blocking(int fd, bool blocking)
@@ -520,7 +295,7 @@ static int channel_start(struct tls_channel *t, bool psk, int *app_fd, struct er
         setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
     }
     t->local = sv[1];
-    int rc = pthread_create(&t->pump, NULL, pump_run, t);
+    int rc = pthread_create(&t->pump, NULL, tls_pump_run, t);
     if (rc) {
         close(sv[0]);
         return error_set(err, "cannot start the TLS thread: %s", strerror(rc));
@@ -553,7 +328,7 @@ static void refuse_plain_peer(int fd, const char *msg)
     if (send(fd, rec, 12 + len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)(12 + len))
         return;
     shutdown(fd, SHUT_WR);
-    uint64_t deadline = now_ms() + PLAIN_REFUSAL_DRAIN_MS;
+    uint64_t deadline = tls_now_ms() + PLAIN_REFUSAL_DRAIN_MS;
     size_t drained = 0;
     static uint8_t sink[65536];
     while (drained < PLAIN_REFUSAL_DRAIN_BYTES && wait_until(fd, POLLIN, deadline) == 0) {
@@ -628,7 +403,7 @@ int tls_server(int net_fd, const struct tls_config *c, int timeout_ms, struct tl
      * ferry source starts with the stream's magic. Tell them apart before
      * anything else, so the message says what happened. */
     uint8_t first[8];
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = tls_now_ms() + (uint64_t)timeout_ms;
     ssize_t n;
     for (;;) {
         n = recv(net_fd, first, sizeof first, MSG_PEEK);
