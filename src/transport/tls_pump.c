@@ -15,16 +15,23 @@
 #define PUMP_BUF (64u * 1024)
 #define CLOSE_FLUSH_MS 5000
 
-/* Moves bytes between the stream's socket pair and the TLS session. Runs
- * until either side ends: the stream closing its end (the session is then
- * closed after what it wrote is sent, within CLOSE_FLUSH_MS) or the peer
- * ending the session (the stream then reads what came, then end of file). */
+/* Moves bytes between the stream's socket pair and the TLS session, each
+ * direction until its end of file:
+ * - the stream closes its fd: what it wrote is sent (within CLOSE_FLUSH_MS),
+ *   then close_notify, and the pump ends;
+ * - the stream shuts down its writing only: what it wrote is sent, then
+ *   close_notify, and the other direction goes on;
+ * - the peer ends the session (close_notify): the stream reads what came,
+ *   then end of file, and may go on writing until it closes;
+ * - the connection fails: the stream reads what came, then end of file; its
+ *   writes fail. */
 void *tls_pump_run(void *arg)
 {
     struct tls_channel *t = arg;
     uint8_t *up = malloc(PUMP_BUF), *down = malloc(PUMP_BUF);
     size_t up_len = 0, up_off = 0, down_len = 0, down_off = 0;
-    bool local_eof = false, net_eof = false;
+    bool local_eof = false, local_gone = false, net_eof = false, net_failed = false;
+    bool sent_close = false, told_eof = false;
     uint64_t flush_deadline = 0;
     char why[160];
     why[0] = '\0';
@@ -42,7 +49,10 @@ void *tls_pump_run(void *arg)
                 up_off = 0;
                 progress = true;
             } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                /* Closed (both ways hung up) or only shut for writing? */
+                struct pollfd h = {.fd = t->local, .events = 0};
                 local_eof = true;
+                local_gone = n != 0 || (poll(&h, 1, 0) == 1 && (h.revents & (POLLHUP | POLLERR)));
                 flush_deadline = tls_now_ms() + CLOSE_FLUSH_MS;
                 progress = true;
             } else {
@@ -69,8 +79,16 @@ void *tls_pump_run(void *arg)
                 }
             }
         }
-        if (local_eof && up_len == 0)
-            break; /* everything the stream wrote is in the session */
+        if (local_eof && up_len == 0) {
+            /* Everything the stream wrote is in the session. */
+            if (local_gone || net_eof)
+                break;
+            if (!sent_close) {
+                ERR_clear_error();
+                SSL_shutdown(t->ssl); /* close_notify: our direction ends */
+                sent_close = true;
+            }
+        }
         if (!net_eof && down_len == 0) {
             ERR_clear_error();
             int n = SSL_read(t->ssl, down, PUMP_BUF);
@@ -85,8 +103,10 @@ void *tls_pump_run(void *arg)
                 else if (e == SSL_ERROR_WANT_WRITE)
                     net_ev |= POLLOUT;
                 else {
-                    if (e != SSL_ERROR_ZERO_RETURN)
+                    if (e != SSL_ERROR_ZERO_RETURN) {
                         tls_openssl_reason(why, sizeof why);
+                        net_failed = true;
+                    }
                     net_eof = true;
                     progress = true;
                 }
@@ -106,16 +126,26 @@ void *tls_pump_run(void *arg)
                 break; /* the stream closed its end */
             }
         }
-        if (net_eof && down_len == 0)
-            break; /* the stream has everything the peer sent */
+        if (net_eof && down_len == 0) {
+            /* The stream has everything the peer sent. */
+            if (net_failed || local_eof)
+                break;
+            if (!told_eof) {
+                shutdown(t->local, SHUT_WR);
+                told_eof = true;
+            }
+        }
         if (progress)
             continue;
         /* A side with nothing to wait for is left out: a hung-up socket
-         * would otherwise wake the poll at once, again and again. */
+         * would otherwise wake the poll at once, again and again. The
+         * stream's end is watched after it shut its writing, for it to
+         * close. */
+        bool watch_local = local_ev || (local_eof && !local_gone);
         struct pollfd p[2] = {{.fd = net_ev ? t->net : -1, .events = net_ev},
-                              {.fd = local_ev ? t->local : -1, .events = local_ev}};
+                              {.fd = watch_local ? t->local : -1, .events = local_ev}};
         int timeout = -1;
-        if (local_eof) {
+        if (local_gone) {
             uint64_t now = tls_now_ms();
             if (now >= flush_deadline)
                 break;
@@ -123,11 +153,13 @@ void *tls_pump_run(void *arg)
         }
         if (poll(p, 2, timeout) < 0 && errno != EINTR)
             break;
+        if (local_eof && !local_gone && (p[1].revents & (POLLHUP | POLLERR)) && !down_len)
+            break; /* the stream closed after shutting its writing */
     }
 out:
     if (why[0])
         fprintf(stderr, "ferry: TLS channel ended: %s\n", why);
-    if (local_eof && !why[0]) {
+    if (local_eof && !why[0] && !sent_close) {
         ERR_clear_error();
         SSL_shutdown(t->ssl); /* close_notify; the peer's answer is not awaited */
     }
