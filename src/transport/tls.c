@@ -25,6 +25,31 @@
  * without it a refused source would learn why only from a later read. */
 #define ACCEPTED_BYTE 'K'
 
+void tls_sigpipe_block(struct sigpipe_guard *g)
+{
+    sigset_t pipe, pending;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    sigpending(&pending);
+    g->was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &g->old);
+}
+
+void tls_sigpipe_restore(struct sigpipe_guard *g)
+{
+    if (!g->was_pending) {
+        sigset_t pipe, pending;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        sigpending(&pending);
+        if (sigismember(&pending, SIGPIPE)) {
+            struct timespec zero = {0, 0};
+            sigtimedwait(&pipe, NULL, &zero);
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 static struct tls_config default_config;
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -221,7 +246,10 @@ static int handshake(struct tls_channel *t, bool server, const char *peer, int t
     uint64_t deadline = tls_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
         ERR_clear_error();
+        struct sigpipe_guard g;
+        tls_sigpipe_block(&g);
         int r = server ? SSL_accept(t->ssl) : SSL_connect(t->ssl);
+        tls_sigpipe_restore(&g);
         if (r == 1)
             return 0;
         int e = SSL_get_error(t->ssl, r);
@@ -242,7 +270,10 @@ static int confirm(struct tls_channel *t, bool server, const char *peer, int tim
     uint8_t b = ACCEPTED_BYTE;
     for (;;) {
         ERR_clear_error();
+        struct sigpipe_guard g;
+        tls_sigpipe_block(&g);
         int r = server ? SSL_write(t->ssl, &b, 1) : SSL_read(t->ssl, &b, 1);
+        tls_sigpipe_restore(&g);
         if (r == 1)
             break;
         int e = SSL_get_error(t->ssl, r);
@@ -443,7 +474,10 @@ void tls_close(struct tls_channel *t, int app_fd)
     if (t->ktls) {
         ERR_clear_error();
         set_blocking(t->net, false); /* close_notify, if there is room: never wait */
+        struct sigpipe_guard g;
+        tls_sigpipe_block(&g);
         SSL_shutdown(t->ssl);
+        tls_sigpipe_restore(&g);
         channel_free(t); /* app_fd is t->net */
         return;
     }

@@ -5,6 +5,7 @@
 #define FERRY_TRANSPORT_TLS_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,6 +40,15 @@ const char *tls_openssl_reason(char *buf, size_t cap);
 int tls_read_psk(const char *path, uint8_t *key, size_t *len, struct error *err);
 /* Sets the PSK callbacks of the side; the key is the channel's (app data). */
 void tls_psk_install(SSL_CTX *ctx, bool server);
+/* OpenSSL writes to the socket with write(2): a peer that went away would
+ * raise SIGPIPE and end the process. Calls that may write hold SIGPIPE
+ * blocked on their thread and drop one raised meanwhile. */
+struct sigpipe_guard {
+    sigset_t old;
+    bool was_pending;
+};
+void tls_sigpipe_block(struct sigpipe_guard *g);
+void tls_sigpipe_restore(struct sigpipe_guard *g);
 /* The pump thread (arg: the channel). */
 void *tls_pump_run(void *arg);
 

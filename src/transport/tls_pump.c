@@ -3,6 +3,8 @@
  * TLS session, so the stream code reads and writes a plain fd either way. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -28,6 +30,13 @@
 void *tls_pump_run(void *arg)
 {
     struct tls_channel *t = arg;
+    /* For the thread's life: a SIGPIPE raised by a write to a dead peer
+     * stays pending here (and goes with the thread) instead of ending the
+     * process; the write itself fails with EPIPE. */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     uint8_t *up = malloc(PUMP_BUF), *down = malloc(PUMP_BUF);
     size_t up_len = 0, up_off = 0, down_len = 0, down_off = 0;
     bool local_eof = false, local_gone = false, net_eof = false, net_failed = false;

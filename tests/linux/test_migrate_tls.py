@@ -25,13 +25,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import harness  # noqa: E402
 from harness import Skip, require_guest, timeout  # noqa: E402
 from migration import (LOCALHOST, IncomingVM, SourceVM, assert_source_alive,  # noqa: E402
-                       free_port, migrate, wait_for)
+                       ctl, free_port, migrate, wait_for, wait_migration)
 from replication import PrimaryVM, StandbyVM, wait_protected  # noqa: E402
 
 BOOT_TIMEOUT = 120
@@ -231,6 +232,33 @@ def test_tls_destination_refuses_bad_peers():
         with TlsIncomingVM(c.certs("dst")) as dst:
             dst.wait_listening()
             migrate(src.control, dst.uri, "--verify", *c.certs("src"))
+            dst.wait_resumed()
+            check_marker(dst, want)
+
+
+@timeout(300)
+def test_tls_cancel_keeps_source():
+    """A cancel in the middle of a (slow) TLS migration ends the session;
+    the destination gives up, the source runs on and then moves."""
+    with Credentials() as c, source(*c.certs("src")) as src:
+        src.boot(BOOT_TIMEOUT)
+        want = write_marker(src, "cancel-3c9d")
+        with TlsIncomingVM(c.certs("dst")) as dst:
+            dst.wait_listening()
+            # The VM's own credentials (ferry run --tls-*): none in the request.
+            r = ctl(src.control, "migrate", f"uri={dst.uri}", "bandwidth=2000000")
+            assert r.get("ok") is True, r
+            mig = wait_migration(src.control, ("active",))
+            assert mig.get("channel", "").startswith("TLSv1.3"), mig
+            time.sleep(1)
+            assert ctl(src.control, "migrate-cancel").get("ok") is True
+            mig = wait_migration(src.control, ("cancelled", "failed", "completed"))
+            assert mig["state"] == "cancelled", mig
+            dst.wait_failed(60)
+            assert_source_alive(src)
+        with TlsIncomingVM(c.certs("dst")) as dst:
+            dst.wait_listening()
+            migrate(src.control, dst.uri, "--verify")
             dst.wait_resumed()
             check_marker(dst, want)
 
