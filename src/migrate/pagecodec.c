@@ -4,6 +4,7 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "base/tsan.h"
 #include "machine/vclock.h"
 #include "migrate/stream.h"
 
@@ -215,7 +216,12 @@ const uint8_t *page_encoder_page(struct page_encoder *e, uint64_t page, const ui
         return host;
     }
     uint8_t *snap = e->scratch + e->scratch_used;
+    /* The guest may be writing the page meanwhile: the dirty log then
+     * sends it again; what matters is that the cache and the wire get the
+     * same bytes, this one copy. */
+    TSAN_GUEST_RAM_BEGIN();
     memcpy(snap, host, PAGE);
+    TSAN_GUEST_RAM_END();
     if (!e->nslots) {
         e->scratch_used += PAGE;
         *len = PAGE;
