@@ -15,7 +15,7 @@ UNIT_SRCS := $(wildcard tests/unit/*.c)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
 BASE_CFLAGS := -std=gnu11 $(WARN) -Isrc -g -MMD -MP -D_GNU_SOURCE
-LDLIBS := -lfdt -lxxhash -ljansson -lpthread -lm
+LDLIBS := -lfdt -lxxhash -ljansson -lssl -lcrypto -lzstd -lpthread -lm
 
 REL_CFLAGS := $(BASE_CFLAGS) -O2
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

@@ -51,5 +51,12 @@ int cli_flag_value(int argc, char **argv, int *i, const char *name, const char *
 void migrate_progress_line(json_t *mig, FILE *out);
 void migrate_progress_clear(FILE *out);
 void migrate_progress_json(json_t *mig, double t_ms, FILE *out);
+/* TLS options (src/cli/tls_opts.c). cli_tls_flag matches one --tls-*
+ * flag at argv[*i] like cli_flag_value; cli_tls_check says whether the
+ * options fit the URI; cli_tls_json is their form in a control request. */
+struct tls_config;
+int cli_tls_flag(int argc, char **argv, int *i, struct tls_config *c);
+int cli_tls_check(const char *uri, const struct tls_config *c);
+json_t *cli_tls_json(const struct tls_config *c);
 
 #endif

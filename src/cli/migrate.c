@@ -10,12 +10,21 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "transport/tls.h"
 
 static void migrate_usage(FILE *out)
 {
     fprintf(out,
-            "usage: ferry migrate PATH tcp:HOST:PORT [options]\n"
+            "usage: ferry migrate PATH tcp:HOST:PORT|tls:HOST:PORT [options]\n"
             "\n"
+            "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
+            "                      TLS credentials for a tls: destination (both sides\n"
+            "                      verify each other); default: the VM's own, from its\n"
+            "                      ferry run --tls-* options\n"
+            "  --tls-psk FILE      instead: a pre-shared key in hex (chmod 600)\n"
+            "  --compress MODE     none (default), zstd (compress page batches when it\n"
+            "                      saves bytes) or auto (only while it saves time, from\n"
+            "                      measurements); both send re-sent pages as deltas\n"
             "  --non-live          pause the guest first, then copy (no pre-copy rounds)\n"
             "  --max-downtime T    cap on the pause, e.g. 5ms (default), 300ms, 1s\n"
             "  --bandwidth LIMIT   cap on the copy rate in bytes/s, e.g. 100M, 1G\n"
@@ -75,6 +84,19 @@ static void print_report(json_t *mig)
                    num(r, "throttle_percent"));
         }
     }
+    json_t *z = json_object_get(mig, "compress");
+    if (z && strcmp(json_string_value(json_object_get(z, "mode")), "none") != 0) {
+        printf("  compression        %s: page records %.1f MiB -> %.1f MiB sent; zstd on %.0f of "
+               "%.0f records%s; %.0f re-sent pages as deltas (%.1f KiB)\n",
+               json_string_value(json_object_get(z, "mode")), num(z, "page_record_bytes") / 1048576.0,
+               num(z, "sent_record_bytes") / 1048576.0, num(z, "zstd_records"),
+               num(z, "zstd_records") + num(z, "plain_records"),
+               json_is_true(json_object_get(z, "zstd_active")) ? " (on at the end)" : "",
+               num(z, "delta_pages"), num(z, "delta_bytes") / 1024.0);
+    }
+    const char *channel = json_string_value(json_object_get(mig, "channel"));
+    if (channel && *channel)
+        printf("  channel            %s\n", channel);
     const char *e = json_string_value(json_object_get(mig, "error"));
     if (e)
         printf("  error              %s\n", e);
@@ -88,9 +110,17 @@ int cmd_migrate(int argc, char **argv)
     int max_throttle = 99;
     double downtime_ns = 5e6;
     uint64_t bandwidth = 0;
+    struct tls_config tls;
+    memset(&tls, 0, sizeof tls);
+    const char *compress = "none";
     for (int i = 1; i < argc; i++) {
         const char *v;
         int r;
+        if ((r = cli_tls_flag(argc, argv, &i, &tls)) != 0) {
+            if (r < 0)
+                return EXIT_USAGE;
+            continue;
+        }
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             migrate_usage(stdout);
             return 0;
@@ -125,6 +155,14 @@ int cmd_migrate(int argc, char **argv)
                 cli_error("--max-downtime must be a duration like 5ms or 1s, not '%s'", v);
                 return EXIT_USAGE;
             }
+        } else if ((r = cli_flag_value(argc, argv, &i, "--compress", &v)) != 0) {
+            if (r < 0)
+                return EXIT_USAGE;
+            if (strcmp(v, "none") != 0 && strcmp(v, "zstd") != 0 && strcmp(v, "auto") != 0) {
+                cli_error("--compress must be auto, zstd or none, not '%s'", v);
+                return EXIT_USAGE;
+            }
+            compress = v;
         } else if ((r = cli_flag_value(argc, argv, &i, "--bandwidth", &v)) != 0) {
             struct error err;
             if (r < 0)
@@ -149,20 +187,23 @@ int cmd_migrate(int argc, char **argv)
         cli_error("usage: ferry migrate PATH tcp:HOST:PORT [options]");
         return EXIT_USAGE;
     }
-    if (strncmp(uri, "tcp:", 4) != 0) {
-        cli_error("destination must be tcp:HOST:PORT, not '%s'", uri);
+    if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "tls:", 4) != 0) {
+        cli_error("destination must be tcp:HOST:PORT or tls:HOST:PORT, not '%s'", uri);
         return EXIT_USAGE;
     }
+    if (!tls_config_empty(&tls) && cli_tls_check(uri, &tls) < 0)
+        return EXIT_USAGE;
     struct error err;
     int fd = ctl_connect(path, &err);
     if (fd < 0) {
         cli_error("%s", err.msg);
         return 1;
     }
-    json_t *req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b, s:b, s:i}", "cmd", "migrate",
-                            "uri", uri, "live", live, "max_downtime_ms", downtime_ns / 1e6,
-                            "bandwidth", (json_int_t)bandwidth, "verify", verify,
-                            "auto_converge", auto_converge, "max_throttle", max_throttle);
+    json_t *req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b, s:b, s:i, s:o, s:s}", "cmd",
+                            "migrate", "uri", uri, "live", live, "max_downtime_ms",
+                            downtime_ns / 1e6, "bandwidth", (json_int_t)bandwidth, "verify",
+                            verify, "auto_converge", auto_converge, "max_throttle", max_throttle,
+                            "tls", cli_tls_json(&tls), "compress", compress);
     json_t *resp = ctl_ask(fd, req, &err);
     json_decref(req);
     if (!resp || !json_is_true(json_object_get(resp, "ok"))) {

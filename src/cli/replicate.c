@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "transport/tls.h"
 
 static void print_replication(json_t *r)
 {
@@ -23,13 +24,23 @@ int cmd_replicate(int argc, char **argv)
     const char *path = NULL, *uri = NULL;
     bool stop = false, status = false;
     double interval_ms = 25;
+    struct tls_config tls;
+    memset(&tls, 0, sizeof tls);
     for (int i = 1; i < argc; i++) {
         const char *v;
         int r;
+        if ((r = cli_tls_flag(argc, argv, &i, &tls)) != 0) {
+            if (r < 0)
+                return EXIT_USAGE;
+            continue;
+        }
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: ferry replicate PATH tcp:HOST:PORT [--interval 25ms]\n"
+            printf("usage: ferry replicate PATH tcp:HOST:PORT|tls:HOST:PORT [--interval 25ms]\n"
+                   "         [--tls-cert FILE --tls-key FILE --tls-ca FILE | --tls-psk FILE]\n"
                    "       ferry replicate PATH --stop | --status\n"
-                   "The standby runs: ferry run --standby tcp:ADDR:PORT [--fence CMD]\n");
+                   "The standby runs: ferry run --standby tcp:ADDR:PORT [--fence CMD]\n"
+                   "(tls: on both sides; without --tls-* here the VM's own credentials,\n"
+                   "from its ferry run --tls-*, are used)\n");
             return 0;
         } else if (strcmp(argv[i], "--stop") == 0) {
             stop = true;
@@ -72,12 +83,14 @@ int cmd_replicate(int argc, char **argv)
         json_decref(resp);
         return 0;
     }
-    if (strncmp(uri, "tcp:", 4) != 0) {
-        cli_error("standby must be tcp:HOST:PORT, not '%s'", uri);
+    if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "tls:", 4) != 0) {
+        cli_error("standby must be tcp:HOST:PORT or tls:HOST:PORT, not '%s'", uri);
         return EXIT_USAGE;
     }
-    if (ctl_call(path, json_pack("{s:s, s:s, s:f}", "cmd", "replicate", "uri", uri,
-                                 "interval_ms", interval_ms), &resp))
+    if (!tls_config_empty(&tls) && cli_tls_check(uri, &tls) < 0)
+        return EXIT_USAGE;
+    if (ctl_call(path, json_pack("{s:s, s:s, s:f, s:o}", "cmd", "replicate", "uri", uri,
+                                 "interval_ms", interval_ms, "tls", cli_tls_json(&tls)), &resp))
         return 1;
     json_decref(resp);
     /* Wait until the first checkpoint is acknowledged (or it fails). */

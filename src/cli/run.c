@@ -14,6 +14,7 @@
 #include "migrate/migration.h"
 #include "migrate/replication.h"
 #include "machine/vclock.h"
+#include "transport/tls.h"
 
 #define DEFAULT_APPEND "console=ttyS0 quiet"
 
@@ -37,12 +38,12 @@ static void run_usage(FILE *out)
             "  --no-rng          leave out the virtio entropy device\n"
             "  --control PATH    serve the JSON control socket at PATH (status, pause,\n"
             "                    resume, migrate, save, quit; see 'ferry ctl')\n"
-            "  --incoming tcp:ADDR:PORT\n"
+            "  --incoming tcp:ADDR:PORT | tls:ADDR:PORT\n"
             "                    wait for a migration stream instead of booting; the\n"
             "                    stream sets RAM size and harts, local --drive/--net\n"
             "                    options bind the backends\n"
             "  --restore FILE    resume a VM saved with 'ferry save'\n"
-            "  --standby tcp:ADDR:PORT\n"
+            "  --standby tcp:ADDR:PORT | tls:ADDR:PORT\n"
             "                    be the standby of a replicated VM (ferry replicate);\n"
             "                    take over when the primary dies or switches over\n"
             "  --fence CMD       with --standby: run CMD before taking over after a\n"
@@ -50,6 +51,13 @@ static void run_usage(FILE *out)
             "  --heartbeat-timeout T\n"
             "                    with --standby: silence that means the primary is\n"
             "                    gone (default 500ms)\n"
+            "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
+            "                    TLS 1.3 credentials for tls: addresses (--incoming,\n"
+            "                    --standby, and migrate/replicate without their own):\n"
+            "                    this host's certificate and key, and the CA that signs\n"
+            "                    the peer's; both sides verify each other\n"
+            "  --tls-psk FILE    instead: a pre-shared key in hex (chmod 600), the same\n"
+            "                    file on both hosts\n"
             "  --stats           print instructions executed, MIPS and SBI set_timer calls\n"
             "                    at exit\n"
             "\n"
@@ -95,9 +103,16 @@ int cmd_run(int argc, char **argv)
     const char *mem = NULL, *smp = NULL, *control = NULL, *incoming = NULL, *restore = NULL;
     const char *standby = NULL, *fence = NULL, *heartbeat = NULL;
     bool stats = false;
+    struct tls_config tls;
+    memset(&tls, 0, sizeof tls);
     for (int i = 1; i < argc; i++) {
         const char *v;
         int r;
+        if ((r = cli_tls_flag(argc, argv, &i, &tls)) != 0) {
+            if (r < 0)
+                return EXIT_USAGE;
+            continue;
+        }
 #define FLAG(name, dst)                                          \
     if ((r = cli_flag_value(argc, argv, &i, name, &v)) != 0) {   \
         if (r < 0)                                               \
@@ -212,8 +227,8 @@ int cmd_run(int argc, char **argv)
         cli_error("--incoming, --restore and --standby cannot be combined");
         return EXIT_USAGE;
     }
-    if (standby && strncmp(standby, "tcp:", 4) != 0) {
-        cli_error("--standby must be tcp:ADDR:PORT, not '%s'", standby);
+    if (standby && strncmp(standby, "tcp:", 4) != 0 && strncmp(standby, "tls:", 4) != 0) {
+        cli_error("--standby must be tcp:ADDR:PORT or tls:ADDR:PORT, not '%s'", standby);
         return EXIT_USAGE;
     }
     if ((fence || heartbeat) && !standby) {
@@ -230,9 +245,22 @@ int cmd_run(int argc, char **argv)
         }
         heartbeat_ns = (uint64_t)ns;
     }
-    if (incoming && strncmp(incoming, "tcp:", 4) != 0) {
-        cli_error("--incoming must be tcp:ADDR:PORT, not '%s'", incoming);
+    if (incoming && strncmp(incoming, "tcp:", 4) != 0 && strncmp(incoming, "tls:", 4) != 0) {
+        cli_error("--incoming must be tcp:ADDR:PORT or tls:ADDR:PORT, not '%s'", incoming);
         return EXIT_USAGE;
+    }
+    const char *listen_uri = incoming ? incoming : standby;
+    if (listen_uri && strncmp(listen_uri, "tls:", 4) == 0 && cli_tls_check(listen_uri, &tls) < 0)
+        return EXIT_USAGE;
+    if (!tls_config_empty(&tls)) {
+        /* Without a tls: listener the options are the credentials of
+         * later outgoing migrations and replications. */
+        struct error tls_err;
+        if (tls_config_check(&tls, &tls_err) < 0) {
+            cli_error("%s", tls_err.msg);
+            return EXIT_USAGE;
+        }
+        tls_set_default(&tls);
     }
     char restore_uri[PATH_MAX + 8];
     const char *receive_uri = incoming;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <poll.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,7 +99,51 @@ static json_t *migration_json(const struct migration_status *st)
         json_object_set_new(o, "paused_at_monotonic_ns", json_integer((json_int_t)st->paused_at_ns));
     if (st->error[0])
         json_object_set_new(o, "error", json_string(st->error));
+    if (st->channel[0])
+        json_object_set_new(o, "channel", json_string(st->channel));
+    const struct pagecodec_stats *z = &st->codec;
+    json_object_set_new(o, "compress", json_pack(
+        "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b}",
+        "mode", compress_mode_name(st->compress),
+        "page_record_bytes", (json_int_t)z->page_record_bytes,
+        "sent_record_bytes", (json_int_t)z->sent_record_bytes,
+        "zstd_records", (json_int_t)z->zstd_records, "plain_records", (json_int_t)z->plain_records,
+        "delta_pages", (json_int_t)z->delta_pages, "delta_bytes", (json_int_t)z->delta_bytes,
+        "zstd_in_bytes", (json_int_t)z->zstd_in_bytes, "zstd_out_bytes", (json_int_t)z->zstd_out_bytes,
+        "zstd_mb_s", z->zstd_ns ? (double)z->zstd_in_bytes / (double)z->zstd_ns * 1e3 : 0.0,
+        "link_mb_s", z->link_bytes_per_s / 1e6, "zstd_active", z->zstd_active));
     return o;
+}
+
+/* The request's "tls": {"cert", "key", "ca", "psk"} (paths), if any. */
+static int tls_from_json(json_t *req, struct tls_config *c, const char **why)
+{
+    json_t *t = json_object_get(req, "tls");
+    if (!t)
+        return 0;
+    static const struct {
+        const char *name;
+        size_t offset;
+    } fields[] = {
+        {"cert", offsetof(struct tls_config, cert)}, {"key", offsetof(struct tls_config, key)},
+        {"ca", offsetof(struct tls_config, ca)}, {"psk", offsetof(struct tls_config, psk)},
+    };
+    if (!json_is_object(t)) {
+        *why = "\"tls\" must be an object of paths: cert, key, ca or psk";
+        return -1;
+    }
+    for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
+        json_t *v = json_object_get(t, fields[k].name);
+        if (!v)
+            continue;
+        const char *s = json_string_value(v);
+        if (!s || strlen(s) >= TLS_PATH_MAX) {
+            *why = "\"tls\" paths must be strings shorter than 512 bytes";
+            return -1;
+        }
+        strcpy((char *)c + fields[k].offset, s);
+    }
+    return 0;
 }
 
 static json_t *replication_json(const struct replication_status *st)
@@ -198,6 +243,12 @@ static json_t *cmd_migrate(struct machine *m, json_t *req, bool save)
             return fail("max_throttle must be a whole percentage from 1 to 99");
         p.max_throttle = (unsigned)t;
     }
+    const char *why;
+    if (!save && tls_from_json(req, &p.tls, &why) < 0)
+        return fail(why);
+    if ((v = json_object_get(req, "compress")) &&
+        (!json_is_string(v) || compress_mode_parse(json_string_value(v), &p.compress) < 0))
+        return fail("compress must be \"auto\", \"zstd\" or \"none\"");
     if ((v = json_object_get(req, "stream_version")))
         p.stream_version = (uint32_t)json_integer_value(v);
     if (save) {
@@ -265,8 +316,11 @@ char *ctl_handle(struct machine *m, const char *line)
         const char *uri = json_string_value(json_object_get(req, "uri"));
         json_t *v = json_object_get(req, "interval_ms");
         struct error err;
+        const char *why;
         if (!uri)
             resp = fail("replicate needs \"uri\"");
+        else if (tls_from_json(req, &p.tls, &why) < 0)
+            resp = fail(why);
         else if (v && (!json_is_number(v) || json_number_value(v) <= 0))
             resp = fail("interval_ms must be a positive number");
         else {

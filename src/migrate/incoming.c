@@ -12,6 +12,7 @@
 #include "migrate/load_order.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
+#include "migrate/pagecodec.h"
 #include "migrate/receive.h"
 #include "transport/transport.h"
 
@@ -35,6 +36,7 @@ static void tell_source(struct migration_in *in, const char *msg)
 void incoming_free(struct migration_in *in)
 {
     stream_free(&in->s);
+    free(in->zbuf);
     transport_close(&in->ep);
     free(in);
 }
@@ -50,7 +52,8 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
         uint32_t type;
         const uint8_t *body;
         size_t len;
-        if (stream_get(&in->s, &type, &body, &len, err) < 0)
+        if (stream_get(&in->s, &type, &body, &len, err) < 0 ||
+            pagecodec_record(&type, &body, &len, &in->zbuf, &in->zcap, err) < 0)
             return -1;
         if (type == REC_ERROR)
             return error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),

@@ -13,13 +13,17 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "migrate/pagecodec.h"
+#include "transport/tls.h"
 
 struct job;
 struct machine;
 struct machine_config;
 
 struct migration_params {
-    char uri[256];              /* tcp:HOST:PORT or file:PATH */
+    char uri[256];              /* tcp:HOST:PORT, tls:HOST:PORT or file:PATH */
+    struct tls_config tls;      /* for tls: (empty: the process's defaults) */
+    enum compress_mode compress; /* pages: deltas and zstd (pagecodec.h) */
     bool live;                  /* false: pause first, then copy */
     uint64_t max_downtime_ns;   /* target for the final pause */
     uint64_t bandwidth;         /* bytes/s cap, 0 = unlimited */
@@ -75,6 +79,9 @@ struct migration_status {
     double round_eta_ns;        /* -1: unknown */
     char error[512];
     char uri[256];
+    char channel[200];          /* plain TCP, or the TLS session's description */
+    enum compress_mode compress;
+    struct pagecodec_stats codec; /* with compress != none */
 };
 
 /* Source side: starts a migration (or, for a file: URI, save) job. Fails

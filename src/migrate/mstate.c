@@ -7,6 +7,7 @@
 
 #include "machine/machine.h"
 #include "migrate/progress.h"
+#include "migrate/pagecodec.h"
 #include "migrate/vmstate.h"
 
 
@@ -117,7 +118,8 @@ static int batch_flush(struct stream *s, struct page_batch *b, struct error *err
     b->lens[0] = 8;
     b->parts[1] = b->entries;
     b->lens[1] = 8ull * b->n;
-    int rc = stream_put_iov(s, REC_PAGES, b->parts, b->lens, 2 + b->ndata, err);
+    int rc = s->pages ? page_encoder_put_record(s->pages, s, b->parts, b->lens, 2 + b->ndata, err)
+                      : stream_put_iov(s, REC_PAGES, b->parts, b->lens, 2 + b->ndata, err);
     b->n = b->ndata = 0;
     return rc;
 }
@@ -147,11 +149,20 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
             if (!ram_page_touched(ram, page) || page_is_zero(host)) {
                 entry |= PAGE_ENTRY_ZERO;
                 c->zero_pages++;
+                if (s->pages)
+                    page_encoder_zero(s->pages, page);
             } else {
-                b.parts[2 + b.ndata] = host;
-                b.lens[2 + b.ndata] = RAM_PAGE_SIZE;
+                const uint8_t *data = host;
+                size_t len = RAM_PAGE_SIZE;
+                if (s->pages) {
+                    uint64_t flags;
+                    data = page_encoder_page(s->pages, page, host, &flags, &len);
+                    entry |= flags;
+                }
+                b.parts[2 + b.ndata] = data;
+                b.lens[2 + b.ndata] = len;
                 b.ndata++;
-                c->bytes += RAM_PAGE_SIZE;
+                c->bytes += len;
             }
             put_u64((uint8_t *)&b.entries[b.n++], entry);
             if (b.n < PAGES_PER_RECORD)
@@ -187,19 +198,33 @@ int mstate_check_pages(struct machine *m, const uint8_t *body, size_t len, struc
     uint32_t n = get_u32(body);
     if (n > PAGES_PER_RECORD || len < 8 + 8ull * n)
         return error_set(err, "pages record claims %u pages in %zu bytes", n, len);
+    const uint8_t *data = body + 8 + 8ull * n;
     size_t data_len = len - 8 - 8ull * n;
     size_t need = 0;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t e = get_u64(body + 8 + 8ull * i);
-        if ((e & 0xfff & ~PAGE_ENTRY_ZERO) || (e >> RAM_PAGE_SHIFT) >= ram->npages)
+        if ((e & 0xfff & ~(PAGE_ENTRY_ZERO | PAGE_ENTRY_DELTA)) ||
+            (e & PAGE_ENTRY_ZERO && e & PAGE_ENTRY_DELTA) || (e >> RAM_PAGE_SHIFT) >= ram->npages)
             return error_set(err, "pages record entry 0x%llx is invalid for %llu MiB of RAM",
                              (unsigned long long)e, (unsigned long long)ram->size >> 20);
-        if (!(e & PAGE_ENTRY_ZERO))
+        if (e & PAGE_ENTRY_DELTA) {
+            /* u32 length, then the delta (pagecodec.h) */
+            if (data_len - need < 4 || get_u32(data + need) > data_len - need - 4 ||
+                get_u32(data + need) > 2 * RAM_PAGE_SIZE)
+                return error_set(err, "pages record: a delta page's length is out of bounds");
+            uint32_t dl = get_u32(data + need);
+            if (pagecodec_delta_check(data + need + 4, dl, err) < 0)
+                return -1;
+            need += 4 + dl;
+        } else if (!(e & PAGE_ENTRY_ZERO)) {
             need += RAM_PAGE_SIZE;
+        }
+        if (need > data_len)
+            break;
     }
     if (need != data_len)
-        return error_set(err, "pages record carries %zu data bytes, its entries need %zu",
-                         data_len, need);
+        return error_set(err, "pages record carries %zu data bytes, its entries need %s%zu",
+                         data_len, need > data_len ? "more than " : "", need);
     return 0;
 }
 
@@ -220,6 +245,12 @@ int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct
              * untouched host pages unallocated. */
             if (ram_page_touched(ram, page))
                 memset(host, 0, RAM_PAGE_SIZE);
+        } else if (e & PAGE_ENTRY_DELTA) {
+            /* Against the copy sent before, which is what this page holds. */
+            uint32_t dl = get_u32(data);
+            pagecodec_delta_apply(host, data + 4, dl);
+            data += 4 + dl;
+            ram_mark_dirty_page(ram, page);
         } else {
             memcpy(host, data, RAM_PAGE_SIZE);
             data += RAM_PAGE_SIZE;

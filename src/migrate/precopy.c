@@ -109,6 +109,13 @@ static uint64_t bitmap_count(const uint64_t *bitmap, size_t words)
     return n;
 }
 
+/* The page codec's figures, for the status (under the lock). */
+static void codec_publish(struct migration_status *st, const struct stream *s)
+{
+    if (s->pages)
+        page_encoder_stats(s->pages, &st->codec);
+}
+
 /* Status publishing: one round's figures, for migrate-status. */
 static void publish_round(struct migration *mig, const struct round_stats *rs,
                           const struct page_counters *c, const struct converge_decision *d,
@@ -204,6 +211,9 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
          * released when the job ends (migration_thread). */
         throttle_set(&m->throttle, d.throttle);
         publish_round(mig, &rs, &c, &d, total, s->bytes_written);
+        pthread_mutex_lock(&mig->job.lock);
+        codec_publish(&mig->st, s);
+        pthread_mutex_unlock(&mig->job.lock);
         if (d.action == CONVERGE_STOP_AND_COPY)
             return 0;
         if (d.action == CONVERGE_FAIL) {
@@ -237,10 +247,15 @@ static void *migration_thread(void *arg)
      * (so the next job finds it free). */
     if (dirty_reader_open(m, &mig->reader, job_kind_name(mig->job.kind), &err) < 0)
         goto fail;
-    if (transport_open_out(p->uri, &ep, &err) < 0 || stream_init(&s, ep.fd, &err) < 0)
+    if (transport_open_out_tls(p->uri, &p->tls, &ep, &err) < 0 ||
+        stream_init(&s, ep.fd, &err) < 0)
+        goto fail;
+    if (p->compress != COMPRESS_NONE &&
+        !(s.pages = page_encoder_new(p->compress, ram->npages, p->bandwidth, &err)))
         goto fail;
     pthread_mutex_lock(&mig->job.lock);
     mig->fd = ep.fd;
+    snprintf(mig->st.channel, sizeof mig->st.channel, "%s", transport_describe(&ep));
     pthread_mutex_unlock(&mig->job.lock);
     s.timeout_ms = HANDSHAKE_TIMEOUT_MS;
     if (stream_write_header(&s, version, &err) < 0 || mstate_put_machine(&s, m, &err) < 0)
@@ -354,12 +369,15 @@ static void *migration_thread(void *arg)
     mig->st.handover_ns = ep.is_file ? 0 : t_end - t_pause;
     mig->st.total_ns = t_end - t0;
     mig->st.wire_bytes = s.bytes_written;
+    codec_publish(&mig->st, &s);
     mig->st.pages = total.pages;
     mig->st.zero_pages = total.zero_pages;
     mig->st.remaining_pages = 0;
     mig->st.verified = p->verify;
     mig->st.state = MIG_COMPLETED;
     pthread_mutex_unlock(&mig->job.lock);
+    page_encoder_free(s.pages);
+    s.pages = NULL;
     stream_free(&s);
     transport_close(&ep);
     free(bitmap);
@@ -386,6 +404,7 @@ fail:
     mig->st.state = atomic_load(&mig->job.cancel) ? MIG_CANCELLED : MIG_FAILED;
     mig->st.total_ns = vclock_host_ns() - t0;
     mig->st.wire_bytes = s.bytes_written;
+    codec_publish(&mig->st, &s);
     if (handed_over)
         snprintf(mig->st.error, sizeof mig->st.error,
                  "handover uncertain: the destination has the final state but did not confirm "
@@ -405,6 +424,8 @@ fail:
             stream_flush(&s, &ignored);
         }
     }
+    page_encoder_free(s.pages);
+    s.pages = NULL;
     stream_free(&s);
     transport_close(&ep);
     free(bitmap);
@@ -449,8 +470,11 @@ static const struct job_ops migration_job_ops = {
 
 int migration_start(struct machine *m, const struct migration_params *p, struct error *err)
 {
-    if (strncmp(p->uri, "tcp:", 4) != 0 && strncmp(p->uri, "file:", 5) != 0)
-        return error_set(err, "destination '%s' must be tcp:HOST:PORT or file:PATH", p->uri);
+    if (transport_check_uri(p->uri, true, err) < 0)
+        return -1;
+    if (strncmp(p->uri, "tls:", 4) == 0 &&
+        tls_config_check(tls_config_empty(&p->tls) ? tls_get_default() : &p->tls, err) < 0)
+        return -1;
     if (p->stream_version && (p->stream_version < STREAM_MIN_VERSION ||
                               p->stream_version > STREAM_VERSION))
         return error_set(err, "stream version %u is not supported", p->stream_version);
@@ -475,6 +499,7 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
     mig->st.max_downtime_ns = p->max_downtime_ns;
     mig->st.auto_converge = p->auto_converge;
     progress_init(&mig->progress);
+    mig->st.compress = p->compress;
     snprintf(mig->st.uri, sizeof mig->st.uri, "%s", p->uri);
     /* The job slot refuses a second job. */
     if (job_start(m, &mig->job, migration_thread, err) < 0) {

@@ -18,6 +18,8 @@ struct migration_in {
     struct stream s;
     uint64_t t_end;  /* when the END record came (vclock_host_ns) */
     uint64_t t_go;   /* when GO came (0: none, e.g. a standby's takeover) */
+    uint8_t *zbuf;   /* a PAGES_Z record's PAGES body (pagecodec.h) */
+    size_t zcap;
 };
 
 /* Listens on uri, accepts one sender, reads the header and MACHINE record,

@@ -289,7 +289,8 @@ static void *replication_thread(void *arg)
     if (dirty_reader_open(m, &r->reader, "replication", &err) < 0)
         goto fail;
     cs.capture = true;
-    if (transport_open_out(r->p.uri, &ep, &err) < 0 || stream_init(&s, ep.fd, &err) < 0)
+    if (transport_open_out_tls(r->p.uri, &r->p.tls, &ep, &err) < 0 ||
+        stream_init(&s, ep.fd, &err) < 0)
         goto fail;
     pthread_mutex_lock(&r->job.lock);
     r->fd = ep.fd;
@@ -447,8 +448,13 @@ static const struct job_ops replication_job_ops = {
 
 int replication_start(struct machine *m, const struct replication_params *p, struct error *err)
 {
-    if (strncmp(p->uri, "tcp:", 4) != 0)
-        return error_set(err, "standby '%s' must be tcp:HOST:PORT", p->uri);
+    if (strncmp(p->uri, "tcp:", 4) != 0 && strncmp(p->uri, "tls:", 4) != 0)
+        return error_set(err, "standby '%s' must be tcp:HOST:PORT or tls:HOST:PORT", p->uri);
+    if (transport_check_uri(p->uri, false, err) < 0)
+        return -1;
+    if (strncmp(p->uri, "tls:", 4) == 0 &&
+        tls_config_check(tls_config_empty(&p->tls) ? tls_get_default() : &p->tls, err) < 0)
+        return -1;
     if (p->interval_ns < 1000000 || p->interval_ns > 60ull * 1000000000)
         return error_set(err, "interval must be between 1 ms and 60 s");
     if (job_check_idle(m, JOB_REPLICATE, err) < 0)

@@ -12,12 +12,14 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "transport/tls.h"
 
 struct machine;
 struct machine_config;
 
 struct replication_params {
-    char uri[256];            /* tcp:HOST:PORT of the standby */
+    char uri[256];            /* tcp:HOST:PORT or tls:HOST:PORT of the standby */
+    struct tls_config tls;    /* for tls: (empty: the process's defaults) */
     uint64_t interval_ns;     /* epoch length */
 };
 

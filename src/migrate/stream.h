@@ -34,6 +34,7 @@ enum record_type {
     REC_DISK_WRITE = 10, /* replication: u32 slot, u64 offset, data */
     REC_STOP = 11,       /* replication: protection ends, the standby exits */
     REC_PING = 12,       /* u32 token: answer with PONG once everything before is applied */
+    REC_PAGES_Z = 0x20,  /* a PAGES body compressed: u32 its length, a zstd frame (pagecodec.h) */
     /* Return path, destination to source. */
     REC_READY = 0x100,   /* state received and verified; waiting for GO */
     REC_GO = 0x101,      /* source: the destination may run the guest */
@@ -60,6 +61,7 @@ struct stream {
     int timeout_ms;         /* for reads and writes; -1 = none */
     uint64_t spin_until;    /* see stream_spin (vclock_host_ns) */
     bool capture;           /* records accumulate in wbuf, nothing is sent */
+    struct page_encoder *pages; /* optional: deltas and zstd for PAGES (pagecodec.h) */
 };
 
 int stream_init(struct stream *s, int fd, struct error *err);

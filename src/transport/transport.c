@@ -1,4 +1,5 @@
 #include "transport/transport.h"
+#include "transport/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,8 +16,8 @@
 int transport_parse_tcp(const char *uri, char *host, size_t host_cap, char *port, size_t port_cap,
                         struct error *err)
 {
-    if (strncmp(uri, "tcp:", 4) != 0)
-        return error_set(err, "'%s' is not tcp:HOST:PORT", uri);
+    if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "tls:", 4) != 0)
+        return error_set(err, "'%s' is not tcp:HOST:PORT or tls:HOST:PORT", uri);
     const char *h = uri + 4;
     const char *colon = strrchr(h, ':');
     if (!colon || colon == h)
@@ -48,10 +49,35 @@ static void tune_socket(int fd)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
 }
 
+#define TLS_HANDSHAKE_TIMEOUT_MS 10000
+
+static bool is_tls(const char *uri) { return strncmp(uri, "tls:", 4) == 0; }
+
+int transport_check_uri(const char *uri, bool allow_file, struct error *err)
+{
+    if (allow_file && strncmp(uri, "file:", 5) == 0)
+        return uri[5] ? 0 : error_set(err, "'%s' names no file", uri);
+    char host[256], port[16];
+    return transport_parse_tcp(uri, host, sizeof host, port, sizeof port, err);
+}
+
+const char *transport_describe(const struct endpoint *ep)
+{
+    return ep->is_file ? "file" : tls_describe(ep->tls);
+}
+
 int transport_open_out(const char *uri, struct endpoint *ep, struct error *err)
+{
+    return transport_open_out_tls(uri, NULL, ep, err);
+}
+
+int transport_open_out_tls(const char *uri, const struct tls_config *tls, struct endpoint *ep,
+                           struct error *err)
 {
     ep->fd = -1;
     ep->is_file = false;
+    ep->want_tls = false;
+    ep->tls = NULL;
     if (strncmp(uri, "file:", 5) == 0) {
         ep->fd = open(uri + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (ep->fd < 0)
@@ -94,6 +120,14 @@ int transport_open_out(const char *uri, struct endpoint *ep, struct error *err)
     freeaddrinfo(res);
     if (ep->fd < 0)
         return error_set(err, "cannot connect to %s:%s: %s", host, port, strerror(last));
+    if (is_tls(uri)) {
+        int net = ep->fd;
+        ep->fd = -1;
+        if (tls_client(net, host, tls && !tls_config_empty(tls) ? tls : tls_get_default(),
+                       TLS_HANDSHAKE_TIMEOUT_MS, &ep->tls, &ep->fd, err) < 0)
+            return -1;
+        fprintf(stderr, "ferry: connected to %s:%s over %s\n", host, port, tls_describe(ep->tls));
+    }
     return 0;
 }
 
@@ -101,6 +135,10 @@ int transport_listen(const char *uri, struct endpoint *ep, struct error *err)
 {
     ep->fd = -1;
     ep->is_file = false;
+    ep->want_tls = is_tls(uri);
+    ep->tls = NULL;
+    if (ep->want_tls && tls_config_check(tls_get_default(), err) < 0)
+        return -1;
     if (strncmp(uri, "file:", 5) == 0) {
         ep->fd = open(uri + 5, O_RDONLY | O_CLOEXEC);
         if (ep->fd < 0)
@@ -148,13 +186,27 @@ int transport_accept(struct endpoint *ep, int timeout_ms, struct error *err)
         return error_set(err, "accept: %s", strerror(errno));
     close(ep->fd);
     tune_socket(fd);
+    ep->fd = -1;
+    if (ep->want_tls) {
+        /* The handshake (and the peer's authentication) comes before the
+         * stream reads a byte of state. */
+        if (tls_server(fd, tls_get_default(), TLS_HANDSHAKE_TIMEOUT_MS, &ep->tls, &ep->fd,
+                       err) < 0)
+            return -1;
+        fprintf(stderr, "ferry: accepted a peer over %s\n", tls_describe(ep->tls));
+        return 0;
+    }
     ep->fd = fd;
     return 0;
 }
 
 void transport_close(struct endpoint *ep)
 {
-    if (ep->fd >= 0)
+    if (ep->tls) {
+        tls_close(ep->tls, ep->fd);
+        ep->tls = NULL;
+    } else if (ep->fd >= 0) {
         close(ep->fd);
+    }
     ep->fd = -1;
 }

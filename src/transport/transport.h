@@ -1,5 +1,7 @@
 /* Where a migration stream goes: a TCP connection or a file.
  *   tcp:HOST:PORT   connect (source) / listen on and accept one (destination)
+ *   tls:HOST:PORT   the same, inside TLS 1.3 with mutual authentication
+ *                   (transport/tls.h); the stream sees a plain fd either way
  *   file:PATH       write a save file / read it back */
 #ifndef FERRY_TRANSPORT_TRANSPORT_H
 #define FERRY_TRANSPORT_TRANSPORT_H
@@ -9,19 +11,32 @@
 
 #include "base/error.h"
 
+struct tls_channel;
+struct tls_config;
+
 struct endpoint {
     int fd;
     bool is_file;   /* no return path */
+    bool want_tls;  /* listening on a tls: URI */
+    struct tls_channel *tls;  /* the session once a tls: peer is connected */
 };
 
 int transport_open_out(const char *uri, struct endpoint *ep, struct error *err);
+/* The same with the credentials for a tls: URI (NULL: the process's
+ * defaults, tls_set_default). */
+int transport_open_out_tls(const char *uri, const struct tls_config *tls, struct endpoint *ep,
+                           struct error *err);
+/* Checks a URI's scheme and form (tcp:, tls:, and file: if allow_file). */
+int transport_check_uri(const char *uri, bool allow_file, struct error *err);
+/* "plain TCP", or the TLS session's description (transport/tls.h). */
+const char *transport_describe(const struct endpoint *ep);
 /* Destination: binds before returning from transport_listen so the caller
  * can report readiness; transport_accept then waits for the peer. */
 int transport_listen(const char *uri, struct endpoint *ep, struct error *err);
 int transport_accept(struct endpoint *ep, int timeout_ms, struct error *err);
 void transport_close(struct endpoint *ep);
 
-/* Parses tcp:HOST:PORT into host and port strings. */
+/* Parses tcp:HOST:PORT (or tls:HOST:PORT) into host and port strings. */
 int transport_parse_tcp(const char *uri, char *host, size_t host_cap, char *port, size_t port_cap,
                         struct error *err);
 
