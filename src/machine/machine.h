@@ -13,6 +13,7 @@
 #include "cpu/hart.h"
 #include "cpu/hart_wire.h"
 #include "cpu/icache.h"
+#include "cpu/lrsc.h"
 #include "dev/aclint.h"
 #include "dev/plic.h"
 #include "dev/syscon.h"
@@ -27,6 +28,7 @@
 #include "mem/bus.h"
 
 #define MACHINE_MAX_HARTS 8
+_Static_assert(MACHINE_MAX_HARTS <= LRSC_MAX_HARTS, "a reservation slot per hart");
 #define MACHINE_MAX_DRIVES 4
 #define MACHINE_MAX_NETS 2
 
@@ -80,6 +82,7 @@ struct machine {
     unsigned nharts;
     struct vclock clock;
     struct vcpu vcpus[MACHINE_MAX_HARTS];
+    struct lrsc_set lrsc;   /* the harts' published LR reservations */
 
     struct aclint aclint;
     struct plic plic;
