@@ -128,7 +128,7 @@ struct machine {
     bool loop_done;         /* machine_run returned */
 
     struct migration_in *incoming;   /* return path after receiving */
-    uint64_t resumed_at_ns; /* a received guest resumed here (CLOCK_MONOTONIC), 0: none */
+    uint64_t resumed_at_ns; /* a received guest resumed here (CLOCK_MONOTONIC), 0: none; atomic */
 
     /* ---- Control plane (runstate.c, job.c, dirty_reader.c) ----
      * Who may pause and run the guest, which job runs, who reads the
