@@ -7,6 +7,7 @@
 
 #include "cpu/cpu_internal.h"
 #include "cpu/icache.h"
+#include "cpu/lrsc.h"
 #include "cpu/rvc.h"
 #include "machine/machine.h"
 #include "mem/ram.h"
@@ -39,7 +40,9 @@ static inline bool store(struct hart *h, uint64_t va, unsigned size, uint64_t v,
 {
     struct tlb_entry *e = &h->tlb_write[(va >> 12) & (TLB_SIZE - 1)];
     if (likely(e->tag == ((va >> 12) | h->ctx_data) && (va & 0xfff) <= 4096 - size)) {
-        memcpy((void *)(uintptr_t)(va + e->addend), &v, size); /* little-endian host */
+        void *p = (void *)(uintptr_t)(va + e->addend);
+        lrsc_store_check(h, p, size);
+        memcpy(p, &v, size); /* little-endian host */
         return true;
     }
     h->pc = pc;
@@ -201,18 +204,13 @@ static uint64_t amo_apply(uint8_t *p, unsigned size, unsigned f5, uint64_t src, 
     }
 }
 
-/* LR/SC across host threads, the way QEMU's multi-threaded TCG does it: LR
- * remembers the address and the value it loaded; SC succeeds only if that
- * reservation is still held by this hart and a host compare-and-swap finds
- * the same value in memory, storing the new one in the same atomic step. So
- * any store by another hart that changes the reserved word breaks the
- * reservation, with no bookkeeping on ordinary stores. The known limit: a
- * store (or a series of them) that leaves the word with the value LR read
- * (an "ABA" write) does not break it, and the SC succeeds. Lock-free code
- * built on LR/SC (counters, locks, queues with version-free pointers as in
- * Linux) is correct under this; only code that uses SC's failure to detect
- * a same-value write could tell. Stores to other bytes of the reservation
- * granule do not break it either: the reservation set is the word itself. */
+/* LR/SC across host threads: LR publishes its reservation (lrsc.h) and
+ * remembers the value it loaded; SC succeeds only if the reservation is
+ * still this hart's, no other hart's store has broken it (every store path
+ * checks the published reservations), and a host compare-and-swap finds
+ * the value LR loaded, storing the new one in the same atomic step. The
+ * CAS catches any change of the word, including one in the tiny window
+ * lrsc.h describes where a store's check misses a reservation being taken. */
 GUEST_MEMORY_ACCESS
 static bool exec_amo(struct hart *h, uint32_t insn)
 {
@@ -229,6 +227,7 @@ static bool exec_amo(struct hart *h, uint32_t insn)
         uint8_t *p = cpu_lr_ptr(h, va, size, &pa);
         if (!p)
             return false;
+        lrsc_reserve(h, p); /* published before the load: see lrsc.h */
         uint64_t v = size == 4 ? __atomic_load_n((uint32_t *)p, __ATOMIC_SEQ_CST)
                                : __atomic_load_n((uint64_t *)p, __ATOMIC_SEQ_CST);
         h->x[rd] = size == 4 ? sx32(v) : v;
@@ -242,7 +241,9 @@ static bool exec_amo(struct hart *h, uint32_t insn)
         if (!p)
             return false;
         bool stored = false;
-        if (h->reserved && h->reservation == pa) {
+        bool intact = lrsc_release(h, p);
+        if (h->reserved && h->reservation == pa && intact) {
+            lrsc_store_check(h, p, size);
             if (size == 4) {
                 uint32_t expected = (uint32_t)h->reserved_value;
                 stored = __atomic_compare_exchange_n((uint32_t *)p, &expected, (uint32_t)src,
@@ -269,6 +270,7 @@ static bool exec_amo(struct hart *h, uint32_t insn)
     if (!p)
         return false;
     bool ok;
+    lrsc_store_check(h, p, size);
     uint64_t old = amo_apply(p, size, f5, src, &ok);
     (void)ok; /* f5 was checked above */
     h->x[rd] = old;

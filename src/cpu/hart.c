@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cpu/cpu_internal.h"
+#include "cpu/lrsc.h"
 #include "machine/machine.h"
 
 #define MISA_RV64 (2ull << 62)
@@ -16,6 +17,8 @@ void hart_init(struct hart *h, uint32_t hartid, struct machine *m, struct bus *b
     h->machine = m;
     h->bus = bus;
     h->icache = m ? &m->vcpus[hartid].icache : NULL;
+    static struct lrsc_set lrsc_unshared; /* harts without a machine (unit tests) */
+    h->lrsc = m ? &m->lrsc : &lrsc_unshared;
     static const int never_kicked = 0;
     h->kick = m ? &m->vcpus[hartid].kick : &never_kicked;
     hart_reset(h, 0);
@@ -28,7 +31,10 @@ void hart_reset(struct hart *h, uint64_t pc)
     uint32_t hartid = h->hartid;
     struct icache *icache = h->icache;
     const int *kick = h->kick;
+    struct lrsc_set *lrsc = h->lrsc;
+    lrsc_drop(h);
     memset(h, 0, sizeof *h);
+    h->lrsc = lrsc;
     h->hartid = hartid;
     h->machine = m;
     h->bus = bus;
@@ -153,6 +159,7 @@ static void hart_trap(struct hart *h, uint64_t cause, uint64_t tval)
     uint64_t code = cause & ~CAUSE_INTERRUPT;
     uint64_t deleg = interrupt ? h->mideleg : h->medeleg;
     h->reserved = false;
+    lrsc_drop(h); /* keeps the machine's count of live reservations low */
     if (h->priv <= PRIV_S && ((deleg >> code) & 1)) {
         h->scause = cause;
         h->sepc = h->pc;

@@ -14,6 +14,7 @@
 
 struct bus;
 struct machine;
+struct lrsc_set;
 
 #define TLB_SIZE 256 /* direct-mapped, per access kind */
 
@@ -65,8 +66,8 @@ struct hart {
     uint64_t reservation;    /* physical address of the LR reservation */
     bool reserved;
     uint64_t reserved_value; /* what LR loaded: SC is a host CAS against it
-                                (not migrated: an SC after a move fails
-                                unless memory still holds 0) */
+                                (not migrated: after a load the reservation
+                                is no longer published, and an SC fails) */
 
     /* Sstc: STIP is raised while time >= stimecmp, when menvcfg.STCE is
      * set or the machine implements SBI (whose set_timer writes it, as
@@ -86,6 +87,7 @@ struct hart {
     struct machine *machine;
     struct bus *bus;
     struct icache *icache;   /* this hart's own decoded code */
+    struct lrsc_set *lrsc;   /* the machine's published reservations (lrsc.h) */
     /* Non-zero: leave hart_run at the next check (another thread wants
      * this hart parked, or raised an interrupt). Read atomically. */
     const int *kick;

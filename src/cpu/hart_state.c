@@ -5,6 +5,7 @@
 #include "cpu/cpu_internal.h"
 #include "cpu/hart_wire.h"
 #include "cpu/icache.h"
+#include "cpu/lrsc.h"
 #include "migrate/vmstate.h"
 
 static bool bool_ok(const void *p)
@@ -120,6 +121,7 @@ void hart_state_loaded(struct hart *h)
 {
     /* Derived caches are rebuilt, never migrated. */
     h->x[0] = 0;
+    lrsc_drop(h); /* a loaded reservation is not published: its SC fails */
     hart_tlb_flush(h);
     hart_update_ctx(h);
     hart_note_interrupts(h);

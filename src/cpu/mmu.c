@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cpu/cpu_internal.h"
+#include "cpu/lrsc.h"
 #include "mem/bus.h"
 
 static uint64_t fault_cause(enum access access, bool page_fault)
@@ -130,6 +131,7 @@ static bool access_in_page(struct hart *h, uint64_t vaddr, unsigned size, uint64
     if (ram_contains(&bus->ram, paddr, size)) {
         uint8_t *p = ram_host(&bus->ram, paddr);
         if (access == ACCESS_WRITE) {
+            lrsc_store_check(h, p, size);
             guest_ram_put(p, *value, size);
             ram_mark_dirty(&bus->ram, paddr, size);
         } else {
@@ -202,6 +204,7 @@ bool cpu_store(struct hart *h, uint64_t vaddr, unsigned size, uint64_t value)
         struct tlb_entry *e = &h->tlb_write[(vaddr >> 12) & (TLB_SIZE - 1)];
         if (e->tag == ((vaddr >> 12) | h->ctx_data)) {
             void *p = (void *)(uintptr_t)(vaddr + e->addend);
+            lrsc_store_check(h, p, size);
             switch (size) {
             case 1: *(uint8_t *)p = (uint8_t)value; break;
             case 2: { uint16_t t = (uint16_t)value; memcpy(p, &t, 2); break; }

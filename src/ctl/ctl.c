@@ -194,8 +194,9 @@ static json_t *cmd_status(struct machine *m)
     json_object_set_new(o, "paused_by", holds);
     /* Auto-converge's share of time the vCPUs sleep (0: running freely). */
     json_object_set_new(o, "throttle_percent", json_integer(throttle_get(&m->throttle)));
-    if (m->resumed_at_ns)
-        json_object_set_new(o, "resumed_at_monotonic_ns", json_integer((json_int_t)m->resumed_at_ns));
+    uint64_t resumed_at = __atomic_load_n(&m->resumed_at_ns, __ATOMIC_RELAXED);
+    if (resumed_at)
+        json_object_set_new(o, "resumed_at_monotonic_ns", json_integer((json_int_t)resumed_at));
     struct replication_status rs;
     replication_get_status(m, &rs);
     if (rs.state != REPL_NONE)

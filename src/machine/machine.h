@@ -13,6 +13,7 @@
 #include "cpu/hart.h"
 #include "cpu/hart_wire.h"
 #include "cpu/icache.h"
+#include "cpu/lrsc.h"
 #include "dev/aclint.h"
 #include "dev/plic.h"
 #include "dev/syscon.h"
@@ -28,6 +29,7 @@
 #include "mem/bus.h"
 
 #define MACHINE_MAX_HARTS 8
+_Static_assert(MACHINE_MAX_HARTS <= LRSC_MAX_HARTS, "a reservation slot per hart");
 #define MACHINE_MAX_DRIVES 4
 #define MACHINE_MAX_NETS 2
 
@@ -81,6 +83,7 @@ struct machine {
     unsigned nharts;
     struct vclock clock;
     struct vcpu vcpus[MACHINE_MAX_HARTS];
+    struct lrsc_set lrsc;   /* the harts' published LR reservations */
 
     struct aclint aclint;
     struct plic plic;
@@ -126,7 +129,7 @@ struct machine {
     bool loop_done;         /* machine_run returned */
 
     struct migration_in *incoming;   /* return path after receiving */
-    uint64_t resumed_at_ns; /* a received guest resumed here (CLOCK_MONOTONIC), 0: none */
+    uint64_t resumed_at_ns; /* a received guest resumed here (CLOCK_MONOTONIC), 0: none; atomic */
 
     /* ---- Control plane (runstate.c, job.c, dirty_reader.c) ----
      * Who may pause and run the guest, which job runs, who reads the

@@ -230,11 +230,14 @@ int machine_harts_start(struct machine *m, struct error *err)
     for (unsigned i = 0; i < m->nharts && rc == 0; i++) {
         struct vcpu *v = &m->vcpus[i];
         __atomic_store_n(&v->instret, m->harts[i].instret, __ATOMIC_RELAXED);
+        /* Set before the thread exists: from then on readers (ctl status)
+         * must take the published count, never the hart's own field. */
+        __atomic_store_n(&v->thread_started, true, __ATOMIC_RELEASE);
         int e = pthread_create(&v->thread, NULL, vcpu_thread, &m->harts[i]);
-        if (e != 0)
+        if (e != 0) {
+            __atomic_store_n(&v->thread_started, false, __ATOMIC_RELEASE);
             rc = error_set(err, "cannot start the thread of hart %u: %s", i, strerror(e));
-        else
-            __atomic_store_n(&v->thread_started, true, __ATOMIC_RELEASE);
+        }
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;

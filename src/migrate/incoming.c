@@ -252,12 +252,13 @@ void migration_receive_started(struct machine *m)
             fprintf(stderr, "ferry: could not announce the guest's MAC on the tap\n");
     }
     migration_trace("dst: devices resumed", in->t_end);
-    m->resumed_at_ns = vclock_host_ns();
+    uint64_t resumed_at = vclock_host_ns();
+    __atomic_store_n(&m->resumed_at_ns, resumed_at, __ATOMIC_RELAXED); /* ctl status reads it */
     if (!in->ep.is_file) {
         /* The body: GO to resumed here, the last piece of the downtime. */
         struct error ignored;
         uint8_t took[8];
-        put_u64(took, m->resumed_at_ns - in->t_go);
+        put_u64(took, resumed_at - in->t_go);
         stream_put(&in->s, REC_RUNNING, took, in->t_go ? 8 : 0, &ignored);
         stream_flush(&in->s, &ignored);
         migration_trace("dst: RUNNING sent", in->t_end);

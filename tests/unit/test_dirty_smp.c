@@ -9,11 +9,20 @@
  * that survived a harvest without marking its page again:
  *  - every page stored to after harvest k appears in harvest k+1 or later;
  *  - after the stores stop and a last harvest, the shadow equals RAM (a
- *    missed page keeps stale contents there). */
+ *    missed page keeps stale contents there).
+ *
+ * The checks mean something only if stores and harvests interleave, which
+ * on a loaded host a fixed number of harvests does not ensure (the store
+ * threads may hardly run while they happen). So it harvests until enough
+ * interleaving has been seen (harvests that found pages the threads stored
+ * to since the previous one, and enough stores and pages), yielding the CPU
+ * between harvests, and fails only if the time limit passes first. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu/hart.h"
 #include "machine/machine.h"
@@ -22,7 +31,10 @@
 #define PAGES_PER_THREAD 96   /* within the 256-entry write TLB: mostly hits */
 #define FIRST_PAGE 64
 #define NPAGES (NTHREADS * PAGES_PER_THREAD)
-#define HARVESTS 3000
+#define MIN_HARVESTS 1000
+#define MIN_BUSY_HARVESTS 300  /* harvests that found stored pages */
+#define MIN_STORES 10000
+#define TIME_LIMIT_NS (60ull * 1000000000) /* generous (TSan, a loaded host), within the runner's 120 s */
 #define BATCH 64
 
 static struct machine m;
@@ -30,7 +42,7 @@ static uint64_t harvests_done;           /* atomic: harvests completed */
 static int stop_stores;                  /* atomic */
 static int64_t last_store_gen[NPAGES];   /* atomic max: harvests_done seen before a store */
 static uint64_t last_seen_in[NPAGES];    /* last harvest (1-based) that held the page */
-static uint64_t stores_done[NTHREADS];
+static uint64_t stores_done[NTHREADS];   /* atomic: stores so far */
 
 static uint64_t page_addr(unsigned page)
 {
@@ -71,16 +83,41 @@ static void *store_thread(void *arg)
                 exit(1);
             }
             note_store(page, gen);
+            __atomic_store_n(&stores_done[id], counter, __ATOMIC_RELAXED);
         }
         machine_hart_leave(&m, h);
     }
-    stores_done[id] = counter;
     return NULL;
 }
 
-/* Harvest number `gen` (1-based): record and copy what it holds. */
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t stores_so_far(void)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < NTHREADS; i++)
+        n += __atomic_load_n(&stores_done[i], __ATOMIC_RELAXED);
+    return n;
+}
+
+static unsigned pages_stored_to(void)
+{
+    unsigned n = 0;
+    for (unsigned p = 0; p < NPAGES; p++)
+        n += __atomic_load_n(&last_store_gen[p], __ATOMIC_RELAXED) >= 0;
+    return n;
+}
+
+/* Harvest number `gen` (1-based): record and copy what it holds; returns
+ * how many of the threads' pages it held. */
 static uint64_t harvest(uint64_t gen, uint64_t *bitmap, uint8_t *shadow)
 {
+    uint64_t held = 0;
     int64_t n = machine_dirty_sync_remote(&m, bitmap);
     if (n < 0) {
         printf("FAIL: machine_dirty_sync_remote failed\n");
@@ -91,11 +128,12 @@ static uint64_t harvest(uint64_t gen, uint64_t *bitmap, uint8_t *shadow)
         if (!((bitmap[page / 64] >> (page % 64)) & 1))
             continue;
         last_seen_in[p] = gen;
+        held++;
         memcpy(shadow + (uint64_t)p * RAM_PAGE_SIZE, ram_host(&m.bus.ram, page_addr(p)),
                RAM_PAGE_SIZE);
     }
     __atomic_store_n(&harvests_done, gen, __ATOMIC_RELEASE);
-    return (uint64_t)n;
+    return held;
 }
 
 int main(void)
@@ -122,13 +160,22 @@ int main(void)
     pthread_t threads[NTHREADS];
     for (unsigned i = 0; i < NTHREADS; i++)
         pthread_create(&threads[i], NULL, store_thread, (void *)(uintptr_t)i);
-    uint64_t dirty_total = 0;
-    for (uint64_t gen = 1; gen <= HARVESTS; gen++)
-        dirty_total += harvest(gen, bitmap, shadow);
+    uint64_t dirty_total = 0, busy_harvests = 0, gen = 0;
+    uint64_t deadline = now_ns() + TIME_LIMIT_NS;
+    bool enough = false;
+    while (!enough && now_ns() < deadline) {
+        uint64_t held = harvest(++gen, bitmap, shadow);
+        dirty_total += held;
+        busy_harvests += held > 0;
+        sched_yield(); /* let the store threads run between harvests */
+        if (gen % 64 == 0)
+            enough = gen >= MIN_HARVESTS && busy_harvests >= MIN_BUSY_HARVESTS &&
+                     stores_so_far() >= MIN_STORES && pages_stored_to() >= NPAGES / 2;
+    }
     __atomic_store_n(&stop_stores, 1, __ATOMIC_RELEASE);
     for (unsigned i = 0; i < NTHREADS; i++)
         pthread_join(threads[i], NULL);
-    harvest(HARVESTS + 1, bitmap, shadow);
+    harvest(++gen, bitmap, shadow);
 
     int failures = 0;
     unsigned stored_pages = 0;
@@ -149,14 +196,14 @@ int main(void)
                        "(a store was never logged)\n", FIRST_PAGE + p);
         }
     }
-    uint64_t stores = 0;
-    for (unsigned i = 0; i < NTHREADS; i++)
-        stores += stores_done[i];
+    uint64_t stores = stores_so_far();
     /* The test means something only if the stores overlapped the harvests. */
-    if (stores < 10000 || dirty_total < HARVESTS / 4 || stored_pages < NPAGES / 2) {
-        printf("FAIL: too little concurrency: %llu stores, %llu pages harvested, %u pages "
-               "stored to\n", (unsigned long long)stores, (unsigned long long)dirty_total,
-               stored_pages);
+    if (!enough) {
+        printf("FAIL: too little concurrency within %llu s: %llu stores, %llu harvests of "
+               "which %llu found stored pages (%llu pages), %u pages stored to\n",
+               (unsigned long long)(TIME_LIMIT_NS / 1000000000), (unsigned long long)stores,
+               (unsigned long long)gen, (unsigned long long)busy_harvests,
+               (unsigned long long)dirty_total, stored_pages);
         failures++;
     }
     machine_destroy(&m);
@@ -166,8 +213,9 @@ int main(void)
         printf("test_dirty_smp: %d failures\n", failures);
         return 1;
     }
-    printf("test_dirty_smp: %llu stores by %d threads, %d harvests (%llu dirty pages), no store "
-           "missed\n", (unsigned long long)stores, NTHREADS, HARVESTS,
+    printf("test_dirty_smp: %llu stores by %d threads, %llu harvests (%llu found stored "
+           "pages, %llu pages in all), no store missed\n", (unsigned long long)stores, NTHREADS,
+           (unsigned long long)gen, (unsigned long long)busy_harvests,
            (unsigned long long)dirty_total);
     return 0;
 }

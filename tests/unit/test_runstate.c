@@ -14,12 +14,13 @@
 
 #include "machine/machine.h"
 
+/* Atomic: a waiter thread checks too (test_jobs). */
 static int failures, checks;
 #define CHECK(cond, ...)                                   \
     do {                                                   \
-        checks++;                                          \
+        __atomic_fetch_add(&checks, 1, __ATOMIC_RELAXED);  \
         if (!(cond)) {                                     \
-            failures++;                                    \
+            __atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED); \
             printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
             printf(__VA_ARGS__);                           \
             printf("\n");                                  \
