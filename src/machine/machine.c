@@ -237,6 +237,8 @@ static int machine_add_devices(struct machine *m, struct error *err)
     struct irq_line uart_irq = {.set = plic_set_irq, .controller = &m->plic,
                                 .irq = MEMMAP_UART0_IRQ};
     uart_init(&m->uart, uart_irq, &m->console);
+    m->uart.rx_room = machine_kick_loop; /* poll the console again */
+    m->uart.rx_room_opaque = m;
     syscon_init(&m->syscon, m);
     const struct mmio_region regions[] = {
         {"bootrom", MEMMAP_BOOTROM_BASE, MEMMAP_BOOTROM_SIZE, &bootrom_ops, m->bootrom},
