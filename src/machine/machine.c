@@ -96,20 +96,42 @@ static void machine_kick_loop(void *opaque)
     }
 }
 
+/* A hart's own timer (the SBI timer; Sstc's stimecmp would join it here)
+ * is the hart thread's business: it checks it after every slice and, when
+ * it parks in WFI, sleeps at most until its deadline (vcpu.c). Routing it
+ * through the main loop would cost two thread wakeups per timer event
+ * (loop, then hart) instead of one: with nanosleep-heavy guests on a busy
+ * host, each wakeup waits for a CPU. */
 bool machine_hart_timer_due(const struct machine *m, const struct hart *h, uint64_t now)
 {
     return m->sbi && now >= __atomic_load_n(&h->sbi_timecmp, __ATOMIC_RELAXED);
 }
 
+uint64_t machine_hart_timer_deadline(const struct machine *m, const struct hart *h)
+{
+    return m->sbi ? __atomic_load_n(&h->sbi_timecmp, __ATOMIC_RELAXED) : UINT64_MAX;
+}
+
+void machine_update_hart_timer(struct machine *m, struct hart *h)
+{
+    bool due = machine_hart_timer_due(m, h, machine_time_ticks(m));
+    if (due != ((hart_mip(h) & MIP_STIP) != 0))
+        hart_set_pending(h, MIP_STIP, due);
+}
+
 void machine_set_hart_timer(struct machine *m, struct hart *h, uint64_t timecmp)
 {
-    /* Under the device lock, as the main loop's timer pass: the STIP level
-     * it sets always matches the latest compare value. */
-    pthread_mutex_lock(&m->io_lock);
     __atomic_store_n(&h->sbi_timecmp, timecmp, __ATOMIC_RELAXED);
-    hart_set_pending(h, MIP_STIP, machine_hart_timer_due(m, h, machine_time_ticks(m)));
-    pthread_mutex_unlock(&m->io_lock);
+    machine_update_hart_timer(m, h);
+}
+
+/* A guest write moved an ACLINT deadline or the clock itself: the main loop
+ * and harts sleeping until their own deadlines recompute them. */
+static void machine_timers_changed(void *opaque)
+{
+    struct machine *m = opaque;
     machine_kick_loop(m);
+    machine_harts_recheck(m);
 }
 
 void machine_send_ipi(struct machine *m, unsigned hartid)
@@ -231,7 +253,7 @@ void machine_resume(struct machine *m)
 static int machine_add_devices(struct machine *m, struct error *err)
 {
     aclint_init(&m->aclint, m->harts, m->nharts, &m->clock);
-    m->aclint.deadline_changed = machine_kick_loop;
+    m->aclint.deadline_changed = machine_timers_changed;
     m->aclint.opaque = m;
     plic_init(&m->plic, m->harts, m->nharts);
     struct irq_line uart_irq = {.set = plic_set_irq, .controller = &m->plic,
@@ -371,8 +393,13 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
     pthread_mutex_init(&m->io_lock, NULL);
     pthread_mutex_init(&m->cpu_lock, NULL);
     pthread_cond_init(&m->cpu_cond, NULL);
+    /* Parked harts sleep until their timer deadline in host monotonic time. */
+    pthread_condattr_t mono;
+    pthread_condattr_init(&mono);
+    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
     for (unsigned i = 0; i < MACHINE_MAX_HARTS; i++)
-        pthread_cond_init(&m->vcpus[i].cond, NULL);
+        pthread_cond_init(&m->vcpus[i].cond, &mono);
+    pthread_condattr_destroy(&mono);
     m->bus.mmio_lock = &m->io_lock;
     m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (m->wake_fd < 0)
@@ -420,19 +447,12 @@ void machine_destroy(struct machine *m)
     ram_destroy(&m->bus.ram);
 }
 
+/* The platform timers (ACLINT mtimecmp, M-mode). Each hart's own timer is
+ * its thread's (machine_hart_timer_due). */
 static void machine_update_timers(struct machine *m)
 {
     pthread_mutex_lock(&m->io_lock);
     aclint_update(&m->aclint);
-    if (m->sbi) {
-        uint64_t now = machine_time_ticks(m);
-        for (unsigned i = 0; i < m->nharts; i++) {
-            struct hart *h = &m->harts[i];
-            bool due = machine_hart_timer_due(m, h, now);
-            if (due != ((hart_mip(h) & MIP_STIP) != 0))
-                hart_set_pending(h, MIP_STIP, due);
-        }
-    }
     pthread_mutex_unlock(&m->io_lock);
 }
 
@@ -455,9 +475,10 @@ void machine_check_tohost(struct machine *m)
     }
 }
 
-/* Nanoseconds until the earliest timer that has not fired yet, or -1 for
- * none. Deadlines already past were applied by machine_update_timers (their
- * interrupt stays pending until the guest moves them). */
+/* Nanoseconds until the earliest platform timer that has not fired yet,
+ * or -1 for none. Deadlines already past were applied by
+ * machine_update_timers (their interrupt stays pending until the guest
+ * moves them). */
 static int64_t machine_next_timer_ns(struct machine *m)
 {
     uint64_t now = machine_time_ticks(m);
@@ -467,13 +488,6 @@ static int64_t machine_next_timer_ns(struct machine *m)
         if (m->aclint.s.mtimecmp[i] > now && m->aclint.s.mtimecmp[i] < deadline)
             deadline = m->aclint.s.mtimecmp[i];
     pthread_mutex_unlock(&m->io_lock);
-    if (m->sbi)
-        for (unsigned i = 0; i < m->nharts; i++) {
-            struct hart *h = &m->harts[i];
-            uint64_t cmp = __atomic_load_n(&h->sbi_timecmp, __ATOMIC_RELAXED);
-            if (machine_hart_status(m, h) == HSM_STARTED && cmp > now && cmp < deadline)
-                deadline = cmp;
-        }
     if (deadline == UINT64_MAX)
         return -1;
     return (int64_t)vclock_ticks_to_ns(deadline - now);

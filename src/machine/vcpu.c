@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu/cpu_internal.h"
 #include "machine/machine.h"
@@ -68,9 +69,10 @@ void machine_hart_notify(struct machine *m, struct hart *h)
 {
     struct vcpu *v = vcpu_of(m, h);
     /* On its own thread the executor checks right after the access that
-     * raised it (CHECK_IRQ); a self-kick would only end the slice. */
-    if (h != vcpu_self)
-        machine_hart_kick(m, h);
+     * raised it (CHECK_IRQ), and a parked hart re-checks after its timer. */
+    if (h == vcpu_self)
+        return;
+    machine_hart_kick(m, h);
     /* The hart publishes PARKED before it reads mip to decide to sleep,
      * and we set mip before reading its state (both seq_cst): either it
      * sees the new bit, or we see it parked and signal under the lock it
@@ -88,6 +90,14 @@ unsigned machine_hart_status(const struct machine *m, const struct hart *h)
     return __atomic_load_n(&h->hsm, __ATOMIC_SEQ_CST);
 }
 
+void machine_harts_recheck(struct machine *m)
+{
+    pthread_mutex_lock(&m->cpu_lock);
+    for (unsigned i = 0; i < m->nharts; i++)
+        pthread_cond_signal(&m->vcpus[i].cond);
+    pthread_mutex_unlock(&m->cpu_lock);
+}
+
 /* Under cpu_lock: must h stay parked? */
 static bool vcpu_must_park(const struct machine *m, const struct hart *h)
 {
@@ -103,13 +113,44 @@ static bool vcpu_should_exit(const struct machine *m)
     return m->harts_exit || machine_stop_reason(m) != MACHINE_RUNNING;
 }
 
+/* Under cpu_lock, parked in WFI: sleeps until woken or until the hart's
+ * timer is due, which then raises STIP itself. */
+static void vcpu_wait_for_interrupt(struct machine *m, struct hart *h)
+{
+    struct vcpu *v = vcpu_of(m, h);
+    uint64_t deadline = machine_hart_timer_deadline(m, h);
+    if (deadline == UINT64_MAX) {
+        pthread_cond_wait(&v->cond, &m->cpu_lock);
+        return;
+    }
+    uint64_t now = machine_time_ticks(m);
+    if (deadline > now) {
+        /* Guest ticks to host time: the clock runs at host speed while the
+         * harts run (it only stops while they are held). */
+        uint64_t wake = vclock_host_ns() + vclock_ticks_to_ns(deadline - now);
+        struct timespec ts = {.tv_sec = (time_t)(wake / 1000000000u),
+                              .tv_nsec = (long)(wake % 1000000000u)};
+        pthread_cond_timedwait(&v->cond, &m->cpu_lock, &ts);
+    }
+    /* Outside the lock: raising STIP may notify (lock) like any raise. */
+    pthread_mutex_unlock(&m->cpu_lock);
+    machine_update_hart_timer(m, h);
+    pthread_mutex_lock(&m->cpu_lock);
+}
+
 bool machine_hart_enter(struct machine *m, struct hart *h)
 {
     struct vcpu *v = vcpu_of(m, h);
     pthread_mutex_lock(&m->cpu_lock);
     vcpu_set_state(m, v, VCPU_PARKED);
-    while (!vcpu_should_exit(m) && vcpu_must_park(m, h))
-        pthread_cond_wait(&v->cond, &m->cpu_lock);
+    while (!vcpu_should_exit(m) && vcpu_must_park(m, h)) {
+        bool only_idle = !m->harts_hold && !m->excl_active &&
+                         __atomic_load_n(&h->hsm, __ATOMIC_SEQ_CST) == HSM_STARTED;
+        if (only_idle)
+            vcpu_wait_for_interrupt(m, h);
+        else
+            pthread_cond_wait(&v->cond, &m->cpu_lock);
+    }
     bool run = !vcpu_should_exit(m);
     if (run) {
         /* Requesters kick only EXECUTING harts, under this lock: an old
@@ -145,6 +186,7 @@ static void vcpu_run_slice(struct machine *m, struct hart *h)
     } else {
         hart_run(h, SLICE_INSNS);
     }
+    machine_update_hart_timer(m, h);
     __atomic_store_n(&vcpu_of(m, h)->instret, h->instret, __ATOMIC_RELAXED);
     if (h->icache->flush_pending) {
         /* This hart's code cache filled up: start over. Only this thread
