@@ -113,26 +113,36 @@ static bool vcpu_should_exit(const struct machine *m)
     return m->harts_exit || machine_stop_reason(m) != MACHINE_RUNNING;
 }
 
+/* Longest single sleep of a parked hart with a timer armed (it then looks
+ * again): keeps far deadlines clear of overflow. */
+#define TIMER_WAIT_MAX_NS 1000000000ull
+
 /* Under cpu_lock, parked in WFI: sleeps until woken or until the hart's
- * timer is due, which then raises STIP itself. */
+ * timer is due, then raises STIP itself (outside the lock: a raise may
+ * notify, which locks). A timer already due has raised STIP already (it
+ * is re-evaluated after every slice): it cannot wake the hart again, so the
+ * hart sleeps until something else does. */
 static void vcpu_wait_for_interrupt(struct machine *m, struct hart *h)
 {
     struct vcpu *v = vcpu_of(m, h);
     uint64_t deadline = machine_hart_timer_deadline(m, h);
-    if (deadline == UINT64_MAX) {
-        pthread_cond_wait(&v->cond, &m->cpu_lock);
-        return;
-    }
     uint64_t now = machine_time_ticks(m);
-    if (deadline > now) {
+    if (deadline == UINT64_MAX || deadline <= now) {
+        bool stale = machine_hart_timer_due(m, h, now) != ((hart_mip(h) & MIP_STIP) != 0);
+        if (!stale) {
+            pthread_cond_wait(&v->cond, &m->cpu_lock);
+            return;
+        }
+    } else {
         /* Guest ticks to host time: the clock runs at host speed while the
          * harts run (it only stops while they are held). */
-        uint64_t wake = vclock_host_ns() + vclock_ticks_to_ns(deadline - now);
+        uint64_t ns = deadline - now > TIMER_WAIT_MAX_NS / 100 ? TIMER_WAIT_MAX_NS
+                                                               : vclock_ticks_to_ns(deadline - now);
+        uint64_t wake = vclock_host_ns() + ns;
         struct timespec ts = {.tv_sec = (time_t)(wake / 1000000000u),
                               .tv_nsec = (long)(wake % 1000000000u)};
         pthread_cond_timedwait(&v->cond, &m->cpu_lock, &ts);
     }
-    /* Outside the lock: raising STIP may notify (lock) like any raise. */
     pthread_mutex_unlock(&m->cpu_lock);
     machine_update_hart_timer(m, h);
     pthread_mutex_lock(&m->cpu_lock);
