@@ -1,9 +1,11 @@
 /* Machine assembly and the main loop. The harts run on threads of their
- * own (vcpu.c); this loop keeps what is not a hart's: timers (it sets the
- * timer interrupt bits, which wake the hart), console input, device
- * completions (the wake eventfd -> interrupt lines), pause requests and
- * quitting. It sleeps in ppoll until the next timer deadline or an event,
- * so an idle guest (every hart parked in WFI) costs no CPU. */
+ * own (vcpu.c); this loop keeps what is not a hart's: the platform timers
+ * (ACLINT: it sets the interrupt bits, which wake the hart), console input,
+ * device completions (the wake eventfd -> interrupt lines), pause requests
+ * and quitting. A hart's own SBI timer is its thread's (see
+ * machine_hart_timer_due). The loop sleeps in ppoll until the next platform
+ * deadline or an event, so an idle guest (every hart parked in WFI) costs
+ * no CPU. */
 #include "machine/machine.h"
 
 #include <errno.h>

@@ -10,6 +10,10 @@
  * exception: devices and other harts set them atomically at any time
  * (hart_set_pending), then machine_hart_notify wakes or kicks the hart.
  *
+ * A hart's own timer (SBI set_timer) is checked after every slice, and a
+ * hart parked in WFI sleeps at most until its deadline: a timer event costs
+ * one thread wakeup, as it did with one thread.
+ *
  * An exclusive section is QEMU's "safe work": the caller waits until every
  * other hart has left its slice (or is itself waiting for a section), does
  * its work on all harts' caches, and lets them go. Remote fences, fence.i
