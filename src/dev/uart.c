@@ -183,7 +183,12 @@ static uint8_t uart_read_reg(struct uart *u, unsigned reg)
     case REG_RBR_THR_DLL:
         if (dlab)
             return s->dll;
-        val = uart_rx_pop(s);
+        if (s->rx_count == UART_FIFO_SIZE && u->rx_room) {
+            val = uart_rx_pop(s);
+            u->rx_room(u->rx_room_opaque);
+        } else {
+            val = uart_rx_pop(s);
+        }
         break;
     case REG_IER_DLM:
         return dlab ? s->dlm : s->ier;

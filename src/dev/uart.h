@@ -24,6 +24,11 @@ struct uart {
     struct uart_state s;
     struct irq_line irq;
     struct console *console; /* output goes here; NULL discards */
+    /* Called when the guest read a byte out of a full receive FIFO: the
+     * thread feeding console input (which stops polling while the FIFO is
+     * full) must look again. May be NULL. */
+    void (*rx_room)(void *opaque);
+    void *rx_room_opaque;
 };
 
 void uart_init(struct uart *u, struct irq_line irq, struct console *console);

@@ -1,9 +1,11 @@
 /* Machine assembly and the main loop. The harts run on threads of their
- * own (vcpu.c); this loop keeps what is not a hart's: timers (it sets the
- * timer interrupt bits, which wake the hart), console input, device
- * completions (the wake eventfd -> interrupt lines), pause requests and
- * quitting. It sleeps in ppoll until the next timer deadline or an event,
- * so an idle guest (every hart parked in WFI) costs no CPU. */
+ * own (vcpu.c); this loop keeps what is not a hart's: the platform timers
+ * (ACLINT: it sets the interrupt bits, which wake the hart), console input,
+ * device completions (the wake eventfd -> interrupt lines), pause requests
+ * and quitting. A hart's own SBI timer is its thread's (see
+ * machine_hart_timer_due). The loop sleeps in ppoll until the next platform
+ * deadline or an event, so an idle guest (every hart parked in WFI) costs
+ * no CPU. */
 #include "machine/machine.h"
 
 #include <errno.h>
@@ -97,15 +99,43 @@ static void machine_kick_loop(void *opaque)
     }
 }
 
+/* A hart's own timer (the SBI timer and Sstc's stimecmp, which share one
+ * compare value: hart_timer_update/hart_timer_deadline decide) is the hart
+ * thread's business: it checks it after every slice and, when it parks in
+ * WFI, sleeps at most until its deadline (vcpu.c). Routing it through the
+ * main loop would cost two thread wakeups per timer event (loop, then hart)
+ * instead of one: with nanosleep-heavy guests on a busy host, each wakeup
+ * waits for a CPU. */
+bool machine_hart_timer_due(const struct machine *m, const struct hart *h, uint64_t now)
+{
+    (void)m;
+    return now >= hart_timer_deadline(h);
+}
+
+uint64_t machine_hart_timer_deadline(const struct machine *m, const struct hart *h)
+{
+    (void)m;
+    return hart_timer_deadline(h);
+}
+
+void machine_update_hart_timer(struct machine *m, struct hart *h)
+{
+    hart_timer_update(h, machine_time_ticks(m));
+}
+
 void machine_set_hart_timer(struct machine *m, struct hart *h, uint64_t timecmp)
 {
-    /* Under the device lock, as the main loop's timer pass: the STIP level
-     * it sets always matches the latest compare value. */
-    pthread_mutex_lock(&m->io_lock);
     __atomic_store_n(&h->stimecmp, timecmp, __ATOMIC_RELAXED);
-    hart_timer_update(h, machine_time_ticks(m));
-    pthread_mutex_unlock(&m->io_lock);
+    machine_update_hart_timer(m, h);
+}
+
+/* A guest write moved an ACLINT deadline or the clock itself: the main loop
+ * and harts sleeping until their own deadlines recompute them. */
+static void machine_timers_changed(void *opaque)
+{
+    struct machine *m = opaque;
     machine_kick_loop(m);
+    machine_harts_recheck(m);
 }
 
 void machine_send_ipi(struct machine *m, unsigned hartid)
@@ -227,12 +257,14 @@ void machine_resume(struct machine *m)
 static int machine_add_devices(struct machine *m, struct error *err)
 {
     aclint_init(&m->aclint, m->harts, m->nharts, &m->clock);
-    m->aclint.deadline_changed = machine_kick_loop;
+    m->aclint.deadline_changed = machine_timers_changed;
     m->aclint.opaque = m;
     plic_init(&m->plic, m->harts, m->nharts);
     struct irq_line uart_irq = {.set = plic_set_irq, .controller = &m->plic,
                                 .irq = MEMMAP_UART0_IRQ};
     uart_init(&m->uart, uart_irq, &m->console);
+    m->uart.rx_room = machine_kick_loop; /* poll the console again */
+    m->uart.rx_room_opaque = m;
     syscon_init(&m->syscon, m);
     devreg_add_platform(m);
     const struct mmio_region regions[] = {
@@ -376,8 +408,13 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
     pthread_mutex_init(&m->io_lock, NULL);
     pthread_mutex_init(&m->cpu_lock, NULL);
     pthread_cond_init(&m->cpu_cond, NULL);
+    /* Parked harts sleep until their timer deadline in host monotonic time. */
+    pthread_condattr_t mono;
+    pthread_condattr_init(&mono);
+    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
     for (unsigned i = 0; i < MACHINE_MAX_HARTS; i++)
-        pthread_cond_init(&m->vcpus[i].cond, NULL);
+        pthread_cond_init(&m->vcpus[i].cond, &mono);
+    pthread_condattr_destroy(&mono);
     m->bus.mmio_lock = &m->io_lock;
     m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (m->wake_fd < 0)
@@ -424,13 +461,12 @@ void machine_destroy(struct machine *m)
     ram_destroy(&m->bus.ram);
 }
 
+/* The platform timers (ACLINT mtimecmp, M-mode). Each hart's own timer is
+ * its thread's (machine_hart_timer_due). */
 static void machine_update_timers(struct machine *m)
 {
     pthread_mutex_lock(&m->io_lock);
     aclint_update(&m->aclint);
-    uint64_t now = machine_time_ticks(m);
-    for (unsigned i = 0; i < m->nharts; i++)
-        hart_timer_update(&m->harts[i], now);
     pthread_mutex_unlock(&m->io_lock);
 }
 
@@ -453,9 +489,10 @@ void machine_check_tohost(struct machine *m)
     }
 }
 
-/* Nanoseconds until the earliest timer that has not fired yet, or -1 for
- * none. Deadlines already past were applied by machine_update_timers (their
- * interrupt stays pending until the guest moves them). */
+/* Nanoseconds until the earliest platform timer that has not fired yet,
+ * or -1 for none. Deadlines already past were applied by
+ * machine_update_timers (their interrupt stays pending until the guest
+ * moves them). */
 static int64_t machine_next_timer_ns(struct machine *m)
 {
     uint64_t now = machine_time_ticks(m);
@@ -465,12 +502,6 @@ static int64_t machine_next_timer_ns(struct machine *m)
         if (m->aclint.s.mtimecmp[i] > now && m->aclint.s.mtimecmp[i] < deadline)
             deadline = m->aclint.s.mtimecmp[i];
     pthread_mutex_unlock(&m->io_lock);
-    for (unsigned i = 0; i < m->nharts; i++) {
-        struct hart *h = &m->harts[i];
-        uint64_t cmp = hart_timer_deadline(h);
-        if (machine_hart_status(m, h) == HSM_STARTED && cmp > now && cmp < deadline)
-            deadline = cmp;
-    }
     if (deadline == UINT64_MAX)
         return -1;
     return (int64_t)vclock_ticks_to_ns(deadline - now);

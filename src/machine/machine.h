@@ -169,10 +169,16 @@ void machine_check_tohost(struct machine *m);
 /* Current guest time in timebase ticks (the `time` CSR, mtime). */
 uint64_t machine_time_ticks(const struct machine *m);
 
-/* SBI set_timer and stimecmp writes: arms h's timer and re-evaluates STIP
- * (hart_timer_update decides) under the device lock, as the main loop's
- * timer pass does, then makes the loop recompute its sleep. From h's
- * thread. */
+/* A hart's own timer (SBI set_timer), handled on the hart's thread: the one
+ * place that decides whether its timer interrupt (STIP) is pending at `now`
+ * (timebase ticks), and the time (ticks) at which it next becomes pending,
+ * UINT64_MAX for never, which a parked hart sleeps until. */
+bool machine_hart_timer_due(const struct machine *m, const struct hart *h, uint64_t now);
+uint64_t machine_hart_timer_deadline(const struct machine *m, const struct hart *h);
+/* Re-evaluates STIP from the hart's timer (its own thread, or paused). */
+void machine_update_hart_timer(struct machine *m, struct hart *h);
+
+/* SBI set_timer and stimecmp writes: arm h's timer and re-evaluates STIP (from h's thread). */
 void machine_set_hart_timer(struct machine *m, struct hart *h, uint64_t timecmp);
 
 /* SBI HSM hart_start: the hart begins in S-mode at addr with a0 = hartid,
@@ -208,6 +214,9 @@ void machine_remote_sfence(struct machine *m, uint64_t mask);
 void machine_hart_notify(struct machine *m, struct hart *h);
 /* Makes hart_run return at its next check (from any thread). */
 void machine_hart_kick(struct machine *m, struct hart *h);
+/* Wakes every parked hart to re-evaluate why it parks (its timer deadline
+ * moved with the clock); they park again if nothing changed. */
+void machine_harts_recheck(struct machine *m);
 
 /* Exclusive section ("safe work"): returns once every other hart is
  * parked between instructions or blocked in its own exclusive_begin, and

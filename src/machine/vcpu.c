@@ -10,6 +10,10 @@
  * exception: devices and other harts set them atomically at any time
  * (hart_set_pending), then machine_hart_notify wakes or kicks the hart.
  *
+ * A hart's own timer (SBI set_timer) is checked after every slice, and a
+ * hart parked in WFI sleeps at most until its deadline: a timer event costs
+ * one thread wakeup, as it did with one thread.
+ *
  * An exclusive section is QEMU's "safe work": the caller waits until every
  * other hart has left its slice (or is itself waiting for a section), does
  * its work on all harts' caches, and lets them go. Remote fences, fence.i
@@ -69,9 +73,10 @@ void machine_hart_notify(struct machine *m, struct hart *h)
 {
     struct vcpu *v = vcpu_of(m, h);
     /* On its own thread the executor checks right after the access that
-     * raised it (CHECK_IRQ); a self-kick would only end the slice. */
-    if (h != vcpu_self)
-        machine_hart_kick(m, h);
+     * raised it (CHECK_IRQ), and a parked hart re-checks after its timer. */
+    if (h == vcpu_self)
+        return;
+    machine_hart_kick(m, h);
     /* The hart publishes PARKED before it reads mip to decide to sleep,
      * and we set mip before reading its state (both seq_cst): either it
      * sees the new bit, or we see it parked and signal under the lock it
@@ -89,6 +94,14 @@ unsigned machine_hart_status(const struct machine *m, const struct hart *h)
     return __atomic_load_n(&h->hsm, __ATOMIC_SEQ_CST);
 }
 
+void machine_harts_recheck(struct machine *m)
+{
+    pthread_mutex_lock(&m->cpu_lock);
+    for (unsigned i = 0; i < m->nharts; i++)
+        pthread_cond_signal(&m->vcpus[i].cond);
+    pthread_mutex_unlock(&m->cpu_lock);
+}
+
 /* Under cpu_lock: must h stay parked? */
 static bool vcpu_must_park(const struct machine *m, const struct hart *h)
 {
@@ -104,13 +117,54 @@ static bool vcpu_should_exit(const struct machine *m)
     return m->harts_exit || machine_stop_reason(m) != MACHINE_RUNNING;
 }
 
+/* Longest single sleep of a parked hart with a timer armed (it then looks
+ * again): keeps far deadlines clear of overflow. */
+#define TIMER_WAIT_MAX_NS 1000000000ull
+
+/* Under cpu_lock, parked in WFI: sleeps until woken or until the hart's
+ * timer is due, then raises STIP itself (outside the lock: a raise may
+ * notify, which locks). A timer already due has raised STIP already (it
+ * is re-evaluated after every slice): it cannot wake the hart again, so the
+ * hart sleeps until something else does. */
+static void vcpu_wait_for_interrupt(struct machine *m, struct hart *h)
+{
+    struct vcpu *v = vcpu_of(m, h);
+    uint64_t deadline = machine_hart_timer_deadline(m, h);
+    uint64_t now = machine_time_ticks(m);
+    if (deadline == UINT64_MAX || deadline <= now) {
+        bool stale = machine_hart_timer_due(m, h, now) != ((hart_mip(h) & MIP_STIP) != 0);
+        if (!stale) {
+            pthread_cond_wait(&v->cond, &m->cpu_lock);
+            return;
+        }
+    } else {
+        /* Guest ticks to host time: the clock runs at host speed while the
+         * harts run (it only stops while they are held). */
+        uint64_t ns = deadline - now > TIMER_WAIT_MAX_NS / 100 ? TIMER_WAIT_MAX_NS
+                                                               : vclock_ticks_to_ns(deadline - now);
+        uint64_t wake = vclock_host_ns() + ns;
+        struct timespec ts = {.tv_sec = (time_t)(wake / 1000000000u),
+                              .tv_nsec = (long)(wake % 1000000000u)};
+        pthread_cond_timedwait(&v->cond, &m->cpu_lock, &ts);
+    }
+    pthread_mutex_unlock(&m->cpu_lock);
+    machine_update_hart_timer(m, h);
+    pthread_mutex_lock(&m->cpu_lock);
+}
+
 bool machine_hart_enter(struct machine *m, struct hart *h)
 {
     struct vcpu *v = vcpu_of(m, h);
     pthread_mutex_lock(&m->cpu_lock);
     vcpu_set_state(m, v, VCPU_PARKED);
-    while (!vcpu_should_exit(m) && vcpu_must_park(m, h))
-        pthread_cond_wait(&v->cond, &m->cpu_lock);
+    while (!vcpu_should_exit(m) && vcpu_must_park(m, h)) {
+        bool only_idle = !m->harts_hold && !m->excl_active &&
+                         __atomic_load_n(&h->hsm, __ATOMIC_SEQ_CST) == HSM_STARTED;
+        if (only_idle)
+            vcpu_wait_for_interrupt(m, h);
+        else
+            pthread_cond_wait(&v->cond, &m->cpu_lock);
+    }
     bool run = !vcpu_should_exit(m);
     if (run) {
         /* Requesters kick only EXECUTING harts, under this lock: an old
@@ -146,6 +200,7 @@ static void vcpu_run_slice(struct machine *m, struct hart *h)
     } else {
         hart_run(h, SLICE_INSNS);
     }
+    machine_update_hart_timer(m, h);
     __atomic_store_n(&vcpu_of(m, h)->instret, h->instret, __ATOMIC_RELAXED);
     if (h->icache->flush_pending) {
         /* This hart's code cache filled up: start over. Only this thread
