@@ -5,6 +5,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "base/escape.h"
 #include "machine/machine.h"
 #include "migrate/vmstate.h"
 
@@ -304,8 +305,8 @@ int mstate_load_device(struct machine *m, const uint8_t *body, size_t len, struc
         }
         return 0;
     }
-    return error_set(err, "stream has state for '%.*s' instance %u, which this machine lacks",
-                     (int)name_len, (const char *)body + 1, instance);
+    return error_set(err, "stream has state for '%s' instance %u, which this machine lacks",
+                     peer_text(body + 1, name_len).s, instance);
 }
 
 int mstate_load_clock(struct machine *m, const uint8_t *body, size_t len, struct error *err)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "base/escape.h"
 #include "machine/machine.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
@@ -106,8 +107,8 @@ static int wait_reply(struct stream *s, uint32_t want, uint64_t *ns, struct erro
             return 0;
         }
         if (type == REC_ERROR)
-            return error_set(err, "destination refused the stream: %.*s", (int)len,
-                             (const char *)body);
+            return error_set(err, "destination refused the stream: %s",
+                             peer_text(body, len).s);
         if (!(type & REC_OPTIONAL))
             return error_set(err, "destination sent unexpected record 0x%x", type);
     }

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "base/escape.h"
 #include "dev/virtio_blk.h"
 #include "dev/virtio_net.h"
 #include "machine/machine.h"
@@ -157,8 +158,7 @@ static int wait_record(struct stream *s, uint32_t want, uint64_t epoch, struct e
         if (type == want && (want != REC_ACK || (len == 8 && get_u64(body) == epoch)))
             return 0;
         if (type == REC_ERROR)
-            return error_set(err, "standby: %.*s", (int)(len > 300 ? 300 : len),
-                             (const char *)body);
+            return error_set(err, "standby: %s", peer_text(body, len).s);
         if (type == REC_ACK)
             continue; /* an older epoch's */
         if (!(type & REC_OPTIONAL))

@@ -6,12 +6,15 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/error.h"
 
 struct endpoint {
     int fd;
     bool is_file;   /* no return path */
+    char *tmp_path;   /* file being written, renamed to final_path on commit */
+    char *final_path;
 };
 
 int transport_open_out(const char *uri, struct endpoint *ep, struct error *err);
@@ -20,6 +23,24 @@ int transport_open_out(const char *uri, struct endpoint *ep, struct error *err);
 int transport_listen(const char *uri, struct endpoint *ep, struct error *err);
 int transport_accept(struct endpoint *ep, int timeout_ms, struct error *err);
 void transport_close(struct endpoint *ep);
+
+/* Destination: like transport_accept, but a connection counts only once
+ * its first `n` bytes (n <= 64) begin with `magic` (magic_len bytes);
+ * until then the listener keeps accepting. Connections that send
+ * something else, hang up, or stay silent for `header_ms` are logged and
+ * closed without ending the wait. The n bytes read go to head. */
+int transport_accept_stream(struct endpoint *ep, int timeout_ms, int header_ms,
+                            const char *magic, size_t magic_len, uint8_t *head, size_t n,
+                            struct error *err);
+
+/* A file endpoint written through a temporary file: transport_commit
+ * syncs it and renames it into place; transport_close before that removes
+ * it, so a failed save leaves nothing behind. */
+int transport_commit(struct endpoint *ep, struct error *err);
+/* Socket options for a migration connection. */
+void transport_tune_socket(int fd);
+/* transport_open_out for file:PATH (src/transport/file_out.c). */
+int transport_open_file(const char *path, struct endpoint *ep, struct error *err);
 
 /* Parses tcp:HOST:PORT into host and port strings. */
 int transport_parse_tcp(const char *uri, char *host, size_t host_cap, char *port, size_t port_cap,
