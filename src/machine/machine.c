@@ -54,9 +54,6 @@ static uint64_t bootrom_read(void *opaque, uint64_t offset, unsigned size)
 
 static const struct mmio_ops bootrom_ops = {.read = bootrom_read, .write = NULL};
 
-static volatile sig_atomic_t quit_signal;
-static void on_quit_signal(int sig) { quit_signal = sig; }
-
 void machine_request_stop(struct machine *m, enum machine_stop why, int exit_code)
 {
     if (m->stop == MACHINE_RUNNING) {
@@ -160,7 +157,7 @@ static void machine_serve_requests(struct machine *m)
         pthread_mutex_lock(&m->ctl_lock);
         m->paused = true;
         pthread_cond_broadcast(&m->ctl_cond);
-        while (m->paused && !quit_signal && m->stop == MACHINE_RUNNING)
+        while (m->paused && m->stop == MACHINE_RUNNING)
             pthread_cond_wait(&m->ctl_cond, &m->ctl_lock);
         if (m->stop != MACHINE_RUNNING) {
             /* Migrated away or quitting: the guest must not run again. */
@@ -522,11 +519,8 @@ static void machine_poll(struct machine *m, int64_t timeout_ns)
 
 int machine_run(struct machine *m)
 {
-    struct sigaction sa = {.sa_handler = on_quit_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    /* SIGTERM/SIGINT/SIGHUP: machine/signals.c calls machine_request_stop
+     * from its own thread, so a parked or stuck loop need not poll. */
     while (m->stop == MACHINE_RUNNING) {
         bool busy = false;
         /* Whoever kicked has set its request or interrupt bits first. */
@@ -571,8 +565,6 @@ int machine_run(struct machine *m)
             machine_check_tohost(m);
         if (__atomic_load_n(&m->requests, __ATOMIC_ACQUIRE))
             machine_serve_requests(m);
-        if (quit_signal)
-            machine_request_stop(m, MACHINE_QUIT, 128 + quit_signal);
         if (m->stop != MACHINE_RUNNING)
             break;
         machine_poll(m, busy ? 0 : machine_next_timer_ns(m));

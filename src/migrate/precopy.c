@@ -24,6 +24,12 @@
 #define MAX_ROUNDS 30
 #define MAX_RAM_MULTIPLE 3
 #define HANDSHAKE_TIMEOUT_MS 30000
+/* Total deadlines per phase, whatever the destination sends meanwhile
+ * (heartbeats included): a round's pages and PONG; READY after END (the
+ * guest is paused here: past this it resumes here); RUNNING after GO. */
+#define ROUND_DEADLINE_MS (5 * 60 * 1000)
+#define READY_DEADLINE_MS 5000
+#define RUNNING_DEADLINE_MS 30000
 #define DOWNTIME_SAFETY 0.5
 /* Once the target is met: at most this many more rounds, and none for a
  * dirty set this small (64 KiB: tens of microseconds on a LAN). */
@@ -114,6 +120,13 @@ static int wait_reply(struct stream *s, uint32_t want, uint64_t *ns, struct erro
     }
 }
 
+/* After END the destination loads the last pages and devices and, with
+ * --verify, hashes all RAM (a few GB/s): allow for that on large guests. */
+static uint64_t ready_deadline_ms(const struct machine *m)
+{
+    return READY_DEADLINE_MS + (m->bus.ram.size >> 30) * 1000;
+}
+
 static size_t device_state_bytes(struct machine *m)
 {
     /* A close upper bound of the final device records, for the downtime
@@ -167,6 +180,8 @@ static void *migration_thread(void *arg)
                 goto fail;
             struct page_counters c = {0};
             uint64_t t_round = vclock_host_ns(), wire0 = s.bytes_written + s.wlen;
+            if (!ep.is_file)
+                stream_deadline(&s, "pre-copy round", ROUND_DEADLINE_MS);
             if (mstate_put_pages(&s, m, bitmap, &c, p->bandwidth, &mig->cancel, &err) < 0)
                 goto fail;
             if (!ep.is_file) {
@@ -247,6 +262,8 @@ static void *migration_thread(void *arg)
     pthread_mutex_lock(&mig->lock);
     mig->st.paused_at_ns = t_pause;
     pthread_mutex_unlock(&mig->lock);
+    if (!ep.is_file)
+        stream_deadline(&s, "final copy", ROUND_DEADLINE_MS);
     if (machine_pause(m) < 0) {
         error_set(&err, "the machine stopped before the final copy");
         goto fail;
@@ -286,11 +303,14 @@ static void *migration_thread(void *arg)
         error_set(&err, "cancelled");
         goto fail;
     }
+    if (transport_commit(&ep, &err) < 0) /* a save file: complete, put it in place */
+        goto fail;
 
     uint64_t t_end_sent = vclock_host_ns(), downtime = 0;
     if (!ep.is_file) {
         uint64_t ready_took, running_took;
         stream_spin(&s, FINAL_SPIN_NS);
+        stream_deadline(&s, "final exchange (READY after END)", ready_deadline_ms(m));
         if (wait_reply(&s, REC_READY, &ready_took, &err) < 0)
             goto fail;
         uint64_t t_ready = vclock_host_ns();
@@ -313,6 +333,7 @@ static void *migration_thread(void *arg)
         if (stream_put(&s, REC_GO, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0)
             goto fail;
         uint64_t t_go = vclock_host_ns();
+        stream_deadline(&s, "handover (RUNNING after GO)", RUNNING_DEADLINE_MS);
         if (wait_reply(&s, REC_RUNNING, &running_took, &err) < 0)
             goto fail;
         /* The guest's downtime ends when the destination resumes it, not

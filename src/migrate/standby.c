@@ -36,6 +36,7 @@ struct pending_write {
 struct standby {
     struct staged *recs;
     size_t nrecs, cap;
+    uint64_t staged_bytes, stage_limit;
     struct pending_write *writes;
     size_t nwrites, wcap;
     uint64_t applied_epoch;
@@ -46,6 +47,23 @@ static void staged_clear(struct standby *sb)
     for (size_t i = 0; i < sb->nrecs; i++)
         free(sb->recs[i].body);
     sb->nrecs = 0;
+    sb->staged_bytes = 0;
+}
+
+/* A checkpoint holds at most every page once, the device state and the
+ * epoch's disk writes: twice the RAM and 64 MiB more is far beyond a real
+ * one, and keeps a primary that never ends a checkpoint from filling this
+ * host's memory. */
+#define STAGE_RAM_MULTIPLE 2
+#define STAGE_EXTRA_BYTES (64ull << 20)
+/* A checkpoint must also arrive within this, however it trickles. */
+#define CHECKPOINT_DEADLINE_MS (5 * 60 * 1000)
+
+/* 1 when staging len more bytes would pass the bound. */
+static bool stage_over_limit(const struct standby *sb, size_t len)
+{
+    /* Each record also costs its bookkeeping. */
+    return sb->staged_bytes + len + sizeof(struct staged) > sb->stage_limit;
 }
 
 static int stage(struct standby *sb, uint32_t type, const uint8_t *body, size_t len,
@@ -64,6 +82,7 @@ static int stage(struct standby *sb, uint32_t type, const uint8_t *body, size_t 
         return error_set(err, "out of memory staging a checkpoint");
     memcpy(copy, body, len);
     sb->recs[sb->nrecs++] = (struct staged){type, len, copy};
+    sb->staged_bytes += len + sizeof(struct staged);
     return 0;
 }
 
@@ -183,7 +202,13 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
     struct migration_in *in;
     if (receive_open(&in, m, cfg, p->uri, "primary to replicate", err) < 0)
         return -1;
-    struct standby sb = {0};
+    return standby_serve(in, m, p, err);
+}
+
+int standby_serve(struct migration_in *in, struct machine *m, const struct standby_params *p,
+                  struct error *err)
+{
+    struct standby sb = {.stage_limit = STAGE_RAM_MULTIPLE * m->bus.ram.size + STAGE_EXTRA_BYTES};
     bool in_checkpoint = false, planned = false;
     int rc = -1;
     /* Silence longer than this means the primary is gone. */
@@ -205,10 +230,28 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
         if (type == REC_CHECKPOINT) {
             staged_clear(&sb);
             in_checkpoint = true;
+            stream_deadline(&in->s, "checkpoint", CHECKPOINT_DEADLINE_MS);
         }
         if (in_checkpoint) {
+            if (type != REC_END && stage_over_limit(&sb, len)) {
+                /* Refused like a corrupt checkpoint: dropped, the last
+                 * applied one stands. */
+                fprintf(stderr, "ferry: standby: checkpoint refused: it passed the staging "
+                        "bound of %llu MiB without ending; keeping checkpoint %llu\n",
+                        (unsigned long long)sb.stage_limit >> 20,
+                        (unsigned long long)sb.applied_epoch);
+                staged_clear(&sb);
+                struct error ignored;
+                in->s.timeout_ms = 100;
+                in->s.wlen = 0;
+                const char *why = "checkpoint exceeds the standby's staging bound";
+                stream_put(&in->s, REC_ERROR, why, strlen(why), &ignored);
+                stream_flush(&in->s, &ignored);
+                break;
+            }
             if (type == REC_END) {
                 in_checkpoint = false;
+                stream_deadline(&in->s, NULL, 0);
                 if (apply_checkpoint(&sb, m, in, err) < 0) {
                     staged_clear(&sb);
                     goto fail;
