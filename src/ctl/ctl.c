@@ -32,6 +32,7 @@ static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
  * slot's is short: it must be free for the next operator). */
 #define CLIENT_IDLE_MS 30000
 #define RESERVED_IDLE_MS 2000
+#define SLOT_WAIT_MS 500
 
 /* Each client gets its own thread, so a long request (save, switchover) or
  * a client polling migrate-status never blocks another client (a cancel). */
@@ -361,6 +362,12 @@ static void *ctl_thread(void *arg)
         if (fd < 0)
             continue;
         struct ctl_client *c = reap_clients(srv, false);
+        /* A client that just hung up may not have been noticed yet by its
+         * thread: give the slots a moment before turning this one away. */
+        for (int waited = 0; !c && waited < SLOT_WAIT_MS; waited += 10) {
+            usleep(10000);
+            c = reap_clients(srv, false);
+        }
         if (!c) {
             write_line(fd, "{\"ok\":false,\"error\":\"too many control clients\"}");
             close(fd);

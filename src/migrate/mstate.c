@@ -165,8 +165,11 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
                 uint64_t sent = s->bytes_written + s->wlen - start_bytes;
                 uint64_t due_ns = sent * 1000000000ull / bandwidth_limit;
                 uint64_t took = vclock_host_ns() - start_ns;
-                if (due_ns > took)
-                    sleep_ns(due_ns - took);
+                /* In short naps: a cancel (or SIGTERM) must not wait out
+                 * a long pause at a low limit. */
+                for (; due_ns > took && !(cancel && *cancel);
+                     took = vclock_host_ns() - start_ns)
+                    sleep_ns(due_ns - took < 10000000 ? due_ns - took : 10000000);
             }
         }
     }

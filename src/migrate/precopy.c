@@ -159,7 +159,10 @@ static void *migration_thread(void *arg)
     mig->fd = ep.fd;
     pthread_mutex_unlock(&mig->lock);
     s.timeout_ms = HANDSHAKE_TIMEOUT_MS;
-    if (stream_write_header(&s, version, &err) < 0 || mstate_put_machine(&s, m, &err) < 0)
+    /* Sent at once: the destination allows the handshake 10 s, and a
+     * bandwidth-paced first round may fill the buffer slowly. */
+    if (stream_write_header(&s, version, &err) < 0 || mstate_put_machine(&s, m, &err) < 0 ||
+        (!ep.is_file && stream_flush(&s, &err) < 0))
         goto fail;
 
     if (p->live) {
