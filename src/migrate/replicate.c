@@ -201,6 +201,16 @@ static void heartbeat_end(struct replication *r)
     r->heartbeat_running = false;
 }
 
+/* A phase deadline on the stream the heartbeat thread writes too. */
+#define RUNNING_DEADLINE_MS 30000
+static void set_deadline(struct replication *r, struct stream *s, const char *phase,
+                         uint64_t ms)
+{
+    pthread_mutex_lock(&r->send_lock);
+    stream_deadline(s, phase, ms);
+    pthread_mutex_unlock(&r->send_lock);
+}
+
 /* Sends (and flushes) what the main thread buffered, under send_lock. */
 static int send_locked(struct replication *r, struct stream *s, const struct stream *captured,
                        struct error *err)
@@ -316,8 +326,14 @@ static void *replication_thread(void *arg)
             machine_resume(m);
             paused = false;
         }
-        if (send_locked(r, &s, &cs, &err) < 0 || wait_record(&s, REC_ACK, epoch, &err) < 0)
+        if (send_locked(r, &s, &cs, &err) < 0)
             goto fail;
+        /* The ack is due within the silence limit, whatever else the
+         * standby sends meanwhile: output is held until it comes. */
+        set_deadline(r, &s, "checkpoint acknowledgement", ack_timeout / 1000000);
+        if (wait_record(&s, REC_ACK, epoch, &err) < 0)
+            goto fail;
+        set_deadline(r, &s, NULL, 0);
         acked = epoch;
         for_each_device(m, commit_epoch, epoch);
         uint64_t t_ack = now_ns();
@@ -345,6 +361,7 @@ static void *replication_thread(void *arg)
 
         if (switching) {
             /* The standby holds the final state: hand the guest over. */
+            set_deadline(r, &s, "switchover (RUNNING after GO)", RUNNING_DEADLINE_MS);
             if (stream_put(&s, REC_GO, NULL, 0, &err) < 0 || send_locked(r, &s, NULL, &err) < 0 ||
                 wait_record(&s, REC_RUNNING, 0, &err) < 0) {
                 /* Past GO the standby may run the guest: never resume. */
