@@ -12,6 +12,8 @@
 #include "machine/vclock.h"
 
 #define WBUF_FLUSH_AT (1u << 20)
+#define WBUF_FULL (WBUF_FLUSH_AT + STREAM_MAX_RECORD + 64)
+#define WBUF_INITIAL (64u * 1024)
 
 int stream_init(struct stream *s, int fd, struct error *err)
 {
@@ -19,7 +21,9 @@ int stream_init(struct stream *s, int fd, struct error *err)
     s->fd = fd;
     s->timeout_ms = -1;
     s->version = STREAM_VERSION;
-    s->wcap = WBUF_FLUSH_AT + STREAM_MAX_RECORD + 64;
+    /* Small at first: a receiver only answers with small records. It
+     * grows to its full size (WBUF_FULL) at the first large record. */
+    s->wcap = WBUF_INITIAL;
     s->wbuf = malloc(s->wcap);
     if (!s->wbuf)
         return error_set(err, "out of memory for the stream buffer");
@@ -229,6 +233,13 @@ int stream_put_iov(struct stream *s, uint32_t type, const void *const *parts, co
                 return error_set(err, "out of memory capturing %zu bytes", cap);
             s->wbuf = nb;
             s->wcap = cap;
+        } else if (s->wcap < WBUF_FULL) {
+            /* A sender after all: the buffer takes its full size. */
+            uint8_t *nb = realloc(s->wbuf, WBUF_FULL);
+            if (!nb)
+                return error_set(err, "out of memory for the stream buffer");
+            s->wbuf = nb;
+            s->wcap = WBUF_FULL;
         } else if (stream_flush(s, err) < 0) {
             return -1;
         }
