@@ -203,6 +203,7 @@ static void heartbeat_end(struct replication *r)
 
 /* A phase deadline on the stream the heartbeat thread writes too. */
 #define RUNNING_DEADLINE_MS 30000
+#define INITIAL_ROUND_DEADLINE_MS (5 * 60 * 1000) /* also sending one checkpoint */
 static void set_deadline(struct replication *r, struct stream *s, const char *phase,
                          uint64_t ms)
 {
@@ -262,6 +263,8 @@ static void *replication_thread(void *arg)
         bitmap[ram->dirty_words - 1] = (1ull << (ram->npages % 64)) - 1;
     for (int round = 0; round < INITIAL_ROUNDS; round++) {
         struct page_counters c = {0};
+        /* A standby reading a trickle must not hold this thread forever. */
+        stream_deadline(&s, "initial copy round", INITIAL_ROUND_DEADLINE_MS);
         if (mstate_put_pages(&s, m, bitmap, &c, 0, NULL, &err) < 0 || stream_flush(&s, &err) < 0)
             goto fail;
         /* Records go straight to the socket from here on only under
@@ -272,6 +275,7 @@ static void *replication_thread(void *arg)
         }
     }
 
+    stream_deadline(&s, NULL, 0);
     heartbeat_start(r, &s);
     uint64_t next = now_ns(), last_cp = 0;
     for (;;) {
@@ -326,6 +330,7 @@ static void *replication_thread(void *arg)
             machine_resume(m);
             paused = false;
         }
+        set_deadline(r, &s, "checkpoint send", INITIAL_ROUND_DEADLINE_MS);
         if (send_locked(r, &s, &cs, &err) < 0)
             goto fail;
         /* The ack is due within the silence limit, whatever else the
