@@ -625,3 +625,22 @@ def test_migrate_lost_control_socket_no_leak():
         res = mig.finish(30)  # asserts no sanitizer report (LeakSanitizer)
         print(res.stderr.strip())
         assert res.rc == 1 and "lost the VM's control socket" in res.stderr, res.describe()
+
+
+# --------------------------------------------------------------------------
+# Durations on the command line: converted to integer nanoseconds, so a
+# huge one must be refused, not overflow (the sanitized build has
+# -fsanitize=float-cast-overflow and would abort)
+# --------------------------------------------------------------------------
+
+def test_huge_durations_refused():
+    cases = [
+        ["run", "--standby", "tcp:127.0.0.1:4444", "--heartbeat-timeout", "1e300s"],
+        ["migrate", "/tmp/x.sock", "tcp:127.0.0.1:4444", "--max-downtime", "1e300ms"],
+        ["replicate", "/tmp/x.sock", "tcp:127.0.0.1:4444", "--interval", "1e300s"],
+    ]
+    for args in cases:
+        r = harness.run_ferry(args, timeout=30)
+        harness.assert_no_sanitizer(r.stdout + r.stderr)
+        print(f"{' '.join(args)}: {r.rc}: {r.stderr.strip()}")
+        assert r.rc == 2, r.describe()
