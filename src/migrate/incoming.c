@@ -21,7 +21,9 @@
  * source sends its header and machine description at once; a pre-copy
  * round ends with a PING; after END only READY's answer, GO, is due. */
 #define HANDSHAKE_DEADLINE_MS 10000
-#define ROUND_DEADLINE_MS (5 * 60 * 1000)
+/* At most this many rounds (the source stops at 30): with the per-round
+ * deadline, a bound on the whole migration. */
+#define MAX_ROUNDS 100
 #define FINAL_DEADLINE_MS 30000
 
 
@@ -47,9 +49,10 @@ void incoming_free(struct migration_in *in)
 static int receive_state(struct machine *m, struct migration_in *in, struct error *err)
 {
     bool have_verify = false, have_clock = false;
-    uint64_t verify = 0;
+    uint64_t verify = 0, round_ms = stream_copy_deadline_ms(m->bus.ram.size, 0);
+    unsigned rounds = 0;
     if (!in->ep.is_file)
-        stream_deadline(&in->s, "pre-copy round", ROUND_DEADLINE_MS);
+        stream_deadline(&in->s, "pre-copy round", round_ms);
     for (;;) {
         uint32_t type;
         const uint8_t *body;
@@ -100,7 +103,9 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
             /* The source now either starts another round or pauses the
              * guest and sends the final state: be awake for it. */
             stream_spin(&in->s, FINAL_SPIN_NS);
-            stream_deadline(&in->s, "pre-copy round", ROUND_DEADLINE_MS);
+            stream_deadline(&in->s, "pre-copy round", round_ms);
+            if (++rounds > MAX_ROUNDS)
+                return error_set(err, "the source sent more than %d pre-copy rounds", MAX_ROUNDS);
             break;
         case REC_ERROR:
             return error_set(err, "source gave up: %s", peer_text(body, len).s);

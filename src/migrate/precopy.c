@@ -25,9 +25,9 @@
 #define MAX_RAM_MULTIPLE 3
 #define HANDSHAKE_TIMEOUT_MS 30000
 /* Total deadlines per phase, whatever the destination sends meanwhile
- * (heartbeats included): a round's pages and PONG; READY after END (the
- * guest is paused here: past this it resumes here); RUNNING after GO. */
-#define ROUND_DEADLINE_MS (5 * 60 * 1000)
+ * (heartbeats included): a round's pages and PONG (stream_copy_deadline_ms);
+ * READY after END (the guest is paused here: past this it resumes here);
+ * RUNNING after GO. */
 #define READY_DEADLINE_MS 5000
 #define RUNNING_DEADLINE_MS 30000
 #define DOWNTIME_SAFETY 0.5
@@ -184,7 +184,8 @@ static void *migration_thread(void *arg)
             struct page_counters c = {0};
             uint64_t t_round = vclock_host_ns(), wire0 = s.bytes_written + s.wlen;
             if (!ep.is_file)
-                stream_deadline(&s, "pre-copy round", ROUND_DEADLINE_MS);
+                stream_deadline(&s, "pre-copy round",
+                                stream_copy_deadline_ms(ram->size, p->bandwidth));
             if (mstate_put_pages(&s, m, bitmap, &c, p->bandwidth, &mig->cancel, &err) < 0)
                 goto fail;
             if (!ep.is_file) {
@@ -266,7 +267,7 @@ static void *migration_thread(void *arg)
     mig->st.paused_at_ns = t_pause;
     pthread_mutex_unlock(&mig->lock);
     if (!ep.is_file)
-        stream_deadline(&s, "final copy", ROUND_DEADLINE_MS);
+        stream_deadline(&s, "final copy", stream_copy_deadline_ms(ram->size, 0));
     if (machine_pause(m) < 0) {
         error_set(&err, "the machine stopped before the final copy");
         goto fail;

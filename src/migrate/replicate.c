@@ -203,7 +203,6 @@ static void heartbeat_end(struct replication *r)
 
 /* A phase deadline on the stream the heartbeat thread writes too. */
 #define RUNNING_DEADLINE_MS 30000
-#define INITIAL_ROUND_DEADLINE_MS (5 * 60 * 1000) /* also sending one checkpoint */
 static void set_deadline(struct replication *r, struct stream *s, const char *phase,
                          uint64_t ms)
 {
@@ -264,7 +263,7 @@ static void *replication_thread(void *arg)
     for (int round = 0; round < INITIAL_ROUNDS; round++) {
         struct page_counters c = {0};
         /* A standby reading a trickle must not hold this thread forever. */
-        stream_deadline(&s, "initial copy round", INITIAL_ROUND_DEADLINE_MS);
+        stream_deadline(&s, "initial copy round", stream_copy_deadline_ms(ram->size, 0));
         if (mstate_put_pages(&s, m, bitmap, &c, 0, NULL, &err) < 0 || stream_flush(&s, &err) < 0)
             goto fail;
         /* Records go straight to the socket from here on only under
@@ -330,7 +329,7 @@ static void *replication_thread(void *arg)
             machine_resume(m);
             paused = false;
         }
-        set_deadline(r, &s, "checkpoint send", INITIAL_ROUND_DEADLINE_MS);
+        set_deadline(r, &s, "checkpoint send", stream_copy_deadline_ms(ram->size, 0));
         if (send_locked(r, &s, &cs, &err) < 0)
             goto fail;
         /* The ack is due within the silence limit, whatever else the

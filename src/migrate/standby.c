@@ -56,8 +56,6 @@ static void staged_clear(struct standby *sb)
  * host's memory. */
 #define STAGE_RAM_MULTIPLE 2
 #define STAGE_EXTRA_BYTES (64ull << 20)
-/* A checkpoint must also arrive within this, however it trickles. */
-#define CHECKPOINT_DEADLINE_MS (5 * 60 * 1000)
 
 /* 1 when staging len more bytes would pass the bound. */
 static bool stage_over_limit(const struct standby *sb, size_t len)
@@ -230,7 +228,8 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
         if (type == REC_CHECKPOINT) {
             staged_clear(&sb);
             in_checkpoint = true;
-            stream_deadline(&in->s, "checkpoint", CHECKPOINT_DEADLINE_MS);
+            /* It must also arrive in time, however it trickles. */
+            stream_deadline(&in->s, "checkpoint", stream_copy_deadline_ms(m->bus.ram.size, 0));
         }
         if (in_checkpoint) {
             if (type != REC_END && stage_over_limit(&sb, len)) {

@@ -44,6 +44,13 @@ void stream_deadline(struct stream *s, const char *phase, uint64_t ms)
     s->deadline = ms ? vclock_host_ns() + ms * 1000000ull : 0;
 }
 
+uint64_t stream_copy_deadline_ms(uint64_t bytes, uint64_t bandwidth)
+{
+    const uint64_t base = 5 * 60 * 1000, min_rate = 1 << 20;
+    uint64_t rate = bandwidth && bandwidth < min_rate ? bandwidth : min_rate;
+    return base + bytes / rate * 1000 + 1000;
+}
+
 /* The time left in the phase, capped by the per-wait timeout: -1 for no
  * limit, 0 when the phase is over. */
 static int phase_timeout_ms(const struct stream *s)

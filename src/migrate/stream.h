@@ -87,6 +87,10 @@ void stream_spin(struct stream *s, uint64_t ns);
  * a peer cannot stretch a phase by trickling bytes or sending heartbeats
  * (timeout_ms only bounds each wait). ms == 0 clears it. */
 void stream_deadline(struct stream *s, const char *phase, uint64_t ms);
+/* The deadline for a phase that copies up to `bytes` (a pre-copy round, a
+ * checkpoint): 5 minutes plus 1 s per MiB, so a copy slower than 1 MiB/s
+ * fails, or what a bandwidth cap (bytes/s, 0 = none) below that needs. */
+uint64_t stream_copy_deadline_ms(uint64_t bytes, uint64_t bandwidth);
 
 /* Puts bytes already read from the fd (a header the listener checked)
  * back in front of what comes next. At most 64 bytes, before any read. */
