@@ -108,9 +108,12 @@ def test_sigint_paused_vm():
 
 
 def test_sigterm_waiting_for_stream():
-    f, _ = incoming()
+    control = str(tmpdir() / "dst.sock")
+    f, _ = incoming("--control", control)
     with f:
+        assert os.path.exists(control)
         expect_signal_exit(f, "destination waiting", mentions="no guest was running")
+        assert not os.path.exists(control), "the control socket was left behind"
 
 
 def test_sigterm_mid_stream_receive():
