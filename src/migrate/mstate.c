@@ -316,6 +316,11 @@ int mstate_load_clock(struct machine *m, const uint8_t *body, size_t len, struct
 {
     if (len != 8)
         return error_set(err, "clock record has %zu bytes, expected 8", len);
+    /* The clock arithmetic is signed 64-bit (vclock offsets): a guest
+     * time past 2^62 ns (146 years) is corrupt, and would overflow it. */
+    if (get_u64(body) >= MSTATE_MAX_CLOCK_NS)
+        return error_set(err, "clock record says %llu ns of guest time: out of range",
+                         (unsigned long long)get_u64(body));
     /* The clock stays frozen at the source's pause value until the guest
      * resumes here, so the guest sees no gap and never goes backwards. */
     vclock_pause(&m->clock);

@@ -47,6 +47,7 @@ int mstate_load_pages(struct machine *m, const uint8_t *body, size_t len, struct
 int mstate_put_devices(struct stream *s, struct machine *m, uint32_t version, struct error *err);
 int mstate_load_device(struct machine *m, const uint8_t *body, size_t len, struct error *err);
 int mstate_load_clock(struct machine *m, const uint8_t *body, size_t len, struct error *err);
+#define MSTATE_MAX_CLOCK_NS (1ull << 62)
 
 /* XXH3 of all RAM plus the serialized device state (for --verify). */
 uint64_t mstate_hash(struct machine *m);

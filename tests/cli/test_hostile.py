@@ -647,3 +647,25 @@ def test_huge_durations_refused():
         harness.assert_no_sanitizer(r.stdout + r.stderr)
         print(f"{' '.join(args)}: {r.rc}: {r.stderr.strip()}")
         assert r.rc == 2, r.describe()
+
+
+# --------------------------------------------------------------------------
+# Regressions found by the fuzzers (tests/fuzz)
+# --------------------------------------------------------------------------
+
+def test_restore_clock_out_of_range():
+    # fuzz_restore: a CLOCK record with bit 63 set overflowed the signed
+    # clock arithmetic when the restored guest resumed (UBSan abort).
+    from migration import records
+    data = FIXTURE.read_bytes()
+    clock = [(off, rlen) for off, rtype, rlen in records(data) if rtype == 4]
+    assert clock and clock[0][1] == 8, "the fixture has no CLOCK record"
+    off = clock[0][0]
+    body = struct.pack("<Q", (1 << 63) | 0x16215)
+    bad = data[:off] + record(4, body) + data[off + 8 + 8 + 4:]
+    p = tmpdir() / "clock.ferrysave"
+    p.write_bytes(bad)
+    r = harness.run_ferry(["run", "--restore", str(p), "--console", "none"], timeout=30)
+    harness.assert_no_sanitizer(r.stdout + r.stderr)
+    print(r.stderr.strip())
+    assert r.rc == 1 and "clock" in r.stderr and "out of range" in r.stderr, r.describe()
