@@ -125,26 +125,6 @@ int transport_listen(const char *uri, struct endpoint *ep, struct error *err)
     return 0;
 }
 
-int transport_accept(struct endpoint *ep, int timeout_ms, struct error *err)
-{
-    if (ep->is_file)
-        return 0;
-    struct pollfd p = {.fd = ep->fd, .events = POLLIN};
-    int n;
-    do {
-        n = poll(&p, 1, timeout_ms);
-    } while (n < 0 && errno == EINTR);
-    if (n == 0)
-        return error_set(err, "no migration stream arrived within %d s", timeout_ms / 1000);
-    int fd = accept4(ep->fd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd < 0)
-        return error_set(err, "accept: %s", strerror(errno));
-    close(ep->fd);
-    transport_tune_socket(fd);
-    ep->fd = fd;
-    return 0;
-}
-
 void transport_close(struct endpoint *ep)
 {
     if (ep->fd >= 0)

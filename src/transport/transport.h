@@ -1,5 +1,6 @@
 /* Where a migration stream goes: a TCP connection or a file.
- *   tcp:HOST:PORT   connect (source) / listen on and accept one (destination)
+ *   tcp:HOST:PORT   connect (source) / listen, and accept the one that sends a
+ *                   stream header (destination)
  *   file:PATH       write a save file / read it back */
 #ifndef FERRY_TRANSPORT_TRANSPORT_H
 #define FERRY_TRANSPORT_TRANSPORT_H
@@ -19,14 +20,14 @@ struct endpoint {
 
 int transport_open_out(const char *uri, struct endpoint *ep, struct error *err);
 /* Destination: binds before returning from transport_listen so the caller
- * can report readiness; transport_accept then waits for the peer. */
+ * can report readiness; transport_accept_stream then waits for the peer. */
 int transport_listen(const char *uri, struct endpoint *ep, struct error *err);
-int transport_accept(struct endpoint *ep, int timeout_ms, struct error *err);
 void transport_close(struct endpoint *ep);
 
-/* Destination: like transport_accept, but a connection counts only once
- * its first `n` bytes (n <= 64) begin with `magic` (magic_len bytes);
- * until then the listener keeps accepting. Connections that send
+/* Destination (src/transport/accept.c): waits up to timeout_ms for the
+ * peer. Anyone can connect, so a connection counts only once its first
+ * `n` bytes (n <= 64) begin with `magic` (magic_len bytes); until then
+ * the listener keeps accepting. Connections that send
  * something else, hang up, or stay silent for `header_ms` are logged and
  * closed without ending the wait. The n bytes read go to head. */
 int transport_accept_stream(struct endpoint *ep, int timeout_ms, int header_ms,
