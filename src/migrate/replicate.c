@@ -507,8 +507,13 @@ static int replication_request(struct machine *m, bool stop, struct error *err)
     int rc = 0;
     pthread_mutex_lock(&r->job.lock);
     if (r->job.finished) {
+        /* Say what ended it: a request racing a switchover that already
+         * completed must learn that the guest went to the standby. */
         rc = error_set(err, "replication is not running (%s)",
-                       r->st.error[0] ? r->st.error : "stopped");
+                       r->st.state == REPL_SWITCHED ? "the guest was handed to the standby by a "
+                                                      "switchover"
+                       : r->st.error[0]             ? r->st.error
+                                                    : "stopped");
     } else if (r->stop_requested && !stop) {
         rc = error_set(err, "replication is being stopped: switchover refused");
     } else if (r->switch_requested && stop) {

@@ -26,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import harness  # noqa: E402
 from harness import Skip  # noqa: E402
 from hostile import (REC_ACK, REC_CHECKPOINT, REC_END, REC_ERROR, REC_HEARTBEAT,  # noqa: E402
-                     REC_PAGES, REC_PING, REC_PONG, REC_READY, Ferry, clock_record, connect,
+                     REC_PAGES, REC_PING, REC_PONG, REC_READY, Ferry, connect,
                      header, incoming, machine_record, read_record, rss_kib, standby)
-from migration import (Background, ctl_request, fake_kernel, free_port, record,  # noqa: E402
-                       wait_for, LOCALHOST)
+from migration import (REC_CLOCK, REC_DEVICE, REC_MACHINE, Background,  # noqa: E402
+                       ctl_request, fake_kernel, free_port, record, records, wait_for,
+                       LOCALHOST)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "counter-v1.ferrysave"
 # A signal ends ferry within this (the issue's bound); the sanitized build
@@ -220,9 +221,27 @@ def test_bad_max_mem_option():
     assert r.rc == 2 and "--max-mem" in r.stderr, r.describe()
 
 
-def _checkpoint(epoch, committed=0):
-    return (record(REC_CHECKPOINT, struct.pack("<QQ", epoch, committed)) + clock_record() +
-            record(REC_END))
+def _saved_state():
+    """The MACHINE record and the DEVICE and CLOCK records of a save of a
+    fake-kernel VM (16 MiB, 1 hart): a standby applies a checkpoint only
+    with state for every hart and device of its machine."""
+    path = str(tmpdir() / "checkpoint-base.ferrysave")
+    with FakeVM() as vm:
+        r = vm.ask({"cmd": "save", "file": path})
+        assert r["ok"], r
+    data = Path(path).read_bytes()
+    os.unlink(path)
+
+    def raw(rtype):
+        return b"".join(data[off:off + 8 + rlen + 4] for off, t, rlen in records(data)
+                        if t == rtype)
+    machine, state = raw(REC_MACHINE), raw(REC_DEVICE) + raw(REC_CLOCK)
+    assert machine and state, "the save has no machine or device records"
+    return machine, state
+
+
+def _checkpoint(state, epoch, committed=0):
+    return record(REC_CHECKPOINT, struct.pack("<QQ", epoch, committed)) + state + record(REC_END)
 
 
 def test_standby_endless_checkpoint_refused():
@@ -232,10 +251,11 @@ def test_standby_endless_checkpoint_refused():
     # over on its own (the primary was told and runs on unprotected: a
     # takeover would run the guest twice); its memory stays bounded.
     chunk = record(REC_PAGES, os.urandom(1 << 20))  # (the CRC in Python takes a while)
+    machine, state = _saved_state()
     f, port = standby("--heartbeat-timeout", "5s")
     with f:
         s = connect(port)
-        s.sendall(header() + machine_record() + _checkpoint(1))
+        s.sendall(header() + machine + _checkpoint(state, 1))
         reply = read_record(s)
         assert reply and reply[0] == REC_ACK and struct.unpack("<Q", reply[1])[0] == 1, reply
         base = rss_kib(f.pid)
