@@ -3,6 +3,7 @@
  * deadlines scale with RAM and a bandwidth cap; peer text is escaped; the
  * control-request parser refuses numbers that are not finite or in range. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,7 @@ static int checks, failures;
 struct peer {
     int fd;
     int mode;            /* 0: a record's bytes, one every 20 ms; 1: a HEARTBEAT every 2 ms */
-    volatile int stop;
+    atomic_bool stop;    /* set by the reader when it is done */
 };
 
 static void *peer_thread(void *arg)
@@ -47,7 +48,7 @@ static void *peer_thread(void *arg)
         put_u32(head + 4, 65536);
         send(p->fd, head, sizeof head, MSG_NOSIGNAL);
     }
-    while (!p->stop) {
+    while (!atomic_load(&p->stop)) {
         struct timespec ts = {0, p->mode ? 2000000 : 20000000};
         if (p->mode ? send(p->fd, rec, sizeof rec, MSG_NOSIGNAL) < 0
                     : send(p->fd, "x", 1, MSG_NOSIGNAL) < 0)
@@ -81,7 +82,7 @@ static double read_until_error(int mode, char *msg, size_t cap)
     }
     double secs = (double)(vclock_host_ns() - t0) / 1e9;
     snprintf(msg, cap, "%s", err.msg);
-    p.stop = 1;
+    atomic_store(&p.stop, true);
     shutdown(sv[0], SHUT_RDWR);
     pthread_join(t, NULL);
     stream_free(&s);
