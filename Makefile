@@ -5,6 +5,7 @@
 #   make guest      guest kernel + initramfs (cached outside the checkout)
 #   make test       everything above, then the whole test suite
 #   make bench      benchmarks (bench/), printing tables
+#   make fuzz       the libFuzzer harnesses for FUZZ_SECONDS each (default 600)
 
 CC ?= gcc
 BUILD := build
@@ -18,7 +19,10 @@ BASE_CFLAGS := -std=gnu11 $(WARN) -Isrc -g -MMD -MP -D_GNU_SOURCE
 LDLIBS := -lfdt -lxxhash -ljansson -lssl -lcrypto -lzstd -lpthread -lm
 
 REL_CFLAGS := $(BASE_CFLAGS) -O2
-SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# float-cast-overflow is not part of gcc's "undefined": a double too large
+# for its integer (a client's 1e300) must abort the sanitized build too.
+SAN_FLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
 ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(SAN_FLAGS)
 # -Wno-tsan: TSan does not model fences; virtio's only order device accesses
 # to guest RAM against the guest's own, which TSan does not see either.
@@ -31,7 +35,8 @@ ASAN_LIB_OBJS := $(patsubst %.c,$(BUILD)/asan/%.o,$(LIB_SRCS))
 TSAN_OBJS := $(patsubst %.c,$(BUILD)/tsan/%.o,$(SRCS))
 TSAN_LIB_OBJS := $(patsubst %.c,$(BUILD)/tsan/%.o,$(LIB_SRCS))
 
-.PHONY: all asan tsan guest isa unit test bench demo clean netns-up netns-down
+.PHONY: all asan tsan guest isa unit test bench demo clean netns-up netns-down fuzz fuzz-build \
+	fuzz-smoke
 all: $(BUILD)/ferry
 
 $(BUILD)/ferry: $(REL_OBJS)
@@ -83,8 +88,38 @@ guest:
 # tests that exercise threads (SMP boot, a migration, a replication) under
 # ThreadSanitizer; one summary line for both.
 TSAN_TESTS := unit/,linux/boot/smp_4,linux/migrate/live_memdirty,linux/replicate/switchover,linux/migrate_converge/auto_converge
-test: all asan unit isa guest tsan
+test: all asan unit isa guest tsan fuzz-smoke
 	tests/run.py --ferry $(BUILD)/asan/ferry --variant $(BUILD)/tsan/ferry=$(TSAN_TESTS)
+
+# libFuzzer harnesses (tests/fuzz/README.md), built with clang: the library
+# again with coverage, ASan and UBSan; seeds written by make-seeds.
+FUZZ_CC := clang
+FUZZ_SAN := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+FUZZ_CFLAGS := $(BASE_CFLAGS) -Wno-unknown-warning-option -Wno-unknown-pragmas -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) -Itests/fuzz
+FUZZERS := restore incoming standby ctl
+FUZZ_LIB_OBJS := $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(LIB_SRCS) tests/fuzz/fuzz_common.c)
+FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZERS))
+.SECONDARY: $(FUZZ_LIB_OBJS) $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o,$(FUZZERS))
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+$(BUILD)/fuzz/make-seeds: tests/fuzz/make_seeds.c $(ASAN_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/fuzz/seeds.stamp: $(BUILD)/fuzz/make-seeds
+	rm -rf $(BUILD)/fuzz/seeds
+	$(BUILD)/fuzz/make-seeds $(BUILD)/fuzz/seeds
+	touch $@
+fuzz-build: $(FUZZ_BINS) $(BUILD)/fuzz/seeds.stamp
+# In make test: about 60 s in all, fixed seed, fresh corpus from the seeds.
+fuzz-smoke: fuzz-build
+	tests/fuzz/run.sh smoke $(BUILD)/fuzz 15
+FUZZ_SECONDS ?= 600
+fuzz: fuzz-build
+	tests/fuzz/run.sh long $(BUILD)/fuzz $(FUZZ_SECONDS)
 
 bench: all guest
 	bench/run-all.sh
@@ -102,4 +137,4 @@ netns-down:
 clean:
 	rm -rf $(BUILD)
 
--include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(TSAN_OBJS:.o=.d)
+-include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(TSAN_OBJS:.o=.d) $(FUZZ_LIB_OBJS:.o=.d)

@@ -52,13 +52,16 @@ int cli_parse_duration(const char *text, double *ns)
 {
     char *end;
     double v = strtod(text, &end);
-    if (end == text || !(v > 0))
+    /* A day at most: callers convert to integer nanoseconds. */
+    if (end == text || !(v > 0) || v > 86400e9)
         return -1;
     if (strcmp(end, "ms") == 0) *ns = v * 1e6;
     else if (strcmp(end, "us") == 0) *ns = v * 1e3;
     else if (strcmp(end, "s") == 0) *ns = v * 1e9;
     else if (strcmp(end, "ns") == 0) *ns = v;
     else return -1;
+    if (*ns > 86400e9)
+        return -1;
     return 0;
 }
 

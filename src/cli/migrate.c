@@ -224,6 +224,7 @@ int cmd_migrate(int argc, char **argv)
         json_decref(q);
         if (!st) {
             cli_error("lost the VM's control socket: %s", err.msg);
+            json_decref(mig);
             close(fd);
             return 1;
         }

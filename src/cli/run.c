@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "ctl/ctl.h"
 #include "machine/machine.h"
+#include "machine/signals.h"
 #include "migrate/migration.h"
 #include "migrate/replication.h"
 #include "machine/vclock.h"
@@ -42,6 +43,9 @@ static void run_usage(FILE *out)
             "                    wait for a migration stream instead of booting; the\n"
             "                    stream sets RAM size and harts, local --drive/--net\n"
             "                    options bind the backends\n"
+            "  --max-mem SIZE    with --incoming/--restore/--standby: the largest RAM a\n"
+            "                    stream may describe (default: half of this host's\n"
+            "                    memory); a larger one is refused before allocating\n"
             "  --restore FILE    resume a VM saved with 'ferry save'\n"
             "  --standby tcp:ADDR:PORT | tls:ADDR:PORT\n"
             "                    be the standby of a replicated VM (ferry replicate);\n"
@@ -61,7 +65,8 @@ static void run_usage(FILE *out)
             "  --stats           print instructions executed, MIPS and SBI set_timer calls\n"
             "                    at exit\n"
             "\n"
-            "On a terminal, Ctrl-A x quits.\n"
+            "On a terminal, Ctrl-A x quits. SIGTERM, SIGINT and SIGHUP end ferry in any\n"
+            "state (an outgoing migration is cancelled first).\n"
             "The built-in guest is looked up in $FERRY_GUEST_DIR, then next to the\n"
             "ferry binary (guest/ or ../guest/).\n");
 }
@@ -101,7 +106,7 @@ int cmd_run(int argc, char **argv)
      * them from the stream and rejects a contradicting flag. */
     struct machine_config cfg = {0};
     const char *mem = NULL, *smp = NULL, *control = NULL, *incoming = NULL, *restore = NULL;
-    const char *standby = NULL, *fence = NULL, *heartbeat = NULL;
+    const char *standby = NULL, *fence = NULL, *heartbeat = NULL, *max_mem = NULL;
     bool stats = false;
     struct tls_config tls;
     memset(&tls, 0, sizeof tls);
@@ -133,6 +138,7 @@ int cmd_run(int argc, char **argv)
         FLAG("--standby", standby)
         FLAG("--fence", fence)
         FLAG("--heartbeat-timeout", heartbeat)
+        FLAG("--max-mem", max_mem)
 #undef FLAG
         if ((r = cli_flag_value(argc, argv, &i, "--drive", &v)) != 0) {
             if (r < 0)
@@ -177,6 +183,11 @@ int cmd_run(int argc, char **argv)
     }
     if (mem && cfg.ram_size == 0) {
         cli_error("--mem must be a positive size like 256M");
+        return EXIT_USAGE;
+    }
+    if (max_mem && (cli_parse_size(max_mem, &cfg.max_ram_size, &err) < 0 ||
+                    cfg.max_ram_size == 0)) {
+        cli_error("--max-mem must be a positive size like 4G, not '%s'", max_mem);
         return EXIT_USAGE;
     }
     if (smp) {
@@ -271,6 +282,10 @@ int cmd_run(int argc, char **argv)
 
     static struct machine m; /* large: keep it off the stack */
     int status;
+    if (signals_watch() < 0) {
+        cli_error("cannot start the signal watcher");
+        return 1;
+    }
     uint64_t start_ns = vclock_host_ns(), instructions = 0, set_timer_calls = 0;
     for (;;) {
         int rc;
@@ -281,6 +296,8 @@ int cmd_run(int argc, char **argv)
             cli_error("%s", err.msg);
             return 1;
         }
+        if (ctl)
+            signals_set_control_path(control);
         if (standby) {
             struct standby_params sp = {standby, fence, heartbeat_ns};
             rc = standby_run(&m, &cfg, &sp, &err);
@@ -305,12 +322,16 @@ int cmd_run(int argc, char **argv)
             machine_destroy(&m);
             return 1;
         }
+        signals_set_control_path(ctl ? control : NULL);
         if (receive_uri || standby) {
             migration_receive_started(&m);
             fprintf(stderr, "ferry: guest resumed from %s\n", standby ? standby : receive_uri);
         }
+        signals_set_machine(&m);
         status = machine_run(&m);
+        signals_set_machine(NULL);
         ctl_stop(ctl, m.stop == MACHINE_MIGRATED ? 5000 : 0);
+        signals_set_control_path(NULL);
         migration_join(&m);
         instructions += machine_instructions(&m);
         for (unsigned i = 0; i < m.nharts; i++)

@@ -9,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "machine/machine.h"
 #include "migrate/migration.h"
 #include "migrate/replication.h"
+#include "ctl/request.h"
 
 #define MAX_LINE 65536
 
@@ -25,6 +27,15 @@
 static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define MAX_CLIENTS 8
+/* One more slot, used only when the others are all taken, serving only the
+ * commands that regain control (ctl_cmd_is_priority): idle or hostile
+ * clients cannot lock the operator out of migrate-cancel or quit. */
+#define RESERVED_SLOT MAX_CLIENTS
+/* A client that sends nothing for this long is disconnected (the reserved
+ * slot's is short: it must be free for the next operator). */
+#define CLIENT_IDLE_MS 30000
+#define RESERVED_IDLE_MS 2000
+#define SLOT_WAIT_MS 500
 
 /* Each client gets its own thread, so a long request (save, switchover) or
  * a client polling migrate-status never blocks another client (a cancel). */
@@ -33,6 +44,7 @@ struct ctl_client {
     int fd;
     pthread_t thread;
     bool used, done;
+    bool priority_only;      /* the reserved slot */
 };
 
 struct ctl_server {
@@ -44,7 +56,7 @@ struct ctl_server {
     char path[108];
     pthread_t thread;
     pthread_mutex_t lock;
-    struct ctl_client clients[MAX_CLIENTS];
+    struct ctl_client clients[MAX_CLIENTS + 1];
     int client_connected;    /* number of connected clients, atomic */
 };
 
@@ -115,37 +127,6 @@ static json_t *migration_json(const struct migration_status *st)
     return o;
 }
 
-/* The request's "tls": {"cert", "key", "ca", "psk"} (paths), if any. */
-static int tls_from_json(json_t *req, struct tls_config *c, const char **why)
-{
-    json_t *t = json_object_get(req, "tls");
-    if (!t)
-        return 0;
-    static const struct {
-        const char *name;
-        size_t offset;
-    } fields[] = {
-        {"cert", offsetof(struct tls_config, cert)}, {"key", offsetof(struct tls_config, key)},
-        {"ca", offsetof(struct tls_config, ca)}, {"psk", offsetof(struct tls_config, psk)},
-    };
-    if (!json_is_object(t)) {
-        *why = "\"tls\" must be an object of paths: cert, key, ca or psk";
-        return -1;
-    }
-    for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
-        json_t *v = json_object_get(t, fields[k].name);
-        if (!v)
-            continue;
-        const char *s = json_string_value(v);
-        if (!s || strlen(s) >= TLS_PATH_MAX) {
-            *why = "\"tls\" paths must be strings shorter than 512 bytes";
-            return -1;
-        }
-        strcpy((char *)c + fields[k].offset, s);
-    }
-    return 0;
-}
-
 static json_t *replication_json(const struct replication_status *st)
 {
     static const char *names[] = {"none", "syncing", "protected", "switching", "switched",
@@ -204,60 +185,10 @@ static json_t *cmd_status(struct machine *m)
     return o;
 }
 
-static json_t *cmd_migrate(struct machine *m, json_t *req, bool save)
+static json_t *cmd_migrate(struct machine *m, const struct migration_params *p, bool save)
 {
-    struct migration_params p = {.live = true, .max_downtime_ns = 5000000,
-                                 .auto_converge = true, .max_throttle = 99};
-    const char *uri = json_string_value(json_object_get(req, save ? "file" : "uri"));
-    if (!uri || !*uri)
-        return fail(save ? "save needs \"file\"" : "migrate needs \"uri\"");
-    if (save)
-        snprintf(p.uri, sizeof p.uri, "file:%s", uri);
-    else
-        snprintf(p.uri, sizeof p.uri, "%s", uri);
-    json_t *v;
-    if ((v = json_object_get(req, "live")))
-        p.live = json_is_true(v);
-    if ((v = json_object_get(req, "max_downtime_ms"))) {
-        double ms = json_number_value(v);
-        if (!json_is_number(v) || ms <= 0 || ms > 600000)
-            return fail("max_downtime_ms must be a positive number of milliseconds");
-        p.max_downtime_ns = (uint64_t)(ms * 1e6);
-    }
-    if ((v = json_object_get(req, "bandwidth"))) {
-        double bw = json_number_value(v);
-        if (!json_is_number(v) || bw < 0)
-            return fail("bandwidth must be bytes per second (0 = unlimited)");
-        p.bandwidth = (uint64_t)bw;
-    }
-    if ((v = json_object_get(req, "verify")))
-        p.verify = json_is_true(v);
-    if ((v = json_object_get(req, "auto_converge"))) {
-        if (!json_is_boolean(v))
-            return fail("auto_converge must be true or false");
-        p.auto_converge = json_is_true(v);
-    }
-    if ((v = json_object_get(req, "max_throttle"))) {
-        /* ferry ctl sends numbers as reals: a whole one is fine. */
-        double t = json_number_value(v);
-        if (!json_is_number(v) || t < 1 || t > 99 || (double)(long)t != t)
-            return fail("max_throttle must be a whole percentage from 1 to 99");
-        p.max_throttle = (unsigned)t;
-    }
-    const char *why;
-    if (!save && tls_from_json(req, &p.tls, &why) < 0)
-        return fail(why);
-    if ((v = json_object_get(req, "compress")) &&
-        (!json_is_string(v) || compress_mode_parse(json_string_value(v), &p.compress) < 0))
-        return fail("compress must be \"auto\", \"zstd\" or \"none\"");
-    if ((v = json_object_get(req, "stream_version")))
-        p.stream_version = (uint32_t)json_integer_value(v);
-    if (save) {
-        p.live = false;
-        p.keep_running = json_is_true(json_object_get(req, "keep_running"));
-    }
     struct error err;
-    if (migration_start(m, &p, &err) < 0)
+    if (migration_start(m, p, &err) < 0)
         return fail(err.msg);
     if (!save)
         return ok();
@@ -277,92 +208,88 @@ static json_t *cmd_migrate(struct machine *m, json_t *req, bool save)
     return o;
 }
 
-char *ctl_handle(struct machine *m, const char *line)
+/* Carries out a parsed request (ctl/request.c checked every field). */
+static json_t *ctl_execute(struct machine *m, const struct ctl_request *req)
 {
-    json_error_t jerr;
-    json_t *req = json_loads(line, 0, &jerr), *resp;
-    const char *cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
-    /* These wait for the replication job, holding a reference to it. */
-    bool waits = cmd && (strcmp(cmd, "switchover") == 0 || strcmp(cmd, "replicate-stop") == 0);
-    if (!waits)
-        pthread_mutex_lock(&cmd_lock);
-    if (!req || !json_is_object(req)) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "request is not a JSON object: %s", jerr.text);
-        resp = fail(msg);
-    } else if (!cmd) {
-        resp = fail("request has no \"cmd\"");
-    } else if (strcmp(cmd, "status") == 0) {
-        resp = cmd_status(m);
-    } else if (strcmp(cmd, "pause") == 0) {
-        struct error err;
-        resp = runstate_hold(m, HOLD_OPERATOR, &err) == 0 ? ok() : fail(err.msg);
-    } else if (strcmp(cmd, "resume") == 0) {
-        struct error err;
-        resp = runstate_operator_resume(m, &err) == 0 ? ok() : fail(err.msg);
-    } else if (strcmp(cmd, "migrate") == 0) {
-        resp = cmd_migrate(m, req, false);
-    } else if (strcmp(cmd, "save") == 0) {
-        resp = cmd_migrate(m, req, true);
-    } else if (strcmp(cmd, "migrate-status") == 0) {
+    struct error err;
+    switch (req->cmd) {
+    case CTL_STATUS:
+        return cmd_status(m);
+    case CTL_PAUSE:
+        return runstate_hold(m, HOLD_OPERATOR, &err) == 0 ? ok() : fail(err.msg);
+    case CTL_RESUME:
+        return runstate_operator_resume(m, &err) == 0 ? ok() : fail(err.msg);
+    case CTL_MIGRATE:
+        return cmd_migrate(m, &req->mig, false);
+    case CTL_SAVE:
+        return cmd_migrate(m, &req->mig, true);
+    case CTL_MIGRATE_STATUS: {
         struct migration_status st;
         migration_get_status(m, &st);
-        resp = ok();
+        json_t *resp = ok();
         json_object_set_new(resp, "migration", migration_json(&st));
-    } else if (strcmp(cmd, "migrate-cancel") == 0) {
+        return resp;
+    }
+    case CTL_MIGRATE_CANCEL:
         migration_cancel(m);
-        resp = ok();
-    } else if (strcmp(cmd, "replicate") == 0) {
-        struct replication_params p = {.interval_ns = 25000000};
-        const char *uri = json_string_value(json_object_get(req, "uri"));
-        json_t *v = json_object_get(req, "interval_ms");
-        struct error err;
-        const char *why;
-        if (!uri)
-            resp = fail("replicate needs \"uri\"");
-        else if (tls_from_json(req, &p.tls, &why) < 0)
-            resp = fail(why);
-        else if (v && (!json_is_number(v) || json_number_value(v) <= 0))
-            resp = fail("interval_ms must be a positive number");
-        else {
-            snprintf(p.uri, sizeof p.uri, "%s", uri);
-            if (v)
-                p.interval_ns = (uint64_t)(json_number_value(v) * 1e6);
-            resp = replication_start(m, &p, &err) < 0 ? fail(err.msg) : ok();
-        }
-    } else if (strcmp(cmd, "replicate-stop") == 0) {
-        struct error err;
-        resp = replication_stop(m, &err) < 0 ? fail(err.msg) : ok();
-    } else if (strcmp(cmd, "switchover") == 0) {
-        struct error err;
-        if (replication_switchover(m, &err) < 0) {
-            resp = fail(err.msg);
-        } else {
-            struct replication_status rs;
-            replication_get_status(m, &rs);
-            resp = ok();
-            json_object_set_new(resp, "replication", replication_json(&rs));
-        }
-    } else if (strcmp(cmd, "replication-status") == 0) {
+        return ok();
+    case CTL_REPLICATE:
+        return replication_start(m, &req->repl, &err) < 0 ? fail(err.msg) : ok();
+    case CTL_REPLICATE_STOP:
+        return replication_stop(m, &err) < 0 ? fail(err.msg) : ok();
+    case CTL_SWITCHOVER: {
+        if (replication_switchover(m, &err) < 0)
+            return fail(err.msg);
         struct replication_status rs;
         replication_get_status(m, &rs);
-        resp = ok();
+        json_t *resp = ok();
         json_object_set_new(resp, "replication", replication_json(&rs));
-    } else if (strcmp(cmd, "quit") == 0) {
+        return resp;
+    }
+    case CTL_REPLICATION_STATUS: {
+        struct replication_status rs;
+        replication_get_status(m, &rs);
+        json_t *resp = ok();
+        json_object_set_new(resp, "replication", replication_json(&rs));
+        return resp;
+    }
+    case CTL_QUIT:
         machine_request_stop(m, MACHINE_QUIT, 0);
         machine_resume(m);
-        resp = ok();
-    } else {
-        char msg[200];
-        snprintf(msg, sizeof msg, "unknown command '%.100s'", cmd);
-        resp = fail(msg);
+        return ok();
     }
-    if (!waits)
-        pthread_mutex_unlock(&cmd_lock);
+    return fail("unknown command");
+}
+
+/* Handles one line; with priority_only (the reserved slot) only the
+ * commands that regain control are served. */
+static char *ctl_handle_line(struct machine *m, const char *line, bool priority_only)
+{
+    struct ctl_request req;
+    struct error err;
+    json_t *resp;
+    if (ctl_parse_request(line, &req, &err) < 0) {
+        resp = fail(err.msg);
+    } else if (priority_only && !ctl_cmd_is_priority(req.cmd)) {
+        resp = fail("too many control clients: this connection is served only status, "
+                    "migrate-status, migrate-cancel and quit");
+    } else {
+        /* These wait for the replication job, holding a reference to it. */
+        bool waits = req.cmd == CTL_SWITCHOVER || req.cmd == CTL_REPLICATE_STOP;
+        if (!waits)
+            pthread_mutex_lock(&cmd_lock);
+        resp = ctl_execute(m, &req);
+        if (!waits)
+            pthread_mutex_unlock(&cmd_lock);
+    }
     char *out = json_dumps(resp, JSON_COMPACT);
     json_decref(resp);
-    json_decref(req);
     return out;
+}
+
+char *ctl_handle(struct machine *m, const char *line)
+{
+    return ctl_handle_line(m, line, false);
 }
 
 static bool write_line(int fd, const char *s)
@@ -380,14 +307,20 @@ static bool write_line(int fd, const char *s)
     return send(fd, "\n", 1, MSG_NOSIGNAL) == 1;
 }
 
-static void serve_client(struct ctl_server *srv, int fd)
+static void serve_client(struct ctl_server *srv, struct ctl_client *c)
 {
+    int fd = c->fd;
     char *buf = malloc(MAX_LINE);
     size_t len = 0;
     while (buf) {
         struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = srv->stop_pipe[0], .events = POLLIN}};
-        if (poll(p, 2, -1) < 0 && errno != EINTR)
+        int n_ready = poll(p, 2, c->priority_only ? RESERVED_IDLE_MS : CLIENT_IDLE_MS);
+        if (n_ready < 0 && errno != EINTR)
             break;
+        if (n_ready == 0) {
+            write_line(fd, "{\"ok\":false,\"error\":\"idle for too long: disconnected\"}");
+            break;
+        }
         if (p[1].revents)
             break;
         if (!p[0].revents)
@@ -399,7 +332,7 @@ static void serve_client(struct ctl_server *srv, int fd)
         char *nl;
         while ((nl = memchr(buf, '\n', len))) {
             *nl = '\0';
-            char *resp = ctl_handle(srv->m, buf);
+            char *resp = ctl_handle_line(srv->m, buf, c->priority_only);
             bool sent = resp && write_line(fd, resp);
             free(resp);
             len -= (size_t)(nl + 1 - buf);
@@ -420,7 +353,7 @@ out:
 static void *client_thread(void *arg)
 {
     struct ctl_client *c = arg;
-    serve_client(c->srv, c->fd);
+    serve_client(c->srv, c);
     __atomic_sub_fetch(&c->srv->client_connected, 1, __ATOMIC_ACQ_REL);
     pthread_mutex_lock(&c->srv->lock);
     c->done = true;
@@ -428,11 +361,12 @@ static void *client_thread(void *arg)
     return NULL;
 }
 
-/* Joins finished client threads; returns a free slot or NULL. */
+/* Joins finished client threads; returns a free slot (the reserved one
+ * last) or NULL. */
 static struct ctl_client *reap_clients(struct ctl_server *srv, bool all)
 {
     struct ctl_client *free_slot = NULL;
-    for (int i = 0; i < MAX_CLIENTS; i++) {
+    for (int i = 0; i <= RESERVED_SLOT; i++) {
         struct ctl_client *c = &srv->clients[i];
         pthread_mutex_lock(&srv->lock);
         bool finished = c->used && c->done;
@@ -473,12 +407,19 @@ static void *ctl_thread(void *arg)
         if (fd < 0)
             continue;
         struct ctl_client *c = reap_clients(srv, false);
+        /* A client that just hung up may not have been noticed yet by its
+         * thread: give the slots a moment before turning this one away. */
+        for (int waited = 0; !c && waited < SLOT_WAIT_MS; waited += 10) {
+            usleep(10000);
+            c = reap_clients(srv, false);
+        }
         if (!c) {
             write_line(fd, "{\"ok\":false,\"error\":\"too many control clients\"}");
             close(fd);
             continue;
         }
-        *c = (struct ctl_client){.srv = srv, .fd = fd, .used = true};
+        *c = (struct ctl_client){.srv = srv, .fd = fd, .used = true,
+                                 .priority_only = c == &srv->clients[RESERVED_SLOT]};
         __atomic_add_fetch(&srv->client_connected, 1, __ATOMIC_ACQ_REL);
         if (pthread_create(&c->thread, NULL, client_thread, c) != 0) {
             __atomic_sub_fetch(&srv->client_connected, 1, __ATOMIC_ACQ_REL);
@@ -489,6 +430,39 @@ static void *ctl_thread(void *arg)
     /* Client threads see the stop pipe and end; wait for them. */
     reap_clients(srv, true);
     return NULL;
+}
+
+/* Makes PATH free for our socket: nothing there, or a stale socket (no
+ * one accepts on it: an earlier run that died). A live socket belongs to
+ * another VM and anything else is not ours to delete: refuse both. */
+static int ctl_claim_path(const char *path, struct error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return error_set(err, "control socket %s: %s", path, strerror(errno));
+    }
+    if (!S_ISSOCK(st.st_mode))
+        return error_set(err, "refusing to use %s as the control socket: it exists and is not "
+                         "a socket", path);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return error_set(err, "control socket: %s", strerror(errno));
+    int rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+    int e = errno;
+    close(fd);
+    if (rc == 0 || e == EAGAIN)
+        return error_set(err, "refusing to start: %s is the live control socket of another "
+                         "VM", path);
+    if (e != ECONNREFUSED)
+        return error_set(err, "control socket %s: %s", path, strerror(e));
+    if (unlink(path) < 0 && errno != ENOENT) /* stale: an earlier run's */
+        return error_set(err, "cannot remove the stale control socket %s: %s", path,
+                         strerror(errno));
+    return 0;
 }
 
 int ctl_open(const char *path, struct ctl_server **out, struct error *err)
@@ -508,9 +482,20 @@ int ctl_open(const char *path, struct ctl_server **out, struct error *err)
         free(srv);
         return error_set(err, "control socket: %s", strerror(errno));
     }
-    unlink(path); /* a stale socket of an earlier run */
-    if (bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof addr) < 0 ||
-        listen(srv->listen_fd, 4) < 0) {
+    if (ctl_claim_path(path, err) < 0) {
+        close(srv->listen_fd);
+        close(srv->stop_pipe[0]);
+        close(srv->stop_pipe[1]);
+        free(srv);
+        return -1;
+    }
+    /* 0600 whatever the umask: whoever can connect can save the VM's
+     * memory anywhere this process may write. The umask covers the moment
+     * between bind and chmod (it only ever narrows other threads' modes). */
+    mode_t old_mask = umask(0177);
+    int bound = bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof addr);
+    umask(old_mask);
+    if (bound < 0 || chmod(path, 0600) < 0 || listen(srv->listen_fd, 16) < 0) {
         int e = errno;
         close(srv->listen_fd);
         close(srv->stop_pipe[0]);

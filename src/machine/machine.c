@@ -56,9 +56,6 @@ static uint64_t bootrom_read(void *opaque, uint64_t offset, unsigned size)
 
 static const struct mmio_ops bootrom_ops = {.read = bootrom_read, .write = NULL};
 
-static volatile sig_atomic_t quit_signal;
-static void on_quit_signal(int sig) { quit_signal = sig; }
-
 void machine_request_stop(struct machine *m, enum machine_stop why, int exit_code)
 {
     pthread_mutex_lock(&m->ctl_lock);
@@ -200,7 +197,7 @@ static void machine_serve_requests(struct machine *m)
         pthread_mutex_lock(&m->ctl_lock);
         __atomic_store_n(&m->paused, true, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&m->ctl_cond);
-        while (m->paused && !quit_signal && machine_stop_reason(m) == MACHINE_RUNNING)
+        while (m->paused && machine_stop_reason(m) == MACHINE_RUNNING)
             pthread_cond_wait(&m->ctl_cond, &m->ctl_lock);
         if (machine_stop_reason(m) != MACHINE_RUNNING) {
             /* Migrated away or quitting: the guest must not run again. */
@@ -585,11 +582,9 @@ static void machine_poll(struct machine *m, int64_t timeout_ns)
 
 int machine_run(struct machine *m)
 {
-    struct sigaction sa = {.sa_handler = on_quit_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    /* SIGTERM/SIGINT/SIGHUP: machine/signals.c calls machine_request_stop
+     * from its own thread (it wakes a parked loop and kicks the harts), so
+     * neither a paused loop nor a busy hart need poll for them. */
     struct error err = {{0}};
     if (machine_harts_start(m, &err) < 0) {
         fprintf(stderr, "ferry: %s\n", err.msg);
@@ -601,8 +596,6 @@ int machine_run(struct machine *m)
         if (__atomic_load_n(&m->requests, __ATOMIC_ACQUIRE))
             machine_serve_requests(m);
         machine_update_timers(m);
-        if (quit_signal)
-            machine_request_stop(m, MACHINE_QUIT, 128 + quit_signal);
         if (machine_stop_reason(m) != MACHINE_RUNNING)
             break;
         machine_poll(m, machine_next_timer_ns(m));

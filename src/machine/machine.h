@@ -49,6 +49,7 @@ struct machine_config {
     unsigned nnets;
     bool no_rng;            /* leave out the virtio-rng device */
     bool no_boot;           /* state comes from a stream: load no images */
+    uint64_t max_ram_size;  /* largest RAM a stream may describe (0: half the host's) */
 };
 
 enum machine_stop {

@@ -1,10 +1,8 @@
 /* The end-of-stream exchanges (see handover.h). */
 #include "migrate/handover.h"
 
+#include "base/escape.h"
 #include "machine/vclock.h"
-
-/* Peer text is bounded here; what it may contain is its own business. */
-#define PEER_TEXT_MAX 400
 
 int stream_expect(struct stream *s, uint32_t want, const struct peer *peer,
                   const uint8_t **body, size_t *len, struct error *err)
@@ -16,9 +14,8 @@ int stream_expect(struct stream *s, uint32_t want, const struct peer *peer,
         if (type == want)
             return 0;
         if (type == REC_ERROR)
-            return error_set(err, "%s: %.*s", peer->refused,
-                             (int)(*len > PEER_TEXT_MAX ? PEER_TEXT_MAX : *len),
-                             (const char *)*body);
+            /* Escaped and bounded: the text may carry terminal escapes. */
+            return error_set(err, "%s: %s", peer->refused, peer_text(*body, *len).s);
         if (!(type & REC_OPTIONAL))
             return error_set(err, "%s sent unexpected record 0x%x (waiting for 0x%x)",
                              peer->name, type, want);

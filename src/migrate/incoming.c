@@ -3,9 +3,11 @@
  * ends here with a reason (sent back to the source when possible); the
  * source then keeps running the guest. */
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/escape.h"
 #include "dev/virtio_net.h"
 #include "machine/machine.h"
 #include "migrate/handover.h"
@@ -18,6 +20,14 @@
 
 #define ACCEPT_TIMEOUT_MS (10 * 60 * 1000)
 #define STREAM_TIMEOUT_MS 30000
+/* Total deadlines per phase (docs/migration-stream.md, "Deadlines"): a
+ * source sends its header and machine description at once; a pre-copy
+ * round ends with a PING; after END only READY's answer, GO, is due. */
+#define HANDSHAKE_DEADLINE_MS 10000
+/* At most this many rounds (the source stops at 30): with the per-round
+ * deadline, a bound on the whole migration. */
+#define MAX_ROUNDS 100
+#define FINAL_DEADLINE_MS 30000
 
 
 static const struct peer source = {"source", "source gave up"};
@@ -45,9 +55,12 @@ void incoming_free(struct migration_in *in)
 static int receive_state(struct machine *m, struct migration_in *in, struct error *err)
 {
     bool have_verify = false;
-    uint64_t verify = 0;
+    uint64_t verify = 0, round_ms = stream_copy_deadline_ms(m->bus.ram.size, 0);
+    unsigned rounds = 0;
     struct load_order order;
     load_order_begin(&order, m, false);
+    if (!in->ep.is_file)
+        stream_deadline(&in->s, "pre-copy round", round_ms);
     for (;;) {
         uint32_t type;
         const uint8_t *body;
@@ -56,8 +69,7 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
             pagecodec_record(&type, &body, &len, &in->zbuf, &in->zcap, err) < 0)
             return -1;
         if (type == REC_ERROR)
-            return error_set(err, "source gave up: %.*s", (int)(len > 400 ? 400 : len),
-                             (const char *)body);
+            return error_set(err, "source gave up: %s", peer_text(body, len).s);
         if (load_order_record(&order, type, body, len, err) < 0)
             return -1;
         switch (type) {
@@ -103,6 +115,9 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
             /* The source now either starts another round or pauses the
              * guest and sends the final state: be awake for it. */
             stream_spin(&in->s, FINAL_SPIN_NS);
+            stream_deadline(&in->s, "pre-copy round", round_ms);
+            if (++rounds > MAX_ROUNDS)
+                return error_set(err, "the source sent more than %d pre-copy rounds", MAX_ROUNDS);
             break;
         default:
             if (type & REC_OPTIONAL)
@@ -125,10 +140,29 @@ int receive_open(struct migration_in **out, struct machine *m, struct machine_co
     }
     if (!in->ep.is_file)
         fprintf(stderr, "ferry: waiting for a %s on %s\n", what, uri + 4);
-    if (transport_accept(&in->ep, ACCEPT_TIMEOUT_MS, err) < 0 ||
-        stream_init(&in->s, in->ep.fd, err) < 0)
+    uint8_t head[STREAM_HEADER_SIZE];
+    if (transport_accept_stream(&in->ep, ACCEPT_TIMEOUT_MS, HANDSHAKE_DEADLINE_MS, STREAM_MAGIC,
+                                8, head, sizeof head, err) < 0 ||
+        stream_init(&in->s, in->ep.fd, err) < 0 ||
+        (!in->ep.is_file && stream_preload(&in->s, head, sizeof head, err) < 0))
         goto fail;
+    if (receive_handshake(in, m, cfg, err) < 0)
+        return -1;
+    *out = in;
+    return 0;
+fail:
+    tell_source(in, err->msg);
+    incoming_free(in);
+    return -1;
+}
+
+int receive_handshake(struct migration_in *in, struct machine *m, struct machine_config *cfg,
+                      struct error *err)
+{
     in->s.timeout_ms = in->ep.is_file ? -1 : STREAM_TIMEOUT_MS;
+    if (!in->ep.is_file)
+        stream_deadline(&in->s, "handshake (stream header and machine description)",
+                        HANDSHAKE_DEADLINE_MS);
     if (stream_read_header(&in->s, err) < 0)
         goto fail;
 
@@ -144,6 +178,15 @@ int receive_open(struct migration_in **out, struct machine *m, struct machine_co
     }
     if (mstate_parse_machine(body, len, &desc, err) < 0)
         goto fail;
+    stream_deadline(&in->s, NULL, 0);
+    /* Before any allocation: the peer chooses the size. */
+    uint64_t max_ram = cfg->max_ram_size ? cfg->max_ram_size : receive_default_max_ram();
+    if (desc.ram_size > max_ram) {
+        error_set(err, "refused: the stream describes a machine with %llu MiB of RAM, more than "
+                  "the %llu MiB this host accepts (--max-mem)",
+                  (unsigned long long)desc.ram_size >> 20, (unsigned long long)max_ram >> 20);
+        goto fail;
+    }
     if (cfg->ram_size && cfg->ram_size != desc.ram_size) {
         error_set(err, "the stream is from a machine with %llu MiB of RAM, but --mem asks for "
                   "%llu MiB", (unsigned long long)desc.ram_size >> 20,
@@ -172,7 +215,6 @@ int receive_open(struct migration_in **out, struct machine *m, struct machine_co
             m->virtio[i].ops->quiesce(&m->virtio[i]);
     if (mstate_apply_machine(m, &desc, err) < 0)
         goto fail_machine;
-    *out = in;
     return 0;
 
 fail_machine:
@@ -181,6 +223,15 @@ fail:
     tell_source(in, err->msg);
     incoming_free(in);
     return -1;
+}
+
+uint64_t receive_default_max_ram(void)
+{
+    /* Half of the host's memory: a peer must not be able to make this
+     * process claim all of it. */
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    uint64_t half = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size / 2 : 1ull << 30;
+    return half & ~(uint64_t)(RAM_PAGE_SIZE - 1);
 }
 
 void receive_fail(struct migration_in *in, struct machine *m, const char *msg)
@@ -205,6 +256,11 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
     struct migration_in *in;
     if (receive_open(&in, m, cfg, uri, "migration stream", err) < 0)
         return -1;
+    return incoming_complete(in, m, err);
+}
+
+int incoming_complete(struct migration_in *in, struct machine *m, struct error *err)
+{
     if (receive_state(m, in, err) < 0)
         goto fail;
     receive_loaded(m);
@@ -219,6 +275,7 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
             goto fail;
         migration_trace("dst: READY sent", in->t_end);
         stream_spin(&in->s, FINAL_SPIN_NS);
+        stream_deadline(&in->s, "final exchange (GO after READY)", FINAL_DEADLINE_MS);
         if (handover_await_go(&in->s, &source, err) < 0) {
             error_prefix(err, "no GO from the source (it keeps the guest)");
             goto fail;

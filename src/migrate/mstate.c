@@ -5,6 +5,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "base/escape.h"
 #include "machine/machine.h"
 #include "migrate/progress.h"
 #include "migrate/pagecodec.h"
@@ -178,8 +179,11 @@ int mstate_put_pages(struct stream *s, struct machine *m, const uint64_t *bitmap
                 uint64_t sent = s->bytes_written + s->wlen - start_bytes;
                 uint64_t due_ns = sent * 1000000000ull / bandwidth_limit;
                 uint64_t took = vclock_host_ns() - start_ns;
-                if (due_ns > took)
-                    sleep_ns(due_ns - took);
+                /* In short naps: a cancel (or SIGTERM) must not wait out
+                 * a long pause at a low limit. */
+                for (; due_ns > took && !(cancel && atomic_load(cancel));
+                     took = vclock_host_ns() - start_ns)
+                    sleep_ns(due_ns - took < 10000000 ? due_ns - took : 10000000);
             }
         }
     }
@@ -348,8 +352,8 @@ static const struct dev_entry *find_device(struct dev_entry *devs, unsigned n,
             memcmp(devs[i].vs->name, id->name, id->name_len) == 0 &&
             devs[i].instance == id->instance)
             return &devs[i];
-    error_set(err, "stream has state for '%.*s' instance %u, which this machine lacks",
-              (int)id->name_len, id->name, id->instance);
+    error_set(err, "stream has state for '%s' instance %u, which this machine lacks",
+              peer_text(id->name, id->name_len).s, id->instance);
     return NULL;
 }
 
@@ -412,8 +416,8 @@ int mstate_expect_device(struct mstate_expect *e, const struct mstate_device_id 
         x->seen = true;
         return 0;
     }
-    return error_set(err, "stream has state for '%.*s' instance %u, which this machine lacks",
-                     (int)id->name_len, id->name, id->instance);
+    return error_set(err, "stream has state for '%s' instance %u, which this machine lacks",
+                     peer_text(id->name, id->name_len).s, id->instance);
 }
 
 int mstate_expect_complete(const struct mstate_expect *e, struct error *err)
@@ -430,6 +434,11 @@ int mstate_load_clock(struct machine *m, const uint8_t *body, size_t len, struct
 {
     if (len != 8)
         return error_set(err, "clock record has %zu bytes, expected 8", len);
+    /* The clock arithmetic is signed 64-bit (vclock offsets): a guest
+     * time past 2^62 ns (146 years) is corrupt, and would overflow it. */
+    if (get_u64(body) >= MSTATE_MAX_CLOCK_NS)
+        return error_set(err, "clock record says %llu ns of guest time: out of range",
+                         (unsigned long long)get_u64(body));
     /* The clock stays frozen at the source's pause value until the guest
      * resumes here, so the guest sees no gap and never goes backwards. */
     vclock_pause(&m->clock);

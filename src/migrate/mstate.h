@@ -87,6 +87,7 @@ int mstate_expect_device(struct mstate_expect *e, const struct mstate_device_id 
 /* Fails naming the first device without a record. */
 int mstate_expect_complete(const struct mstate_expect *e, struct error *err);
 int mstate_load_clock(struct machine *m, const uint8_t *body, size_t len, struct error *err);
+#define MSTATE_MAX_CLOCK_NS (1ull << 62)
 
 /* XXH3 of all RAM plus the serialized device state (for --verify). Fails
  * (rather than leave a device out) when memory runs out. */

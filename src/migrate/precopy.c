@@ -23,6 +23,12 @@
 
 #define HANDSHAKE_TIMEOUT_MS 30000
 _Static_assert(CONVERGE_MAX_ROUNDS <= MIG_MAX_ROUNDS, "every round has a row in the status");
+/* Total deadlines per phase, whatever the destination sends meanwhile
+ * (heartbeats included): a round's pages and PONG (stream_copy_deadline_ms);
+ * READY after END (the guest is paused here: past this it resumes here);
+ * RUNNING after GO. */
+#define READY_DEADLINE_MS 5000
+#define RUNNING_DEADLINE_MS 30000
 
 /* Steps are kept in memory and printed by migration_trace_flush: writing
  * to stderr (a pipe, often) while the guest is paused would be part of
@@ -155,6 +161,9 @@ static int precopy_send_round(struct migration *mig, struct stream *s, bool to_f
     progress_round_begin(&mig->progress, round,
                          bitmap_count(bitmap, mig->job.m->bus.ram.dirty_words), t_round);
     c->progress = &mig->progress;
+    if (!to_file)
+        stream_deadline(s, "pre-copy round",
+                        stream_copy_deadline_ms(mig->job.m->bus.ram.size, mig->p.bandwidth));
     if (mstate_put_pages(s, mig->job.m, bitmap, c, mig->p.bandwidth, &mig->job.cancel, err) < 0)
         return -1;
     if (!to_file) {
@@ -172,6 +181,13 @@ static int precopy_send_round(struct migration *mig, struct stream *s, bool to_f
     uint64_t dur = vclock_host_ns() - t_round;
     *rs = (struct round_stats){round, c->pages, s->bytes_written - wire0, dur ? dur : 1, 0, 0};
     return 0;
+}
+
+/* After END the destination loads the last pages and devices and, with
+ * --verify, hashes all RAM (a few GB/s): allow for that on large guests. */
+static uint64_t ready_deadline_ms(const struct machine *m)
+{
+    return READY_DEADLINE_MS + (m->bus.ram.size >> 30) * 1000;
 }
 
 /* Live pre-copy: rounds while the guest runs, until the convergence
@@ -258,7 +274,10 @@ static void *migration_thread(void *arg)
     snprintf(mig->st.channel, sizeof mig->st.channel, "%s", transport_describe(&ep));
     pthread_mutex_unlock(&mig->job.lock);
     s.timeout_ms = HANDSHAKE_TIMEOUT_MS;
-    if (stream_write_header(&s, version, &err) < 0 || mstate_put_machine(&s, m, &err) < 0)
+    /* Sent at once: the destination allows the handshake 10 s, and a
+     * bandwidth-paced first round may fill the buffer slowly. */
+    if (stream_write_header(&s, version, &err) < 0 || mstate_put_machine(&s, m, &err) < 0 ||
+        (!ep.is_file && stream_flush(&s, &err) < 0))
         goto fail;
 
     if (p->live && precopy_rounds(mig, &s, ep.is_file, bitmap, scratch, &total, &err) < 0)
@@ -270,6 +289,8 @@ static void *migration_thread(void *arg)
     pthread_mutex_lock(&mig->job.lock);
     mig->st.paused_at_ns = t_pause;
     pthread_mutex_unlock(&mig->job.lock);
+    if (!ep.is_file)
+        stream_deadline(&s, "final copy", stream_copy_deadline_ms(ram->size, 0));
     /* The job's own hold: an operator's pause or resume meanwhile neither
      * runs the guest during the copy nor is undone by the job. */
     if (runstate_hold(m, mig->hold, &err) < 0) {
@@ -316,11 +337,14 @@ static void *migration_thread(void *arg)
         error_set(&err, "cancelled");
         goto fail;
     }
+    if (transport_commit(&ep, &err) < 0) /* a save file: complete, put it in place */
+        goto fail;
 
     uint64_t t_end_sent = vclock_host_ns(), downtime = 0;
     if (!ep.is_file) {
         struct handover h = {.peer = destination, .ready_type = REC_READY};
         stream_spin(&s, FINAL_SPIN_NS);
+        stream_deadline(&s, "final exchange (READY after END)", ready_deadline_ms(m));
         if (handover_wait_ready(&s, &h, &err) < 0)
             goto fail;
         /* Commit point: the destination holds the complete state. From
@@ -344,6 +368,7 @@ static void *migration_thread(void *arg)
         /* No stream_spin for RUNNING: the destination's vCPU starts to
          * run the guest as it sends it, and a thread yielding to a busy
          * one can wait out its whole time slice. */
+        stream_deadline(&s, "handover (RUNNING after GO)", RUNNING_DEADLINE_MS);
         if (handover_go(&s, &h, &err) < 0)
             goto fail;
         /* The guest's downtime ends when the destination resumes it, not

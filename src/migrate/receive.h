@@ -26,6 +26,16 @@ struct migration_in {
  * and initialises m (devices quiesced until the guest resumes). */
 int receive_open(struct migration_in **out, struct machine *m, struct machine_config *cfg,
                  const char *uri, const char *what, struct error *err);
+/* The part of receive_open after the connection: reads the header (and
+ * MACHINE record) from in->s and builds m. On failure frees in. Separate
+ * for the fuzzers (tests/fuzz), which feed a socketpair or a memfd. */
+int receive_handshake(struct migration_in *in, struct machine *m, struct machine_config *cfg,
+                      struct error *err);
+/* The rest of migration_receive after receive_open: the state, READY,
+ * GO. On failure destroys m and frees in; on success m->incoming = in. */
+int incoming_complete(struct migration_in *in, struct machine *m, struct error *err);
+/* The largest RAM a stream may describe when --max-mem is not given. */
+uint64_t receive_default_max_ram(void);
 /* Sends ERROR to the sender (if it listens), destroys m, frees in. */
 void receive_fail(struct migration_in *in, struct machine *m, const char *msg);
 /* Recomputes interrupt lines after device state was loaded. */

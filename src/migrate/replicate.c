@@ -176,6 +176,16 @@ static void heartbeat_end(struct replication *r)
     r->heartbeat_running = false;
 }
 
+/* A phase deadline on the stream the heartbeat thread writes too. */
+#define RUNNING_DEADLINE_MS 30000
+static void set_deadline(struct replication *r, struct stream *s, const char *phase,
+                         uint64_t ms)
+{
+    pthread_mutex_lock(&r->send_lock);
+    stream_deadline(s, phase, ms);
+    pthread_mutex_unlock(&r->send_lock);
+}
+
 /* Sends (and flushes) what the main thread buffered, under send_lock. */
 static int send_locked(struct replication *r, struct stream *s, const struct stream *captured,
                        struct error *err)
@@ -202,6 +212,8 @@ static int initial_copy(struct replication *r, struct stream *s, uint64_t *bitma
         bitmap[ram->dirty_words - 1] = (1ull << (ram->npages % 64)) - 1;
     for (int round = 0; round < INITIAL_ROUNDS; round++) {
         struct page_counters c = {0};
+        /* A standby reading a trickle must not hold this thread forever. */
+        stream_deadline(s, "initial copy round", stream_copy_deadline_ms(ram->size, 0));
         if (mstate_put_pages(s, m, bitmap, &c, 0, NULL, err) < 0 || stream_flush(s, err) < 0)
             return -1;
         /* Records go straight to the socket from here on only under
@@ -209,6 +221,7 @@ static int initial_copy(struct replication *r, struct stream *s, uint64_t *bitma
         if (dirty_reader_harvest(&r->reader, bitmap, err) < 0)
             return -1;
     }
+    stream_deadline(s, NULL, 0);
     return 0;
 }
 
@@ -339,12 +352,19 @@ static void *replication_thread(void *arg)
             if (runstate_release(m, HOLD_REPLICATION, &err) < 0)
                 goto fail;
         }
-        /* The ACK is the checkpoint's READY: for a switchover, the first
-         * half of the commit handshake. */
+        set_deadline(r, &s, "checkpoint send", stream_copy_deadline_ms(ram->size, 0));
+        if (send_locked(r, &s, &cs, &err) < 0)
+            goto fail;
+        /* The ACK is the checkpoint's READY (for a switchover, the first
+         * half of the commit handshake), due within the silence limit
+         * whatever else the standby sends meanwhile: output is held until
+         * it comes. */
         struct handover h = {.peer = standby_peer, .ready_type = REC_ACK, .epoch = epoch,
                              .flush = flush_locked, .opaque = r};
-        if (send_locked(r, &s, &cs, &err) < 0 || handover_wait_ready(&s, &h, &err) < 0)
+        set_deadline(r, &s, "checkpoint acknowledgement", ack_timeout / 1000000);
+        if (handover_wait_ready(&s, &h, &err) < 0)
             goto fail;
+        set_deadline(r, &s, NULL, 0);
         acked = epoch;
         for_each_output(m, commit_epoch, epoch);
         uint64_t t_ack = now_ns();
@@ -358,6 +378,7 @@ static void *replication_thread(void *arg)
             /* The standby holds the final state: hand the guest over. */
             struct error rs_err;
             runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_HANDOVER, &rs_err);
+            set_deadline(r, &s, "switchover (RUNNING after GO)", RUNNING_DEADLINE_MS);
             if (handover_go(&s, &h, &err) < 0) {
                 /* Past GO the standby may run the guest: never resume
                  * (only the operator, who checked, may). */
@@ -492,8 +513,13 @@ static int replication_request(struct machine *m, bool stop, struct error *err)
     int rc = 0;
     pthread_mutex_lock(&r->job.lock);
     if (r->job.finished) {
+        /* Say what ended it: a request racing a switchover that already
+         * completed must learn that the guest went to the standby. */
         rc = error_set(err, "replication is not running (%s)",
-                       r->st.error[0] ? r->st.error : "stopped");
+                       r->st.state == REPL_SWITCHED ? "the guest was handed to the standby by a "
+                                                      "switchover"
+                       : r->st.error[0]             ? r->st.error
+                                                    : "stopped");
     } else if (r->stop_requested && !stop) {
         rc = error_set(err, "replication is being stopped: switchover refused");
     } else if (r->switch_requested && stop) {

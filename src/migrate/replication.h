@@ -65,5 +65,10 @@ struct standby_params {
 };
 int standby_run(struct machine *m, struct machine_config *cfg, const struct standby_params *p,
                 struct error *err);
+/* standby_run after the connection and machine description (for the
+ * fuzzers: in comes from receive_handshake). */
+struct migration_in;
+int standby_serve(struct migration_in *in, struct machine *m, const struct standby_params *p,
+                  struct error *err);
 
 #endif

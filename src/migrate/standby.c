@@ -38,6 +38,7 @@ struct pending_write {
 struct standby {
     struct staged *recs;
     size_t nrecs, cap;
+    uint64_t staged_bytes, stage_limit;
     struct pending_write *writes;
     size_t nwrites, wcap;
     uint64_t applied_epoch;
@@ -48,6 +49,21 @@ static void staged_clear(struct standby *sb)
     for (size_t i = 0; i < sb->nrecs; i++)
         free(sb->recs[i].body);
     sb->nrecs = 0;
+    sb->staged_bytes = 0;
+}
+
+/* A checkpoint holds at most every page once, the device state and the
+ * epoch's disk writes: twice the RAM and 64 MiB more is far beyond a real
+ * one, and keeps a primary that never ends a checkpoint from filling this
+ * host's memory. */
+#define STAGE_RAM_MULTIPLE 2
+#define STAGE_EXTRA_BYTES (64ull << 20)
+
+/* 1 when staging len more bytes would pass the bound. */
+static bool stage_over_limit(const struct standby *sb, size_t len)
+{
+    /* Each record also costs its bookkeeping. */
+    return sb->staged_bytes + len + sizeof(struct staged) > sb->stage_limit;
 }
 
 static int stage(struct standby *sb, uint32_t type, const uint8_t *body, size_t len,
@@ -66,6 +82,7 @@ static int stage(struct standby *sb, uint32_t type, const uint8_t *body, size_t 
         return error_set(err, "out of memory staging a checkpoint");
     memcpy(copy, body, len);
     sb->recs[sb->nrecs++] = (struct staged){type, len, copy};
+    sb->staged_bytes += len + sizeof(struct staged);
     return 0;
 }
 
@@ -127,6 +144,9 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
         case REC_CLOCK:
             if (r->len != 8)
                 rc = error_set(err, "clock record has %zu bytes, expected 8", r->len);
+            else if (get_u64(r->body) >= MSTATE_MAX_CLOCK_NS) /* mstate_load_clock's check */
+                rc = error_set(err, "clock record says %llu ns of guest time: out of range",
+                               (unsigned long long)get_u64(r->body));
             break;
         case REC_DISK_WRITE:
             rc = check_disk_write(m, r, err);
@@ -231,8 +251,14 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
     struct migration_in *in;
     if (receive_open(&in, m, cfg, p->uri, "primary to replicate", err) < 0)
         return -1;
+    return standby_serve(in, m, p, err);
+}
+
+int standby_serve(struct migration_in *in, struct machine *m, const struct standby_params *p,
+                  struct error *err)
+{
     runstate_transition(m, RUN_STATE_INCOMING, RUN_STATE_STANDBY, err);
-    struct standby sb = {0};
+    struct standby sb = {.stage_limit = STAGE_RAM_MULTIPLE * m->bus.ram.size + STAGE_EXTRA_BYTES};
     bool in_checkpoint = false, planned = false;
     /* A checkpoint was refused: the primary was told and runs on
      * unprotected, so losing it is no reason to take over. */
@@ -263,10 +289,32 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
         if (type == REC_CHECKPOINT) {
             staged_clear(&sb);
             in_checkpoint = true;
+            /* It must also arrive in time, however it trickles. */
+            stream_deadline(&in->s, "checkpoint", stream_copy_deadline_ms(m->bus.ram.size, 0));
         }
         if (in_checkpoint) {
+            if (type != REC_END && stage_over_limit(&sb, len)) {
+                /* Refused like an invalid checkpoint: dropped, the last
+                 * applied one stands. The primary is told (receive_fail)
+                 * and runs on unprotected, so this standby must not take
+                 * over on its own; and a primary that never ends a
+                 * checkpoint is not worth reading further. */
+                fprintf(stderr, "ferry: standby: checkpoint refused: it passed the staging "
+                        "bound of %llu MiB without ending; keeping checkpoint %llu\n",
+                        (unsigned long long)sb.stage_limit >> 20,
+                        (unsigned long long)sb.applied_epoch);
+                staged_clear(&sb);
+                error_set(err, "not taking over: checkpoint %llu exceeded the standby's staging "
+                          "bound of %llu MiB and was refused; the primary runs on unprotected "
+                          "(this standby's copy is checkpoint %llu)",
+                          (unsigned long long)sb.applied_epoch + 1,
+                          (unsigned long long)sb.stage_limit >> 20,
+                          (unsigned long long)sb.applied_epoch);
+                goto fail;
+            }
             if (type == REC_END) {
                 in_checkpoint = false;
+                stream_deadline(&in->s, NULL, 0);
                 int applied = apply_checkpoint(&sb, m, &rerr);
                 if (applied == -2) {
                     staged_clear(&sb);

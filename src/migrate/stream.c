@@ -12,6 +12,8 @@
 #include "machine/vclock.h"
 
 #define WBUF_FLUSH_AT (1u << 20)
+#define WBUF_FULL (WBUF_FLUSH_AT + STREAM_MAX_RECORD + 64)
+#define WBUF_INITIAL (64u * 1024)
 
 int stream_init(struct stream *s, int fd, struct error *err)
 {
@@ -19,7 +21,9 @@ int stream_init(struct stream *s, int fd, struct error *err)
     s->fd = fd;
     s->timeout_ms = -1;
     s->version = STREAM_VERSION;
-    s->wcap = WBUF_FLUSH_AT + STREAM_MAX_RECORD + 64;
+    /* Small at first: a receiver only answers with small records. It
+     * grows to its full size (WBUF_FULL) at the first large record. */
+    s->wcap = WBUF_INITIAL;
     s->wbuf = malloc(s->wcap);
     if (!s->wbuf)
         return error_set(err, "out of memory for the stream buffer");
@@ -32,6 +36,40 @@ void stream_free(struct stream *s)
     free(s->rbuf);
     free(s->ibuf);
     s->wbuf = s->rbuf = s->ibuf = NULL;
+}
+
+void stream_deadline(struct stream *s, const char *phase, uint64_t ms)
+{
+    s->phase = phase;
+    s->deadline = ms ? vclock_host_ns() + ms * 1000000ull : 0;
+}
+
+uint64_t stream_copy_deadline_ms(uint64_t bytes, uint64_t bandwidth)
+{
+    const uint64_t base = 5 * 60 * 1000, min_rate = 1 << 20;
+    uint64_t rate = bandwidth && bandwidth < min_rate ? bandwidth : min_rate;
+    return base + bytes / rate * 1000 + 1000;
+}
+
+/* The time left in the phase, capped by the per-wait timeout: -1 for no
+ * limit, 0 when the phase is over. */
+static int phase_timeout_ms(const struct stream *s)
+{
+    if (!s->deadline)
+        return s->timeout_ms;
+    uint64_t now = vclock_host_ns();
+    if (now >= s->deadline)
+        return 0;
+    uint64_t left = (s->deadline - now + 999999) / 1000000;
+    if (s->timeout_ms >= 0 && left > (uint64_t)s->timeout_ms)
+        return s->timeout_ms;
+    return left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+static int phase_over(const struct stream *s, struct error *err)
+{
+    return error_set(err, "the peer did not complete the %s in time (a total deadline, "
+                     "however it trickles data)", s->phase ? s->phase : "exchange");
 }
 
 static int wait_fd(struct stream *s, short events, struct error *err)
@@ -47,12 +85,17 @@ static int wait_fd(struct stream *s, short events, struct error *err)
         }
         s->spin_until = 0;
     }
-    if (s->timeout_ms < 0)
+    int timeout = phase_timeout_ms(s);
+    if (timeout < 0)
         return 0;
+    if (s->deadline && timeout == 0)
+        return phase_over(s, err);
     int n;
     do {
-        n = poll(&p, 1, s->timeout_ms);
+        n = poll(&p, 1, timeout);
     } while (n < 0 && errno == EINTR);
+    if (n == 0 && s->deadline && vclock_host_ns() >= s->deadline)
+        return phase_over(s, err);
     if (n == 0)
         return error_set(err, "peer did not respond within %d ms", s->timeout_ms);
     if (n < 0)
@@ -124,6 +167,18 @@ static int read_all(struct stream *s, uint8_t *p, size_t len, struct error *err)
     return 0;
 }
 
+int stream_preload(struct stream *s, const void *bytes, size_t n, struct error *err)
+{
+    if (n > 64 || s->ilen)
+        return error_set(err, "stream_preload: %zu bytes after reading began", n);
+    if (!s->ibuf && !(s->ibuf = malloc(IBUF_SIZE)))
+        return error_set(err, "out of memory for the stream buffer");
+    memcpy(s->ibuf, bytes, n);
+    s->ipos = 0;
+    s->ilen = n;
+    return 0;
+}
+
 int stream_flush(struct stream *s, struct error *err)
 {
     if (!s->wlen || s->capture)
@@ -185,6 +240,13 @@ int stream_put_iov(struct stream *s, uint32_t type, const void *const *parts, co
                 return error_set(err, "out of memory capturing %zu bytes", cap);
             s->wbuf = nb;
             s->wcap = cap;
+        } else if (s->wcap < WBUF_FULL) {
+            /* A sender after all: the buffer takes its full size. */
+            uint8_t *nb = realloc(s->wbuf, WBUF_FULL);
+            if (!nb)
+                return error_set(err, "out of memory for the stream buffer");
+            s->wbuf = nb;
+            s->wcap = WBUF_FULL;
         } else if (stream_flush(s, err) < 0) {
             return -1;
         }
@@ -214,6 +276,10 @@ int stream_get(struct stream *s, uint32_t *type, const uint8_t **body, size_t *l
                struct error *err)
 {
     uint8_t h[8];
+    /* Records already buffered count too: a peer sending heartbeats fast
+     * must not keep a phase alive. */
+    if (s->deadline && vclock_host_ns() >= s->deadline)
+        return phase_over(s, err);
     if (read_all(s, h, 8, err) < 0)
         return -1;
     uint32_t t = get_u32(h), n = get_u32(h + 4);

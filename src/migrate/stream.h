@@ -62,6 +62,8 @@ struct stream {
     uint64_t spin_until;    /* see stream_spin (vclock_host_ns) */
     bool capture;           /* records accumulate in wbuf, nothing is sent */
     struct page_encoder *pages; /* optional: deltas and zstd for PAGES (pagecodec.h) */
+    uint64_t deadline;      /* end of the current phase (vclock_host_ns), 0: none */
+    const char *phase;      /* its name, for the error message */
 };
 
 int stream_init(struct stream *s, int fd, struct error *err);
@@ -82,6 +84,20 @@ int stream_flush(struct stream *s, struct error *err);
  * costs tens of microseconds of downtime. */
 void stream_spin(struct stream *s, uint64_t ns);
 #define FINAL_SPIN_NS 2000000ull /* the final exchange's replies come within this */
+/* A total deadline for a phase of the exchange (the handshake, a round,
+ * the final exchange): every read and write fails once it has passed, so
+ * a peer cannot stretch a phase by trickling bytes or sending heartbeats
+ * (timeout_ms only bounds each wait). ms == 0 clears it. */
+void stream_deadline(struct stream *s, const char *phase, uint64_t ms);
+/* The deadline for a phase that copies up to `bytes` (a pre-copy round, a
+ * checkpoint): 5 minutes plus 1 s per MiB, so a copy slower than 1 MiB/s
+ * fails, or what a bandwidth cap (bytes/s, 0 = none) below that needs. */
+uint64_t stream_copy_deadline_ms(uint64_t bytes, uint64_t bandwidth);
+
+/* Puts bytes already read from the fd (a header the listener checked)
+ * back in front of what comes next. At most 64 bytes, before any read. */
+int stream_preload(struct stream *s, const void *bytes, size_t n, struct error *err);
+
 /* Sends the records a capturing stream accumulated (a replication
  * checkpoint staged while the guest was paused). */
 int stream_send_captured(struct stream *s, const struct stream *captured, struct error *err);

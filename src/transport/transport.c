@@ -39,7 +39,7 @@ int transport_parse_tcp(const char *uri, char *host, size_t host_cap, char *port
     return 0;
 }
 
-static void tune_socket(int fd)
+void transport_tune_socket(int fd)
 {
     /* Modest buffers: the send rate the source measures then tracks what
      * the destination has applied, so the final pause has little backlog. */
@@ -74,17 +74,9 @@ int transport_open_out(const char *uri, struct endpoint *ep, struct error *err)
 int transport_open_out_tls(const char *uri, const struct tls_config *tls, struct endpoint *ep,
                            struct error *err)
 {
-    ep->fd = -1;
-    ep->is_file = false;
-    ep->want_tls = false;
-    ep->tls = NULL;
-    if (strncmp(uri, "file:", 5) == 0) {
-        ep->fd = open(uri + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (ep->fd < 0)
-            return error_set(err, "cannot create %s: %s", uri + 5, strerror(errno));
-        ep->is_file = true;
-        return 0;
-    }
+    *ep = (struct endpoint){.fd = -1};
+    if (strncmp(uri, "file:", 5) == 0)
+        return transport_open_file(uri + 5, ep, err);
     char host[256], port[16];
     if (transport_parse_tcp(uri, host, sizeof host, port, sizeof port, err) < 0)
         return -1;
@@ -113,7 +105,7 @@ int transport_open_out_tls(const char *uri, const struct tls_config *tls, struct
             continue;
         }
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-        tune_socket(fd);
+        transport_tune_socket(fd);
         ep->fd = fd;
         break;
     }
@@ -133,10 +125,8 @@ int transport_open_out_tls(const char *uri, const struct tls_config *tls, struct
 
 int transport_listen(const char *uri, struct endpoint *ep, struct error *err)
 {
-    ep->fd = -1;
-    ep->is_file = false;
+    *ep = (struct endpoint){.fd = -1};
     ep->want_tls = is_tls(uri);
-    ep->tls = NULL;
     if (ep->want_tls && tls_config_check(tls_get_default(), err) < 0)
         return -1;
     if (strncmp(uri, "file:", 5) == 0) {
@@ -158,7 +148,7 @@ int transport_listen(const char *uri, struct endpoint *ep, struct error *err)
     int one = 1;
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1) < 0) {
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 8) < 0) {
         int e = errno;
         if (fd >= 0)
             close(fd);
@@ -166,36 +156,6 @@ int transport_listen(const char *uri, struct endpoint *ep, struct error *err)
         return error_set(err, "cannot listen on %s:%s: %s", host, port, strerror(e));
     }
     freeaddrinfo(res);
-    ep->fd = fd;
-    return 0;
-}
-
-int transport_accept(struct endpoint *ep, int timeout_ms, struct error *err)
-{
-    if (ep->is_file)
-        return 0;
-    struct pollfd p = {.fd = ep->fd, .events = POLLIN};
-    int n;
-    do {
-        n = poll(&p, 1, timeout_ms);
-    } while (n < 0 && errno == EINTR);
-    if (n == 0)
-        return error_set(err, "no migration stream arrived within %d s", timeout_ms / 1000);
-    int fd = accept4(ep->fd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd < 0)
-        return error_set(err, "accept: %s", strerror(errno));
-    close(ep->fd);
-    tune_socket(fd);
-    ep->fd = -1;
-    if (ep->want_tls) {
-        /* The handshake (and the peer's authentication) comes before the
-         * stream reads a byte of state. */
-        if (tls_server(fd, tls_get_default(), TLS_HANDSHAKE_TIMEOUT_MS, &ep->tls, &ep->fd,
-                       err) < 0)
-            return -1;
-        fprintf(stderr, "ferry: accepted a peer over %s\n", tls_describe(ep->tls));
-        return 0;
-    }
     ep->fd = fd;
     return 0;
 }
@@ -209,4 +169,9 @@ void transport_close(struct endpoint *ep)
         close(ep->fd);
     }
     ep->fd = -1;
+    if (ep->tmp_path)
+        unlink(ep->tmp_path); /* not committed: leave nothing behind */
+    free(ep->tmp_path);
+    free(ep->final_path);
+    ep->tmp_path = ep->final_path = NULL;
 }

@@ -1,5 +1,6 @@
 /* Where a migration stream goes: a TCP connection or a file.
- *   tcp:HOST:PORT   connect (source) / listen on and accept one (destination)
+ *   tcp:HOST:PORT   connect (source) / listen, and accept the one that sends a
+ *                   stream header (destination)
  *   tls:HOST:PORT   the same, inside TLS 1.3 with mutual authentication
  *                   (transport/tls.h); the stream sees a plain fd either way
  *   file:PATH       write a save file / read it back */
@@ -8,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/error.h"
 
@@ -19,6 +21,8 @@ struct endpoint {
     bool is_file;   /* no return path */
     bool want_tls;  /* listening on a tls: URI */
     struct tls_channel *tls;  /* the session once a tls: peer is connected */
+    char *tmp_path;   /* file being written, renamed to final_path on commit */
+    char *final_path;
 };
 
 int transport_open_out(const char *uri, struct endpoint *ep, struct error *err);
@@ -31,10 +35,28 @@ int transport_check_uri(const char *uri, bool allow_file, struct error *err);
 /* "plain TCP", or the TLS session's description (transport/tls.h). */
 const char *transport_describe(const struct endpoint *ep);
 /* Destination: binds before returning from transport_listen so the caller
- * can report readiness; transport_accept then waits for the peer. */
+ * can report readiness; transport_accept_stream then waits for the peer. */
 int transport_listen(const char *uri, struct endpoint *ep, struct error *err);
-int transport_accept(struct endpoint *ep, int timeout_ms, struct error *err);
 void transport_close(struct endpoint *ep);
+
+/* Destination (src/transport/accept.c): waits up to timeout_ms for the
+ * peer. Anyone can connect, so a connection counts only once its first
+ * `n` bytes (n <= 64) begin with `magic` (magic_len bytes); until then
+ * the listener keeps accepting. Connections that send
+ * something else, hang up, or stay silent for `header_ms` are logged and
+ * closed without ending the wait. The n bytes read go to head. */
+int transport_accept_stream(struct endpoint *ep, int timeout_ms, int header_ms,
+                            const char *magic, size_t magic_len, uint8_t *head, size_t n,
+                            struct error *err);
+
+/* A file endpoint written through a temporary file: transport_commit
+ * syncs it and renames it into place; transport_close before that removes
+ * it, so a failed save leaves nothing behind. */
+int transport_commit(struct endpoint *ep, struct error *err);
+/* Socket options for a migration connection. */
+void transport_tune_socket(int fd);
+/* transport_open_out for file:PATH (src/transport/file_out.c). */
+int transport_open_file(const char *path, struct endpoint *ep, struct error *err);
 
 /* Parses tcp:HOST:PORT (or tls:HOST:PORT) into host and port strings. */
 int transport_parse_tcp(const char *uri, char *host, size_t host_cap, char *port, size_t port_cap,
