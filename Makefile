@@ -88,8 +88,11 @@ guest:
 # tests that exercise threads (SMP boot, a migration, a replication) under
 # ThreadSanitizer; one summary line for both.
 TSAN_TESTS := unit/,linux/boot/smp_4,linux/migrate/live_memdirty,linux/replicate/switchover,linux/migrate_converge/auto_converge
+# Two tests at a time: most of a guest test's time is one busy hart, and CI
+# has two cores (tests/run.py --jobs; timing-sensitive tests run alone).
+TEST_JOBS ?= 2
 test: all asan unit isa guest tsan fuzz-smoke
-	tests/run.py --ferry $(BUILD)/asan/ferry --variant $(BUILD)/tsan/ferry=$(TSAN_TESTS)
+	tests/run.py --jobs $(TEST_JOBS) --ferry $(BUILD)/asan/ferry --variant $(BUILD)/tsan/ferry=$(TSAN_TESTS)
 
 # libFuzzer harnesses (tests/fuzz/README.md), built with clang: the library
 # again with coverage, ASan and UBSan; seeds written by make-seeds.
