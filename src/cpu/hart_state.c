@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cpu/cpu_internal.h"
+#include "cpu/jit.h"
 #include "migrate/vmstate.h"
 
 static bool bool_ok(const void *p)
@@ -85,6 +86,7 @@ void hart_state_loaded(struct hart *h)
     /* Derived caches are rebuilt, never migrated. */
     h->x[0] = 0;
     hart_tlb_flush(h);
+    jit_flush(h);
     hart_update_ctx(h);
     h->interrupt_check = true;
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cpu/cpu_internal.h"
+#include "cpu/jit.h"
 #include "mem/bus.h"
 
 static uint64_t fault_cause(enum access access, bool page_fault)
@@ -97,6 +98,10 @@ static void tlb_fill(struct hart *h, enum access access, uint64_t vaddr, uint64_
     case ACCESS_FETCH:
         return; /* fetch entries also carry decoded code: exec.c fills them */
     case ACCESS_WRITE:
+        /* Stores to pages holding translated code stay on the slow path,
+         * which invalidates the translations. */
+        if (jit_page_has_code(ram, (ppage - ram->base) >> RAM_PAGE_SHIFT))
+            return;
         tlb = h->tlb_write; ctx = h->ctx_data;
         /* Writes through this entry skip the dirty log until the next
          * harvest drops it: mark the page now. */
@@ -127,6 +132,7 @@ static bool access_in_page(struct hart *h, uint64_t vaddr, unsigned size, uint64
         if (access == ACCESS_WRITE) {
             memcpy(p, value, size);
             ram_mark_dirty(&bus->ram, paddr, size);
+            jit_note_ram_write(&bus->ram, paddr, size);
         } else {
             *value = 0;
             memcpy(value, p, size);
@@ -259,8 +265,10 @@ static uint8_t *rmw_ptr(struct hart *h, uint64_t vaddr, unsigned size, uint64_t 
         return NULL;
     }
     tlb_fill(h, access, vaddr, *paddr);
-    if (access == ACCESS_WRITE)
+    if (access == ACCESS_WRITE) {
         ram_mark_dirty(ram, *paddr, size);
+        jit_note_ram_write(ram, *paddr, size);
+    }
     return ram_host(ram, *paddr);
 }
 

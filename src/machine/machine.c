@@ -3,6 +3,7 @@
  * services host file descriptors. An idle guest (all harts in WFI) sleeps
  * in ppoll until its next timer deadline or console input. */
 #include "machine/machine.h"
+#include "cpu/jit.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -382,8 +383,10 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
         return -1;
     vclock_init(&m->clock);
     m->trace = getenv("FERRY_TRACE") != NULL;
-    for (unsigned i = 0; i < m->nharts; i++)
+    for (unsigned i = 0; i < m->nharts; i++) {
         hart_init(&m->harts[i], i, m, &m->bus);
+        m->harts[i].use_jit = cfg->jit;
+    }
     if (console_open(&m->console, cfg->console ? cfg->console : "stdio", err) < 0)
         goto fail;
     if (machine_add_devices(m, err) < 0)
@@ -409,6 +412,8 @@ void machine_destroy(struct machine *m)
         close(m->wake_fd);
     m->wake_fd = -1;
     icache_free(&m->icache);
+    for (unsigned i = 0; i < m->nharts; i++)
+        jit_free(&m->harts[i]);
     console_close(&m->console);
     ram_destroy(&m->bus.ram);
 }
@@ -558,7 +563,7 @@ int machine_run(struct machine *m)
                     hart_run(h, 1);
                 }
             } else {
-                hart_run(h, SLICE_INSNS);
+                h->use_jit ? jit_run(h, SLICE_INSNS) : hart_run(h, SLICE_INSNS);
             }
             busy |= !h->wfi && h->hsm == HSM_STARTED;
             /* Other harts run before this one continues: a store of theirs

@@ -39,6 +39,7 @@ void ram_destroy(struct ram *ram)
         munmap(ram->host, ram->size);
     free(ram->dirty);
     free(ram->touched);
+    free(ram->jit_code);
     memset(ram, 0, sizeof *ram);
 }
 

@@ -28,6 +28,11 @@ struct ram {
     uint64_t *dirty;   /* one bit per page; access only through the functions below */
     uint64_t *touched; /* one bit per page ever written; never cleared */
     size_t dirty_words;
+    /* Translating CPU: one byte per page, non-zero while some hart may hold
+     * translated code from it (allocated by the first translation, freed
+     * with the RAM); jit_code_gen counts writes that hit such a page. */
+    uint8_t *jit_code;
+    uint64_t jit_code_gen;
 };
 
 int ram_init(struct ram *ram, uint64_t base, uint64_t size, struct error *err);
