@@ -404,6 +404,13 @@ void hart_step(struct hart *h)
     exec_uncached(h);
 }
 
+bool hart_exec_generic(struct hart *h, uint32_t insn)
+{
+    struct decoded d;
+    icache_decode(&d, insn);
+    return exec_generic(h, &d);
+}
+
 uint64_t hart_run(struct hart *h, uint64_t budget)
 {
     static const void *const labels[OP_COUNT] = {

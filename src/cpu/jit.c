@@ -302,8 +302,10 @@ int jit_load_slow(struct hart *h, uint64_t va, uint32_t info, uint64_t pc)
     unsigned k = op - OP_LB;
     uint64_t v;
     h->pc = pc;
-    if (!cpu_load(h, va, sizes[k], &v))
+    if (!cpu_load(h, va, sizes[k], &v)) {
+        h->instret++; /* as the interpreter counts a trapping instruction */
         return 1;
+    }
     if (k == 0) v = (uint64_t)(int64_t)(int8_t)v;
     else if (k == 1) v = (uint64_t)(int64_t)(int16_t)v;
     else if (k == 2) v = (uint64_t)(int64_t)(int32_t)v;
@@ -321,8 +323,10 @@ int jit_store_slow(struct hart *h, uint64_t va, uint64_t value, uint32_t info, u
 {
     unsigned size = info & 0xff, len = info >> 16;
     h->pc = pc;
-    if (!cpu_store(h, va, size, value))
+    if (!cpu_store(h, va, size, value)) {
+        h->instret++;
         return 1;
+    }
     uint64_t gen = __atomic_load_n(&h->bus->ram.jit_code_gen, __ATOMIC_ACQUIRE);
     if (unlikely(h->interrupt_check || gen != h->jit->code_gen)) {
         /* An interrupt, or the store hit translated code (maybe this
@@ -335,25 +339,40 @@ int jit_store_slow(struct hart *h, uint64_t va, uint64_t value, uint32_t info, u
 }
 
 /* Runs one untranslated instruction through the interpreter. insn: the
- * original bits (16 or 32); raw: RVC-expanded; info: len | op << 8. */
+ * original bits (16 or 32); raw: RVC-expanded; info: len | op << 8.
+ * instret follows hart_run's decoded-code path: SYSTEM and FENCE.I are
+ * counted before they run (a CSR read of instret includes itself), and an
+ * instruction that traps is counted too. */
 int jit_fallback(struct hart *h, uint32_t insn, uint64_t pc, uint32_t info, uint32_t raw)
 {
     unsigned len = info & 0xff, op = info >> 8;
+    uint64_t before = h->instret;
+    bool ok;
     h->pc = pc;
     switch (op) {
     case OP_FP: case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
-        /* The FPU directly: no second decode. */
-        if (fpu_exec(h, raw)) {
-            h->pc = pc + len;
-            h->instret++;
-        }
+        ok = fpu_exec(h, raw); /* the FPU directly: no second decode */
         h->x[0] = 0;
+        h->instret = before + 1;
         break;
-    default:
+    case OP_AMO: case OP_ILLEGAL:
+        ok = hart_exec_generic(h, insn);
+        h->instret = before + 1;
+        break;
+    case OP_SYSTEM: case OP_FENCE_I:
+        h->instret = before + 1;
+        ok = hart_exec_generic(h, insn);
+        break;
+    default: /* operations newer than this translator */
         hart_exec_insn(h, insn);
+        if (h->instret == before)
+            h->instret++;
+        ok = false;
         break;
     }
-    if (op == OP_SYSTEM || op == OP_FENCE_I || op == OP_ILLEGAL || op >= OP_COUNT)
+    if (ok)
+        h->pc = pc + len;
+    if (op == OP_SYSTEM || op == OP_FENCE_I || op == OP_ILLEGAL)
         return 1; /* may change privilege, translation or code: re-dispatch */
     if (h->pc != pc + len || h->interrupt_check)
         return 1;
