@@ -2,10 +2,12 @@
 """ferry's test runner.
 
     tests/run.py [--ferry build/asan/ferry] [--filter SUBSTR] [-v] [--list]
+                 [--cpu interp|jit]
 
 Runs, in this order, one line per test:
   unit/NAME         every executable build/unit/NAME (exit 0 = pass)
   isa/NAME          every build/isa/NAME.elf via `ferry run --bios` (exit 0 = pass)
+  isa-jit/NAME      the same with `--cpu jit`
   cli/MOD/CASE      function test_CASE of tests/cli/test_MOD.py
   linux/MOD/CASE    function test_CASE of tests/linux/test_MOD.py
 
@@ -13,6 +15,8 @@ Each test runs in a session of its own with a time limit; when it ends,
 every process left in that session (ferry, the guest's helpers, ...) is
 killed. A Python test passes when its function returns, skips when it
 raises harness.Skip, fails on any other exception.
+
+--cpu sets FERRY_CPU, the engine `ferry run` uses when not given --cpu.
 
 The last line is `N passed, N failed, N skipped`; the exit status is 1 if
 any test failed, else 0.
@@ -237,6 +241,13 @@ def discover(ferry, scale, build):
             tests.append(Test(f"isa/{p.stem}", "isa",
                               lambda p=p: run_binary([ferry, "run", "--bios", p], ISA_TIMEOUT * scale),
                               needs_ferry=True))
+        # The same programs under the other engine (the translating CPU must
+        # agree with the interpreter; see --cpu).
+        for p in sorted(isa_dir.glob("*.elf")):
+            tests.append(Test(f"isa-jit/{p.stem}", "isa",
+                              lambda p=p: run_binary([ferry, "run", "--bios", p, "--cpu", "jit"],
+                                                     ISA_TIMEOUT * scale),
+                              needs_ferry=True))
 
     for kind in ("cli", "linux"):
         for path in sorted((HERE / kind).glob("test_*.py")):
@@ -285,6 +296,8 @@ def main():
     ap.add_argument("--build", default=str(REPO / "build"),
                     help="where unit/ and isa/ binaries are (default build/)")
     ap.add_argument("--list", action="store_true", help="list the tests and exit")
+    ap.add_argument("--cpu", choices=("interp", "jit"),
+                    help="engine for every `ferry run` the tests start (sets FERRY_CPU)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
 
@@ -308,6 +321,8 @@ def main():
         print(f"run.py: {e}", file=sys.stderr)
         return 2
     os.environ["FERRY"] = ferry
+    if a.cpu:
+        os.environ["FERRY_CPU"] = a.cpu
     # Tests must never talk to the user's terminal or inherit odd settings.
     os.environ.pop("FERRY_TEST_CHILD_DEADLINE", None)
 

@@ -50,8 +50,8 @@ static void run_usage(FILE *out)
             "  --heartbeat-timeout T\n"
             "                    with --standby: silence that means the primary is\n"
             "                    gone (default 500ms)\n"
-            "  --cpu ENGINE      interp (default) or jit: the translating CPU (x86-64\n"
-            "                    hosts; elsewhere jit runs the interpreter)\n"
+            "  --cpu ENGINE      interp (default, or $FERRY_CPU) or jit: the translating\n"
+            "                    CPU (x86-64 hosts; elsewhere jit runs the interpreter)\n"
             "  --stats           print instructions executed and MIPS at exit\n"
             "\n"
             "On a terminal, Ctrl-A x quits.\n"
@@ -157,8 +157,10 @@ int cmd_run(int argc, char **argv)
         return EXIT_USAGE;
     }
 
+    if (!engine)
+        engine = getenv("FERRY_CPU"); /* the test runner's --cpu */
     if (engine && strcmp(engine, "interp") != 0 && strcmp(engine, "jit") != 0) {
-        cli_error("--cpu must be interp or jit, not '%s'", engine);
+        cli_error("--cpu (or FERRY_CPU) must be interp or jit, not '%s'", engine);
         return EXIT_USAGE;
     }
     cfg.jit = engine && strcmp(engine, "jit") == 0;
