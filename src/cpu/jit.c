@@ -294,6 +294,28 @@ uint64_t jit_run(struct hart *h, uint64_t budget)
 
 /* ---- helpers called from generated code ---- */
 
+/* At an indirect or cross-page exit (h->pc and instret already set): the
+ * next block's code when it can run at once (budget left, nothing pending,
+ * translations current, fetch TLB hit, block translated), else NULL and
+ * the dispatcher takes over. Saves the trip through jit_run's loop for
+ * calls and returns. */
+const uint8_t *jit_next(struct hart *h)
+{
+    struct jit *j = h->jit;
+    if (unlikely(h->instret >= h->jit_limit || h->interrupt_check ||
+                 __atomic_load_n(h->kick, __ATOMIC_RELAXED)))
+        return NULL;
+    if (unlikely(__atomic_load_n(&h->bus->ram.jit_code_gen, __ATOMIC_ACQUIRE) != j->code_gen ||
+                 (h->icache && h->icache->epoch != j->icache_epoch)))
+        return NULL;
+    uint64_t pc = h->pc;
+    const struct tlb_entry *e = &h->tlb_fetch[(pc >> 12) & (TLB_SIZE - 1)];
+    if (unlikely(e->tag != ((pc >> 12) | h->ctx_fetch)))
+        return NULL;
+    struct jit_block *b = jit_lookup(j, pc, e->paddr_page | (pc & 0xfff));
+    return b ? b->code : NULL;
+}
+
 /* info: rd | op << 8 | len << 16 (op: enum decoded_op, a load) */
 int jit_load_slow(struct hart *h, uint64_t va, uint32_t info, uint64_t pc)
 {

@@ -55,6 +55,7 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
 /* Called from generated code (slow paths). Each returns 0 to continue the
  * block or 1 to leave it (h->pc and h->instret are then exact: the trap
  * handler's, or the next instruction's). */
+const uint8_t *jit_next(struct hart *h);
 int jit_load_slow(struct hart *h, uint64_t va, uint32_t info, uint64_t pc);
 int jit_store_slow(struct hart *h, uint64_t va, uint64_t value, uint32_t info, uint64_t pc);
 int jit_fallback(struct hart *h, uint32_t insn, uint64_t pc, uint32_t info, uint32_t raw);

@@ -59,6 +59,21 @@ static void emit_bail(struct tctx *t)
     x_jmp_to(&t->e, t->j->epilogue);
 }
 
+/* Leaves the block with h->pc and instret set: straight into the next
+ * block if jit_next finds it, else back to the dispatcher. */
+static void emit_exit_lookup(struct tctx *t)
+{
+    struct emit *e = &t->e;
+    x_mov_rr(e, RDI, RBX);
+    x_call(e, (const void *)jit_next);
+    x_alu_rr(e, ALU_OR, true, RAX, RAX);     /* test: NULL -> epilogue with rax = 0 */
+    uint8_t *none = x_jcc(e, CC_E);
+    if (!e->overflow)
+        x_patch(none, t->j->epilogue);
+    x_u8(e, 0xff);
+    x_u8(e, 0xe0);                           /* jmp rax */
+}
+
 /* Leaves the block for guest pc `target` after `count` instructions. A
  * target in the block's page gets a chain slot the dispatcher can patch to
  * jump straight to the target's block; the inline checks keep the budget,
@@ -70,7 +85,7 @@ static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
     if ((target & ~0xfffull) != t->page) {
         x_mov_ri(e, RAX, target);
         x_store(e, RAX, RBX, OFF(pc));
-        emit_bail(t);
+        emit_exit_lookup(t);
         return;
     }
     x_load(e, RAX, RBX, OFF(instret));
@@ -408,7 +423,7 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
             x_mov_ri(e, RAX, next);
             x_store(e, RAX, RBX, XR(d.rd));
             x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)(count + 1));
-            emit_bail(t);
+            emit_exit_lookup(t);
             ended = true;
             break;
         case OP_BEQ: case OP_BNE: case OP_BLT: case OP_BGE: case OP_BLTU: case OP_BGEU: {

@@ -347,13 +347,16 @@ static void run_engine(bool jit)
         jit ? jit_run(&h, 1000) : hart_run(&h, 1000);
 }
 
+static bool quiet; /* the mistranslation check expects differences */
+
 static bool compare(const struct hart *a, const struct hart *b, const uint8_t *ram_a, unsigned seqno)
 {
     bool same = true;
     unsigned r = 0;
 #define FIELD(f)                                                                           \
     if (a->f != b->f) {                                                                    \
-        fprintf(stderr, "seq %u: %s [%u]: interp %#llx jit %#llx\n", seqno, #f, r,          \
+        if (!quiet)                                                                        \
+            fprintf(stderr, "seq %u: %s [%u]: interp %#llx jit %#llx\n", seqno, #f, r,          \
                 (unsigned long long)a->f, (unsigned long long)b->f);                       \
         same = false;                                                                      \
     }
@@ -368,7 +371,8 @@ static bool compare(const struct hart *a, const struct hart *b, const uint8_t *r
     if (memcmp(ram_a, mem, sizeof ram_start) != 0) {
         for (unsigned i = 0; i < sizeof ram_start; i++)
             if (ram_a[i] != mem[i]) {
-                fprintf(stderr, "seq %u: RAM differs at %#llx: interp %02x jit %02x\n", seqno,
+                if (!quiet)
+                    fprintf(stderr, "seq %u: RAM differs at %#llx: interp %02x jit %02x\n", seqno,
                         (unsigned long long)(RAM_BASE + i), ram_a[i], mem[i]);
                 break;
             }
@@ -434,6 +438,7 @@ int main(int argc, char **argv)
     /* The tester must catch a wrong translation (XORI's immediate off by
      * one bit). */
     jit_test_mistranslate = 1;
+    quiet = true;
     unsigned caught = run_sequences(seed + 1, 200, false);
     jit_test_mistranslate = 0;
     printf("jit_diff: deliberate mistranslation: %u of 200 sequences differ\n", caught);
