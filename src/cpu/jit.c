@@ -316,22 +316,28 @@ const uint8_t *jit_next(struct hart *h)
     return b ? b->code : NULL;
 }
 
-/* info: rd | op << 8 | len << 16 (op: enum decoded_op, a load) */
+/* info: rd | op << 8 | len << 16 (op: enum decoded_op, a load or FLW/FLD) */
 int jit_load_slow(struct hart *h, uint64_t va, uint32_t info, uint64_t pc)
 {
     unsigned rd = info & 0xff, op = (info >> 8) & 0xff, len = info >> 16;
     static const uint8_t sizes[] = {1, 2, 4, 8, 1, 2, 4};
+    bool fp = op == OP_FLW || op == OP_FLD;
     unsigned k = op - OP_LB;
     uint64_t v;
     h->pc = pc;
-    if (!cpu_load(h, va, sizes[k], &v)) {
+    if (!cpu_load(h, va, fp ? (op == OP_FLD ? 8 : 4) : sizes[k], &v)) {
         h->instret++; /* as the interpreter counts a trapping instruction */
         return 1;
     }
-    if (k == 0) v = (uint64_t)(int64_t)(int8_t)v;
-    else if (k == 1) v = (uint64_t)(int64_t)(int16_t)v;
-    else if (k == 2) v = (uint64_t)(int64_t)(int32_t)v;
-    h->x[rd] = v;
+    if (fp) {
+        h->f[rd] = op == OP_FLD ? v : v | 0xffffffff00000000ull;
+        h->mstatus |= MSTATUS_FS;
+    } else {
+        if (k == 0) v = (uint64_t)(int64_t)(int8_t)v;
+        else if (k == 1) v = (uint64_t)(int64_t)(int16_t)v;
+        else if (k == 2) v = (uint64_t)(int64_t)(int32_t)v;
+        h->x[rd] = v;
+    }
     if (unlikely(h->interrupt_check)) { /* MMIO raised an interrupt */
         h->pc = pc + len;
         h->instret++;

@@ -28,6 +28,7 @@ _Static_assert(TLB_SIZE == 256, "TLB index mask assumes 256 entries");
 
 #define OFF(field) ((int32_t)offsetof(struct hart, field))
 #define XR(r) (OFF(x) + 8 * (int32_t)(r))
+#define FR(r) (OFF(f) + 8 * (int32_t)(r))
 
 enum stub_kind { STUB_LOAD, STUB_STORE };
 
@@ -144,32 +145,45 @@ static void emit_tlb_lookup(struct tctx *t, struct stub *st, unsigned rs1, int32
     x_alu_rr(e, ALU_ADD, true, RAX, RSI);
 }
 
+/* Integer loads, and FLW/FLD (NaN-boxed into f[rd], FS made dirty). */
 static bool emit_load(struct tctx *t, const struct decoded *d, uint64_t pc, unsigned done)
 {
     static const uint8_t sizes[] = {1, 2, 4, 8, 1, 2, 4};
     static const bool sign[] = {true, true, true, false, false, false, false};
-    unsigned k = d->op - OP_LB;
+    bool fp = d->op == OP_FLW || d->op == OP_FLD;
+    unsigned size = fp ? (d->op == OP_FLD ? 8 : 4) : sizes[d->op - OP_LB];
     struct stub *st = &t->stubs[t->nstubs++];
     st->kind = STUB_LOAD;
     st->done = done;
     st->pc = pc;
     st->info = d->rd | (uint32_t)d->op << 8 | (uint32_t)d->len << 16;
-    emit_tlb_lookup(t, st, d->rs1, d->imm, sizes[k], false);
-    x_load_rax_from_rax(&t->e, sizes[k], sign[k]);
-    x_store(&t->e, RAX, RBX, XR(d->rd));
+    emit_tlb_lookup(t, st, d->rs1, d->imm, size, false);
+    x_load_rax_from_rax(&t->e, size, !fp && sign[d->op - OP_LB]);
+    if (fp) {
+        if (d->op == OP_FLW) {
+            x_mov_ri(&t->e, RCX, 0xffffffff00000000ull);
+            x_alu_rr(&t->e, ALU_OR, true, RAX, RCX);
+        }
+        x_store(&t->e, RAX, RBX, FR(d->rd));
+        x_alu_mi(&t->e, ALU_OR, RBX, OFF(mstatus), (int32_t)MSTATUS_FS);
+    } else {
+        x_store(&t->e, RAX, RBX, XR(d->rd));
+    }
     st->resume = t->e.p;
     return true;
 }
 
+/* Integer stores, and FSW/FSD (the low bits of f[rs2]). */
 static bool emit_store(struct tctx *t, const struct decoded *d, uint64_t pc, unsigned done)
 {
-    unsigned size = 1u << (d->op - OP_SB);
+    bool fp = d->op == OP_FSW || d->op == OP_FSD;
+    unsigned size = fp ? (d->op == OP_FSD ? 8 : 4) : 1u << (d->op - OP_SB);
     struct stub *st = &t->stubs[t->nstubs++];
     st->kind = STUB_STORE;
     st->done = done;
     st->pc = pc;
     st->info = size | (uint32_t)d->len << 16;
-    x_load(&t->e, RDI, RBX, XR(d->rs2));
+    x_load(&t->e, RDI, RBX, fp ? FR(d->rs2) : XR(d->rs2));
     emit_tlb_lookup(t, st, d->rs1, d->imm, size, true);
     x_store_rdi_to_rax(&t->e, size);
     st->resume = t->e.p;
@@ -339,6 +353,52 @@ static void emit_fallback(struct tctx *t, const struct decoded *d, uint32_t insn
     x_alu_mi(e, ALU_SUB, RBX, OFF(instret), (int32_t)(done + 1));
 }
 
+/* An F/D operation: a direct call of fpu_exec (it cannot redirect pc,
+ * raise an interrupt or write memory); a trap leaves the block. */
+static void emit_fp_direct(struct tctx *t, const struct decoded *d, uint64_t pc, unsigned done)
+{
+    struct emit *e = &t->e;
+    x_mov_ri(e, RAX, pc);
+    x_store(e, RAX, RBX, OFF(pc));          /* a trap reports this pc */
+    x_mov_rr(e, RDI, RBX);
+    x_mov_ri(e, RSI, d->raw);
+    x_call(e, (const void *)fpu_exec);
+    /* mov qword [rbx+x0], 0: fmv.x/fcvt/fcmp may have written x0 */
+    x_rex(e, true, 0, RBX, false);
+    x_u8(e, 0xc7);
+    x_modrm_mem(e, 0, RBX, XR(0));
+    x_u32(e, 0);
+    x_u8(e, 0x84); x_u8(e, 0xc0);            /* test al, al */
+    uint8_t *ok = x_jcc(e, CC_NE);
+    /* Trapped: counted, as hart_run counts it; pc is the handler's. */
+    x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)(done + 1));
+    emit_bail(t);
+    if (!e->overflow)
+        x_patch(ok, e->p);
+}
+
+/* FLW/FLD/FSW/FSD inline when mstatus.FS is on; otherwise through the FPU,
+ * which raises illegal instruction. */
+static void emit_fp_mem(struct tctx *t, const struct decoded *d, uint64_t pc, unsigned done)
+{
+    struct emit *e = &t->e;
+    /* test dword [rbx+mstatus], MSTATUS_FS */
+    x_u8(e, 0xf7);
+    x_modrm_mem(e, 0, RBX, OFF(mstatus));
+    x_u32(e, (uint32_t)MSTATUS_FS);
+    uint8_t *on = x_jcc(e, CC_NE);
+    emit_fp_direct(t, d, pc, done);
+    uint8_t *after = x_jmp(e);
+    if (!e->overflow)
+        x_patch(on, e->p);
+    if (d->op == OP_FLW || d->op == OP_FLD)
+        emit_load(t, d, pc, done);
+    else
+        emit_store(t, d, pc, done);
+    if (!e->overflow)
+        x_patch(after, e->p);
+}
+
 static enum x86_cc branch_cc(unsigned op)
 {
     switch (op) {
@@ -442,6 +502,12 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
             break;
         case OP_SB: case OP_SH: case OP_SW: case OP_SD:
             emit_store(t, &d, cur, count);
+            break;
+        case OP_FP:
+            emit_fp_direct(t, &d, cur, count);
+            break;
+        case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
+            emit_fp_mem(t, &d, cur, count);
             break;
         default:
             if (emit_alu(t, &d))

@@ -209,10 +209,10 @@ static void gen_fallback(void)
         break;
     default: /* fmv.d.x then fld/fsd through a pointer */
         add(r_type(0x79, 0, reg(), 0, below(32), 0x53), 4);
-        if (below(2))
-            add(i_type(simm(5), ptr_reg(), 3, below(32), 0x07), 4);
-        else
-            add(s_type(simm(5), below(32), ptr_reg(), 3, 0x27), 4);
+        if (below(2)) /* flw / fld */
+            add(i_type(simm(5), ptr_reg(), 2 + below(2), below(32), 0x07), 4);
+        else          /* fsw / fsd */
+            add(s_type(simm(5), below(32), ptr_reg(), 2 + below(2), 0x27), 4);
         break;
     }
 }
@@ -317,7 +317,8 @@ static void set_start_state(uint64_t entry)
     start.icache = &icache;
     start.priv = PRIV_M;
     start.mtvec = RAM_BASE + HANDLER_PAGE * 4096;
-    start.mstatus |= 1ull << 13; /* FS = Initial */
+    if (below(8)) /* FS = Initial; sometimes Off (F/D then trap) */
+        start.mstatus |= 1ull << 13;
     start.pc = entry;
     for (unsigned r = 1; r < 32; r++) {
         switch (below(4)) {
