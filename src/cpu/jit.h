@@ -54,21 +54,4 @@ static inline bool jit_page_has_code(const struct ram *ram, uint64_t page)
     return map && __atomic_load_n(&map[page], __ATOMIC_RELAXED);
 }
 
-/* A store (or AMO) wrote guest physical [gpa, gpa+len) in RAM: if it hit a
- * page with translations, every hart must drop them. */
-static inline void jit_note_ram_write(struct ram *ram, uint64_t gpa, uint64_t len)
-{
-    uint8_t *map = __atomic_load_n(&ram->jit_code, __ATOMIC_ACQUIRE);
-    if (!map || len == 0)
-        return;
-    uint64_t first = (gpa - ram->base) >> RAM_PAGE_SHIFT;
-    uint64_t last = (gpa + len - 1 - ram->base) >> RAM_PAGE_SHIFT;
-    for (uint64_t p = first; p <= last; p++) {
-        if (__atomic_load_n(&map[p], __ATOMIC_RELAXED)) {
-            __atomic_store_n(&map[p], 0, __ATOMIC_RELAXED);
-            __atomic_fetch_add(&ram->jit_code_gen, 1, __ATOMIC_SEQ_CST);
-        }
-    }
-}
-
 #endif

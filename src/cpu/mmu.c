@@ -131,8 +131,7 @@ static bool access_in_page(struct hart *h, uint64_t vaddr, unsigned size, uint64
         uint8_t *p = ram_host(&bus->ram, paddr);
         if (access == ACCESS_WRITE) {
             memcpy(p, value, size);
-            ram_mark_dirty(&bus->ram, paddr, size);
-            jit_note_ram_write(&bus->ram, paddr, size);
+            ram_mark_dirty(&bus->ram, paddr, size); /* also drops translated code */
         } else {
             *value = 0;
             memcpy(value, p, size);
@@ -265,10 +264,8 @@ static uint8_t *rmw_ptr(struct hart *h, uint64_t vaddr, unsigned size, uint64_t 
         return NULL;
     }
     tlb_fill(h, access, vaddr, *paddr);
-    if (access == ACCESS_WRITE) {
+    if (access == ACCESS_WRITE)
         ram_mark_dirty(ram, *paddr, size);
-        jit_note_ram_write(ram, *paddr, size);
-    }
     return ram_host(ram, *paddr);
 }
 

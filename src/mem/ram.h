@@ -71,6 +71,25 @@ static inline bool ram_page_touched(const struct ram *ram, uint64_t page)
     return (__atomic_load_n(&ram->touched[page >> 6], __ATOMIC_ACQUIRE) >> (page & 63)) & 1;
 }
 
+/* A write to [gpa, gpa+len) that hit a page holding translated code:
+ * clears the page's mark and bumps jit_code_gen, so every hart drops its
+ * translations (src/cpu/jit.h). ram_mark_dirty calls it: each writer of
+ * guest RAM (CPU slow paths, AMOs, DMA, loaders) ends there. */
+static inline void ram_note_code_write(struct ram *ram, uint64_t gpa, uint64_t len)
+{
+    uint8_t *map = __atomic_load_n(&ram->jit_code, __ATOMIC_ACQUIRE);
+    if (!map || len == 0)
+        return;
+    uint64_t first = (gpa - ram->base) >> RAM_PAGE_SHIFT;
+    uint64_t last = (gpa + len - 1 - ram->base) >> RAM_PAGE_SHIFT;
+    for (uint64_t p = first; p <= last; p++) {
+        if (__atomic_load_n(&map[p], __ATOMIC_RELAXED)) {
+            __atomic_store_n(&map[p], 0, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&ram->jit_code_gen, 1, __ATOMIC_SEQ_CST);
+        }
+    }
+}
+
 /* Marks every page overlapping [gpa, gpa+len); gpa/len must be inside RAM. */
 void ram_mark_dirty(struct ram *ram, uint64_t gpa, uint64_t len);
 
