@@ -377,6 +377,125 @@ static void emit_fp_direct(struct tctx *t, const struct decoded *d, uint64_t pc,
         x_patch(ok, e->p);
 }
 
+/* test dword [rbx+mstatus], MSTATUS_FS; the returned jz goes to `off`. */
+static uint8_t *emit_fs_off_check(struct emit *e)
+{
+    x_u8(e, 0xf7);
+    x_modrm_mem(e, 0, RBX, OFF(mstatus));
+    x_u32(e, (uint32_t)MSTATUS_FS);
+    return x_jcc(e, CC_E);
+}
+
+/* SSE2 scalar double op xmm0, [rbx+disp] (F2 0F opc). */
+static void emit_sse_sd(struct emit *e, uint8_t opc, int32_t disp)
+{
+    x_u8(e, 0xf2);
+    x_u8(e, 0x0f);
+    x_u8(e, opc);
+    x_modrm_mem(e, 0, RBX, disp);
+}
+
+/* Binary64 operations inline, the rest through the FPU:
+ *  - FADD/FSUB/FMUL/FDIV/FSQRT.D in round-to-nearest with NX already set
+ *    and a normal finite result: exactly the FPU's own fast path (no flag
+ *    can change); anything else runs fpu_exec;
+ *  - FSGNJ[N|X].D, FMV.X.D, FMV.D.X: bit moves.
+ * Returns false when the operation is not one of these. */
+static bool emit_fp_native(struct tctx *t, const struct decoded *d, uint64_t pc, unsigned done)
+{
+    struct emit *e = &t->e;
+    uint32_t raw = d->raw;
+    unsigned f7 = raw >> 25, f3 = (raw >> 12) & 7;
+    unsigned rd = (raw >> 7) & 31, rs1 = (raw >> 15) & 31, rs2 = (raw >> 20) & 31;
+    if ((raw & 0x7f) != 0x53)
+        return false;
+    uint8_t *slow[4];
+    unsigned nslow = 0;
+    switch (f7) {
+    case 0x01: case 0x05: case 0x09: case 0x0d: case 0x2d: {
+        static const uint8_t sse[] = {[0x01 >> 2] = 0x58, [0x05 >> 2] = 0x5c, [0x09 >> 2] = 0x59,
+                                      [0x0d >> 2] = 0x5e, [0x2d >> 2] = 0x51};
+        if ((f3 != RM_RNE && f3 != RM_DYN) || (f7 == 0x2d && rs2 != 0))
+            return false;
+        slow[nslow++] = emit_fs_off_check(e);
+        /* test byte [rbx+fflags], NX */
+        x_u8(e, 0xf6);
+        x_modrm_mem(e, 0, RBX, OFF(fflags));
+        x_u8(e, FFLAG_NX);
+        slow[nslow++] = x_jcc(e, CC_E);
+        if (f3 == RM_DYN) {
+            x_u8(e, 0x80);                          /* cmp byte [rbx+frm], RNE */
+            x_modrm_mem(e, 7, RBX, OFF(frm));
+            x_u8(e, RM_RNE);
+            slow[nslow++] = x_jcc(e, CC_NE);
+        }
+        if (f7 == 0x2d) {
+            emit_sse_sd(e, 0x51, FR(rs1));          /* sqrtsd xmm0, [rs1] */
+        } else {
+            emit_sse_sd(e, 0x10, FR(rs1));          /* movsd xmm0, [rs1] */
+            emit_sse_sd(e, sse[f7 >> 2], FR(rs2));
+        }
+        x_u8(e, 0x66); x_u8(e, 0x48); x_u8(e, 0x0f); x_u8(e, 0x7e); x_u8(e, 0xc0); /* movq rax, xmm0 */
+        /* Normal and finite: (|r| - minnormal - 1) below (inf - minnormal - 1). */
+        x_mov_rr(e, RCX, RAX);
+        x_shift_ri(e, SH_SHL, true, RCX, 1);
+        x_shift_ri(e, SH_SHR, true, RCX, 1);
+        x_mov_ri(e, RDX, 0x0010000000000001ull);
+        x_alu_rr(e, ALU_SUB, true, RCX, RDX);
+        x_mov_ri(e, RDX, 0x7fdfffffffffffffull);
+        x_alu_rr(e, ALU_CMP, true, RCX, RDX);
+        slow[nslow++] = x_jcc(e, CC_AE);
+        x_store(e, RAX, RBX, FR(rd));
+        x_alu_mi(e, ALU_OR, RBX, OFF(mstatus), (int32_t)MSTATUS_FS);
+        break;
+    }
+    case 0x11: /* FSGNJ.D, FSGNJN.D, FSGNJX.D */
+        if (f3 > 2)
+            return false;
+        slow[nslow++] = emit_fs_off_check(e);
+        x_load(e, RAX, RBX, FR(rs1));
+        x_shift_ri(e, SH_SHL, true, RAX, 1);
+        x_shift_ri(e, SH_SHR, true, RAX, 1);        /* |a| */
+        x_load(e, RCX, RBX, FR(rs2));
+        if (f3 == 1)
+            x_u8(e, 0x48), x_u8(e, 0xf7), x_u8(e, 0xd1);  /* not rcx */
+        else if (f3 == 2)
+            x_alu_rm(e, ALU_XOR, true, RCX, RBX, FR(rs1));
+        x_shift_ri(e, SH_SHR, true, RCX, 63);
+        x_shift_ri(e, SH_SHL, true, RCX, 63);       /* the sign */
+        x_alu_rr(e, ALU_OR, true, RAX, RCX);
+        x_store(e, RAX, RBX, FR(rd));
+        x_alu_mi(e, ALU_OR, RBX, OFF(mstatus), (int32_t)MSTATUS_FS);
+        break;
+    case 0x71: /* FMV.X.D */
+        if (rs2 != 0 || f3 != 0)
+            return false;
+        slow[nslow++] = emit_fs_off_check(e);
+        if (rd) {
+            x_load(e, RAX, RBX, FR(rs1));
+            x_store(e, RAX, RBX, XR(rd));
+        }
+        break;
+    case 0x79: /* FMV.D.X */
+        if (rs2 != 0 || f3 != 0)
+            return false;
+        slow[nslow++] = emit_fs_off_check(e);
+        x_load(e, RAX, RBX, XR(rs1));
+        x_store(e, RAX, RBX, FR(rd));
+        x_alu_mi(e, ALU_OR, RBX, OFF(mstatus), (int32_t)MSTATUS_FS);
+        break;
+    default:
+        return false;
+    }
+    uint8_t *done_jmp = x_jmp(e);
+    for (unsigned i = 0; i < nslow && !e->overflow; i++)
+        x_patch(slow[i], e->p);
+    emit_fp_direct(t, d, pc, done);
+    if (!e->overflow)
+        x_patch(done_jmp, e->p);
+    return true;
+}
+
 /* FLW/FLD/FSW/FSD inline when mstatus.FS is on; otherwise through the FPU,
  * which raises illegal instruction. */
 static void emit_fp_mem(struct tctx *t, const struct decoded *d, uint64_t pc, unsigned done)
@@ -504,7 +623,8 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
             emit_store(t, &d, cur, count);
             break;
         case OP_FP:
-            emit_fp_direct(t, &d, cur, count);
+            if (!emit_fp_native(t, &d, cur, count))
+                emit_fp_direct(t, &d, cur, count);
             break;
         case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
             emit_fp_mem(t, &d, cur, count);

@@ -203,10 +203,15 @@ static void gen_fallback(void)
         add(r_type(f5[below(9)] << 2, reg(), 1, below(2) ? 2 : 3, dreg(), 0x2f), 4);
         break;
     }
-    case 3: /* fadd.d / fmul.d f(rd), f, f then fmv.x.d */
-        add(r_type(below(2) ? 0x01 : 0x09, below(32), below(32), 7, below(32), 0x53), 4);
+    case 3: { /* binary64 arithmetic in various rounding modes, sign
+               * injection, then fmv.x.d */
+        static const unsigned f7[] = {0x01, 0x05, 0x09, 0x0d, 0x2d, 0x11, 0x00, 0x03};
+        unsigned op = f7[below(8)];
+        unsigned rm = op == 0x11 ? below(3) : below(2) ? 7 : below(2) ? 0 : below(5);
+        add(r_type(op, op == 0x2d ? 0 : below(32), below(32), rm, below(32), 0x53), 4);
         add(r_type(0x71, 0, below(32), 0, dreg(), 0x53), 4);
         break;
+    }
     default: /* fmv.d.x then fld/fsd through a pointer */
         add(r_type(0x79, 0, reg(), 0, below(32), 0x53), 4);
         if (below(2)) /* flw / fld */
@@ -326,8 +331,16 @@ static void set_start_state(uint64_t entry)
         case 1: start.x[r] = (uint64_t)simm(8); break;
         default: start.x[r] = RAM_BASE + (DATA_PAGE + below(8)) * 4096ull + 4096 - 16 + below(32);
         }
-        start.f[r] = rnd();
+        /* Raw bits (NaNs, denormals...) or ordinary doubles. */
+        if (below(2)) {
+            start.f[r] = rnd();
+        } else {
+            double v = (double)(int64_t)(rnd() >> below(64)) / (double)(1 + below(1000));
+            memcpy(&start.f[r], &v, 8);
+        }
     }
+    start.fflags = below(2) ? FFLAG_NX : (uint8_t)below(32);
+    start.frm = below(2) ? RM_RNE : (uint8_t)below(5);
     for (unsigned r = 4; r < 8; r++) /* data pointers, near page ends */
         start.x[r] = RAM_BASE + (DATA_PAGE + below(7)) * 4096ull + 4096 - 24 + below(48);
     if (below(4) == 0)
