@@ -395,9 +395,45 @@ static void emit_sse_sd(struct emit *e, uint8_t opc, int32_t disp)
     x_modrm_mem(e, 0, RBX, disp);
 }
 
+/* The FPU's fast-path conditions: FS on, NX already set, rounding to
+ * nearest (static, or dynamic with frm = RNE). Failing jumps go in slow[]. */
+static void emit_fast_guards(struct tctx *t, unsigned rm, uint8_t **slow, unsigned *nslow)
+{
+    struct emit *e = &t->e;
+    slow[(*nslow)++] = emit_fs_off_check(e);
+    x_u8(e, 0xf6);                                  /* test byte [rbx+fflags], NX */
+    x_modrm_mem(e, 0, RBX, OFF(fflags));
+    x_u8(e, FFLAG_NX);
+    slow[(*nslow)++] = x_jcc(e, CC_E);
+    if (rm == RM_DYN) {
+        x_u8(e, 0x80);                              /* cmp byte [rbx+frm], RNE */
+        x_modrm_mem(e, 7, RBX, OFF(frm));
+        x_u8(e, RM_RNE);
+        slow[(*nslow)++] = x_jcc(e, CC_NE);
+    }
+}
+
+/* The result in rax is kept when normal and finite (no flag can be
+ * raised then), else the slow path recomputes it. */
+static void emit_fast_result(struct tctx *t, unsigned rd, uint8_t **slow, unsigned *nslow)
+{
+    struct emit *e = &t->e;
+    /* (|r| - minnormal - 1) below (inf - minnormal - 1), unsigned */
+    x_mov_rr(e, RCX, RAX);
+    x_shift_ri(e, SH_SHL, true, RCX, 1);
+    x_shift_ri(e, SH_SHR, true, RCX, 1);
+    x_mov_ri(e, RDX, 0x0010000000000001ull);
+    x_alu_rr(e, ALU_SUB, true, RCX, RDX);
+    x_mov_ri(e, RDX, 0x7fdfffffffffffffull);
+    x_alu_rr(e, ALU_CMP, true, RCX, RDX);
+    slow[(*nslow)++] = x_jcc(e, CC_AE);
+    x_store(e, RAX, RBX, FR(rd));
+    x_alu_mi(e, ALU_OR, RBX, OFF(mstatus), (int32_t)MSTATUS_FS);
+}
+
 /* Binary64 operations inline, the rest through the FPU:
- *  - FADD/FSUB/FMUL/FDIV/FSQRT.D in round-to-nearest with NX already set
- *    and a normal finite result: exactly the FPU's own fast path (no flag
+ *  - FADD/FSUB/FMUL/FDIV/FSQRT.D and the four FMAs in round-to-nearest
+ *    with NX already set and a normal finite result: exactly the FPU's own fast path (no flag
  *    can change); anything else runs fpu_exec;
  *  - FSGNJ[N|X].D, FMV.X.D, FMV.D.X: bit moves.
  * Returns false when the operation is not one of these. */
@@ -407,28 +443,46 @@ static bool emit_fp_native(struct tctx *t, const struct decoded *d, uint64_t pc,
     uint32_t raw = d->raw;
     unsigned f7 = raw >> 25, f3 = (raw >> 12) & 7;
     unsigned rd = (raw >> 7) & 31, rs1 = (raw >> 15) & 31, rs2 = (raw >> 20) & 31;
-    if ((raw & 0x7f) != 0x53)
-        return false;
     uint8_t *slow[4];
     unsigned nslow = 0;
-    switch (f7) {
+    unsigned opc = raw & 0x7f;
+    if (opc == 0x43 || opc == 0x47 || opc == 0x4b || opc == 0x4f) {
+        /* FMADD/FMSUB/FNMSUB/FNMADD.D: a * b + c with one rounding on
+         * the host's FMA unit (the FPU's fast path uses fma() alike). */
+        static int have_fma = -1;
+        if (have_fma < 0)
+            have_fma = __builtin_cpu_supports("fma");
+        unsigned rs3 = raw >> 27;
+        if (!have_fma || ((raw >> 25) & 3) != 1 || (f3 != RM_RNE && f3 != RM_DYN))
+            return false;
+        emit_fast_guards(t, f3, slow, &nslow);
+        x_load(e, RAX, RBX, FR(rs1));
+        x_load(e, RCX, RBX, FR(rs2));
+        x_load(e, RDX, RBX, FR(rs3));
+        x_mov_ri(e, RSI, 0x8000000000000000ull);
+        if (opc == 0x4b || opc == 0x4f)                 /* negate the product */
+            x_alu_rr(e, ALU_XOR, true, RAX, RSI);
+        if (opc == 0x47 || opc == 0x4f)                 /* subtract the addend */
+            x_alu_rr(e, ALU_XOR, true, RDX, RSI);
+        static const uint8_t seq[] = {
+            0x66, 0x48, 0x0f, 0x6e, 0xc0,   /* movq xmm0, rax */
+            0x66, 0x48, 0x0f, 0x6e, 0xc9,   /* movq xmm1, rcx */
+            0x66, 0x48, 0x0f, 0x6e, 0xd2,   /* movq xmm2, rdx */
+            0xc4, 0xe2, 0xf9, 0xb9, 0xd1,   /* vfmadd231sd xmm2, xmm0, xmm1 */
+            0x66, 0x48, 0x0f, 0x7e, 0xd0,   /* movq rax, xmm2 */
+        };
+        for (size_t i = 0; i < sizeof seq; i++)
+            x_u8(e, seq[i]);
+        emit_fast_result(t, rd, slow, &nslow);
+    } else if (opc != 0x53) {
+        return false;
+    } else switch (f7) {
     case 0x01: case 0x05: case 0x09: case 0x0d: case 0x2d: {
         static const uint8_t sse[] = {[0x01 >> 2] = 0x58, [0x05 >> 2] = 0x5c, [0x09 >> 2] = 0x59,
                                       [0x0d >> 2] = 0x5e, [0x2d >> 2] = 0x51};
         if ((f3 != RM_RNE && f3 != RM_DYN) || (f7 == 0x2d && rs2 != 0))
             return false;
-        slow[nslow++] = emit_fs_off_check(e);
-        /* test byte [rbx+fflags], NX */
-        x_u8(e, 0xf6);
-        x_modrm_mem(e, 0, RBX, OFF(fflags));
-        x_u8(e, FFLAG_NX);
-        slow[nslow++] = x_jcc(e, CC_E);
-        if (f3 == RM_DYN) {
-            x_u8(e, 0x80);                          /* cmp byte [rbx+frm], RNE */
-            x_modrm_mem(e, 7, RBX, OFF(frm));
-            x_u8(e, RM_RNE);
-            slow[nslow++] = x_jcc(e, CC_NE);
-        }
+        emit_fast_guards(t, f3, slow, &nslow);
         if (f7 == 0x2d) {
             emit_sse_sd(e, 0x51, FR(rs1));          /* sqrtsd xmm0, [rs1] */
         } else {
@@ -436,17 +490,7 @@ static bool emit_fp_native(struct tctx *t, const struct decoded *d, uint64_t pc,
             emit_sse_sd(e, sse[f7 >> 2], FR(rs2));
         }
         x_u8(e, 0x66); x_u8(e, 0x48); x_u8(e, 0x0f); x_u8(e, 0x7e); x_u8(e, 0xc0); /* movq rax, xmm0 */
-        /* Normal and finite: (|r| - minnormal - 1) below (inf - minnormal - 1). */
-        x_mov_rr(e, RCX, RAX);
-        x_shift_ri(e, SH_SHL, true, RCX, 1);
-        x_shift_ri(e, SH_SHR, true, RCX, 1);
-        x_mov_ri(e, RDX, 0x0010000000000001ull);
-        x_alu_rr(e, ALU_SUB, true, RCX, RDX);
-        x_mov_ri(e, RDX, 0x7fdfffffffffffffull);
-        x_alu_rr(e, ALU_CMP, true, RCX, RDX);
-        slow[nslow++] = x_jcc(e, CC_AE);
-        x_store(e, RAX, RBX, FR(rd));
-        x_alu_mi(e, ALU_OR, RBX, OFF(mstatus), (int32_t)MSTATUS_FS);
+        emit_fast_result(t, rd, slow, &nslow);
         break;
     }
     case 0x11: /* FSGNJ.D, FSGNJN.D, FSGNJX.D */

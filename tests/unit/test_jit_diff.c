@@ -189,7 +189,15 @@ static void gen_mem(void)
 
 static void gen_fallback(void)
 {
-    switch (below(5)) {
+    switch (below(6)) {
+    case 5: { /* fused multiply-add, binary64 (sometimes binary32) */
+        static const unsigned opc[] = {0x43, 0x47, 0x4b, 0x4f};
+        unsigned rm = below(2) ? 7 : below(2) ? 0 : below(5);
+        add(below(32) << 27 | (below(8) ? 1u : 0u) << 25 | below(32) << 20 | below(32) << 15 |
+            rm << 12 | below(32) << 7 | opc[below(4)], 4);
+        add(r_type(0x71, 0, below(32), 0, dreg(), 0x53), 4);
+        break;
+    }
     case 0: /* csrrw/csrrs on mscratch */
         add(i_type(0x340, reg(), below(2) ? 1 : 2, dreg(), 0x73), 4);
         break;
