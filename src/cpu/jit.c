@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cpu/cpu_internal.h"
 #include "cpu/icache.h"
@@ -48,13 +49,51 @@ static void jit_emit_stubs(struct jit *j)
         0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b, /* pop r15..rbx */
         0xc3,                                                       /* ret */
     };
-    j->enter = (uint8_t *(*)(struct hart *, const uint8_t *))(void *)e.p;
+    j->enter = (uint8_t *(*)(struct hart *, const uint8_t *))(void *)(e.p + j->exec_delta);
     for (size_t i = 0; i < sizeof enter; i++)
         x_u8(&e, enter[i]);
     j->epilogue = e.p;
     for (size_t i = 0; i < sizeof epilogue; i++)
         x_u8(&e, epilogue[i]);
     j->code_start = j->buf + 256;
+}
+
+/* W^X: a writable and an executable view of one memfd, so no page is
+ * ever both; a single RWX mapping if that is not possible. */
+static bool jit_map_code(struct jit *j)
+{
+    int fd = memfd_create("ferry-jit", MFD_CLOEXEC);
+    if (fd >= 0) {
+        void *rw = MAP_FAILED, *rx = MAP_FAILED;
+        if (ftruncate(fd, JIT_CODE_SIZE) == 0) {
+            rw = mmap(NULL, JIT_CODE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            rx = mmap(NULL, JIT_CODE_SIZE, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
+        }
+        close(fd);
+        if (rw != MAP_FAILED && rx != MAP_FAILED) {
+            j->buf = rw;
+            j->exec_delta = (intptr_t)((uint8_t *)rx - (uint8_t *)rw);
+            return true;
+        }
+        if (rw != MAP_FAILED)
+            munmap(rw, JIT_CODE_SIZE);
+        if (rx != MAP_FAILED)
+            munmap(rx, JIT_CODE_SIZE);
+    }
+    void *p = mmap(NULL, JIT_CODE_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return false;
+    j->buf = p;
+    j->exec_delta = 0;
+    return true;
+}
+
+static void jit_unmap_code(struct jit *j)
+{
+    munmap(j->buf, JIT_CODE_SIZE);
+    if (j->exec_delta)
+        munmap(j->buf + j->exec_delta, JIT_CODE_SIZE);
 }
 
 static struct jit *jit_create(struct hart *h)
@@ -72,18 +111,17 @@ static struct jit *jit_create(struct hart *h)
     struct jit *j = calloc(1, sizeof *j);
     if (!j)
         return NULL;
-    /* One RWX mapping: W^X would need an mprotect pair around every
-     * translation and chain patch (not done yet). */
-    j->buf = mmap(NULL, JIT_CODE_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
-                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    j->blocks = calloc(JIT_MAX_BLOCKS, sizeof *j->blocks);
-    if (j->buf == MAP_FAILED || !j->blocks) {
-        if (j->buf != MAP_FAILED)
-            munmap(j->buf, JIT_CODE_SIZE);
-        free(j->blocks);
+    if (!jit_map_code(j)) {
         free(j);
         return NULL;
     }
+    j->blocks = calloc(JIT_MAX_BLOCKS, sizeof *j->blocks);
+    if (!j->blocks) {
+        jit_unmap_code(j);
+        free(j);
+        return NULL;
+    }
+    j->have_fma = __builtin_cpu_supports("fma");
     jit_emit_stubs(j);
     j->code_ptr = j->code_start;
     j->code_end = j->buf + JIT_CODE_SIZE;
@@ -113,7 +151,7 @@ void jit_free(struct hart *h)
     struct jit *j = h->jit;
     if (!j)
         return;
-    munmap(j->buf, JIT_CODE_SIZE);
+    jit_unmap_code(j);
     free(j->blocks);
     free(j);
     h->jit = NULL;
@@ -295,7 +333,7 @@ uint64_t jit_run(struct hart *h, uint64_t budget)
             slot = NULL;
         }
         h->jit_limit = before + (budget - n);
-        slot = j->enter(h, b->code);
+        slot = j->enter(h, b->code + j->exec_delta);
         uint64_t ran = h->instret - before;
         /* A CSR write to minstret moves instret arbitrarily: count 1. */
         n += ran <= budget ? ran : 1;
@@ -324,7 +362,7 @@ const uint8_t *jit_next(struct hart *h)
     if (unlikely(e->tag != ((pc >> 12) | h->ctx_fetch)))
         return NULL;
     struct jit_block *b = jit_lookup(j, pc, e->paddr_page | (pc & 0xfff));
-    return b ? b->code : NULL;
+    return b ? b->code + j->exec_delta : NULL;
 }
 
 /* info: rd | op << 8 | len << 16 (op: enum decoded_op, a load or FLW/FLD) */

@@ -3,6 +3,7 @@
 #ifndef FERRY_CPU_JIT_INTERNAL_H
 #define FERRY_CPU_JIT_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,7 +27,13 @@ struct jit_block {
 /* A hart's translation cache. The code buffer starts with the enter and
  * epilogue stubs; blocks follow. */
 struct jit {
+    /* Code is written through buf and run through buf + exec_delta: two
+     * views of one memfd, one read-write, one read-execute (W^X); all
+     * pointers kept here are in the writable view. exec_delta is 0 when
+     * the fallback single RWX mapping is in use. */
     uint8_t *buf;
+    intptr_t exec_delta;
+    bool have_fma;              /* host has FMA3 (vfmadd231sd) */
     uint8_t *code_start, *code_ptr, *code_end;
     /* Enters generated code with rbx = h; returns the chain slot (rel32
      * field of a direct-jump exit) taken to leave, or NULL. */

@@ -449,11 +449,8 @@ static bool emit_fp_native(struct tctx *t, const struct decoded *d, uint64_t pc,
     if (opc == 0x43 || opc == 0x47 || opc == 0x4b || opc == 0x4f) {
         /* FMADD/FMSUB/FNMSUB/FNMADD.D: a * b + c with one rounding on
          * the host's FMA unit (the FPU's fast path uses fma() alike). */
-        static int have_fma = -1;
-        if (have_fma < 0)
-            have_fma = __builtin_cpu_supports("fma");
         unsigned rs3 = raw >> 27;
-        if (!have_fma || ((raw >> 25) & 3) != 1 || (f3 != RM_RNE && f3 != RM_DYN))
+        if (!t->j->have_fma || ((raw >> 25) & 3) != 1 || (f3 != RM_RNE && f3 != RM_DYN))
             return false;
         emit_fast_guards(t, f3, slow, &nslow);
         x_load(e, RAX, RBX, FR(rs1));
