@@ -125,22 +125,25 @@ static void emit_tlb_lookup(struct tctx *t, struct stub *st, unsigned rs1, int32
     x_load(e, RSI, RBX, XR(rs1));
     if (imm)
         x_alu_ri(e, ALU_ADD, true, RSI, imm);
-    x_mov_rr(e, RCX, RSI);
+    /* The tag is compared with the page of the access's last byte, the
+     * entry chosen by its first: an access crossing a page misses. */
+    if (size > 1) {
+        x_rex(e, true, RCX, RSI, false);           /* lea rcx, [rsi + size - 1] */
+        x_u8(e, 0x8d);
+        x_u8(e, (uint8_t)(0x40 | (RCX << 3) | RSI));
+        x_u8(e, (uint8_t)(size - 1));
+    } else {
+        x_mov_rr(e, RCX, RSI);
+    }
     x_shift_ri(e, SH_SHR, true, RCX, 12);
-    x_op_rr(e, 0x89, false, RCX, RDX);            /* mov edx, ecx */
-    x_alu_ri(e, ALU_AND, false, RDX, TLB_SIZE - 1);
-    x_shift_ri(e, SH_SHL, false, RDX, 5);
+    x_op_rr(e, 0x89, false, RSI, RDX);            /* mov edx, esi */
+    x_shift_ri(e, SH_SHR, false, RDX, 12 - 5);    /* entry index * 32 */
+    x_alu_ri(e, ALU_AND, false, RDX, (TLB_SIZE - 1) << 5);
     x_alu_rr(e, ALU_ADD, true, RDX, RBX);
     x_alu_rm(e, ALU_OR, true, RCX, RBX, OFF(ctx_data));
     x_alu_rm(e, ALU_CMP, true, RCX, RDX, tlb + (int32_t)offsetof(struct tlb_entry, tag));
     st->from[0] = x_jcc(e, CC_NE);
     st->from[1] = NULL;
-    if (size > 1) {
-        x_op_rr(e, 0x89, false, RSI, RCX);        /* mov ecx, esi */
-        x_alu_ri(e, ALU_AND, false, RCX, 0xfff);
-        x_alu_ri(e, ALU_CMP, false, RCX, (int32_t)(4096 - size));
-        st->from[1] = x_jcc(e, CC_A);
-    }
     x_load(e, RAX, RDX, tlb + (int32_t)offsetof(struct tlb_entry, addend));
     x_alu_rr(e, ALU_ADD, true, RAX, RSI);
 }
