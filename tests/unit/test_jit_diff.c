@@ -6,8 +6,10 @@
  * that rewrite later code, and a sprinkling of instructions the
  * translator hands to the interpreter: CSR accesses, AMOs, FP), runs
  * each from the same random state under hart_run and jit_run, and
- * compares the architectural state and RAM afterwards. Every sequence
- * ends in WFI; traps go to a handler that is a WFI too.
+ * compares the architectural state and RAM afterwards. Half run in M-mode
+ * without translation, half in S-mode under Sv39 with scattered, partly
+ * unmapped or read-only data pages. Every sequence ends in WFI; traps go
+ * to an M-mode handler that is a WFI too.
  *
  * Also checks that the tester catches a deliberately wrong translation
  * (jit_test_mistranslate).
@@ -25,10 +27,11 @@
 #include "mem/bus.h"
 
 #define RAM_BASE 0x80000000ull
-#define RAM_PAGES 16
+#define RAM_PAGES 24
 #define CODE_PAGE 0         /* code occupies pages 0..2 */
 #define HANDLER_PAGE 3
-#define DATA_PAGE 8         /* data: pages 8..15 */
+#define DATA_PAGE 8         /* data: virtual pages 8..15 */
+#define PT_PAGE 16          /* Sv39 tables: physical pages 16..18 */
 #define MAX_INSNS 160
 
 static struct bus bus;
@@ -188,6 +191,12 @@ static void gen_mem(void)
     }
 }
 
+/* Half the sequences run in S-mode under Sv39 with data pages scattered
+ * over physical memory (so an access crossing a virtual page boundary
+ * touches two unrelated physical pages), one of them maybe unmapped and
+ * one read-only; the rest in M-mode without translation. */
+static bool sv39;
+
 static void gen_fallback(void)
 {
     switch (below(6)) {
@@ -199,11 +208,11 @@ static void gen_fallback(void)
         add(r_type(0x71, 0, below(32), 0, dreg(), 0x53), 4);
         break;
     }
-    case 0: /* csrrw/csrrs on mscratch */
-        add(i_type(0x340, reg(), below(2) ? 1 : 2, dreg(), 0x73), 4);
+    case 0: /* csrrw/csrrs on mscratch (sscratch in S-mode) */
+        add(i_type(sv39 ? 0x140 : 0x340, reg(), below(2) ? 1 : 2, dreg(), 0x73), 4);
         break;
-    case 1: /* csrr minstret: exact instret mid-block */
-        add(i_type(0xb02, 0, 2, dreg(), 0x73), 4);
+    case 1: /* csrr minstret (instret in S-mode): exact instret mid-block */
+        add(i_type(sv39 ? 0xc02 : 0xb02, 0, 2, dreg(), 0x73), 4);
         break;
     case 2: { /* AMO (aligned: the pointer's low bits are cleared first) */
         unsigned p = ptr_reg();
@@ -325,11 +334,51 @@ static uint64_t generate(unsigned n)
     return start_addr;
 }
 
+static void set_pte(unsigned table_page, unsigned index, uint64_t pte)
+{
+    memcpy(mem + table_page * 4096 + index * 8, &pte, 8);
+}
+
+/* Code and handler pages map to themselves; data pages to a random
+ * choice of physical pages 8..15 and 19..23. Returns satp. */
+static uint64_t build_page_tables(void)
+{
+    memset(mem + PT_PAGE * 4096, 0, 3 * 4096);
+    uint64_t base_ppn = RAM_BASE >> 12;
+    set_pte(PT_PAGE, 2, (base_ppn + PT_PAGE + 1) << 10 | PTE_V);      /* 0x80000000: VPN2 = 2 */
+    set_pte(PT_PAGE + 1, 0, (base_ppn + PT_PAGE + 2) << 10 | PTE_V);
+    for (unsigned v = 0; v <= HANDLER_PAGE; v++)
+        set_pte(PT_PAGE + 2, v, (base_ppn + v) << 10 | PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D);
+    unsigned pool[13], npool = 0;
+    for (unsigned p = 8; p < 16; p++)
+        pool[npool++] = p;
+    for (unsigned p = 19; p < 24; p++)
+        pool[npool++] = p;
+    unsigned unmapped = below(3) == 0 ? DATA_PAGE + below(8) : 0;
+    unsigned readonly = below(3) == 0 ? DATA_PAGE + below(8) : 0;
+    for (unsigned v = DATA_PAGE; v < DATA_PAGE + 8; v++) {
+        unsigned k = below(npool), p = pool[k];
+        pool[k] = pool[--npool];
+        if (v == unmapped)
+            continue;
+        uint64_t flags = PTE_V | PTE_R | (v == readonly ? 0 : PTE_W);
+        if (below(2))
+            flags |= PTE_A | (below(2) ? PTE_D : 0); /* else the MMU sets them */
+        set_pte(PT_PAGE + 2, v, (base_ppn + p) << 10 | flags);
+    }
+    return (uint64_t)SATP_MODE_SV39 << SATP_MODE_SHIFT | (base_ppn + PT_PAGE);
+}
+
 static void set_start_state(uint64_t entry)
 {
     hart_init(&start, 0, NULL, &bus);
     start.icache = &icache;
     start.priv = PRIV_M;
+    if (sv39) {
+        start.priv = PRIV_S;
+        start.satp = build_page_tables();
+        start.mcounteren = 7;
+    }
     start.mtvec = RAM_BASE + HANDLER_PAGE * 4096;
     if (below(8)) /* FS = Initial; sometimes Off (F/D then trap) */
         start.mstatus |= 1ull << 13;
@@ -389,7 +438,7 @@ static bool compare(const struct hart *a, const struct hart *b, const uint8_t *r
     }
     r = 0;
     FIELD(pc); FIELD(priv); FIELD(instret); FIELD(mstatus); FIELD(mcause); FIELD(mepc);
-    FIELD(mtval); FIELD(mscratch); FIELD(fflags); FIELD(wfi); FIELD(reserved);
+    FIELD(mtval); FIELD(mscratch); FIELD(sscratch); FIELD(fflags); FIELD(wfi); FIELD(reserved);
 #undef FIELD
     if (memcmp(ram_a, mem, sizeof ram_start) != 0) {
         for (unsigned i = 0; i < sizeof ram_start; i++)
@@ -445,6 +494,7 @@ static unsigned run_sequences(uint64_t seed, unsigned count, bool verbose)
         }
         uint32_t wfi = 0x10500073;
         memcpy(mem + HANDLER_PAGE * 4096, &wfi, 4);
+        sv39 = below(2);
         uint64_t entry = generate(8 + below(MAX_INSNS - 8));
         set_start_state(entry);
         memcpy(ram_start, mem, sizeof ram_start);
