@@ -12,7 +12,7 @@
 #define JIT_CODE_SIZE (16u << 20)   /* host code per hart; flushed when full */
 #define JIT_MAX_BLOCKS 65536
 #define JIT_BUCKETS 16384
-#define JIT_FAST 4096               /* direct-mapped vpc -> block cache */
+#define JIT_FAST 32768              /* direct-mapped vpc -> block cache */
 #define JIT_MAX_INSNS 128           /* guest instructions per block */
 
 /* One translated block: guest code from virtual pc `vpc`, found at
