@@ -45,7 +45,6 @@ struct stub {
 struct tctx {
     struct emit e;
     struct jit *j;
-    struct hart *h;
     uint64_t page;          /* virtual page of the block */
     uint8_t *bail;          /* xor eax, eax; jmp epilogue (0 = no chain slot) */
     struct stub stubs[JIT_MAX_INSNS];
@@ -574,6 +573,79 @@ static enum x86_cc branch_cc(unsigned op)
     }
 }
 
+/* Emits one instruction at guest pc `cur`, after `count` instructions of
+ * the block. Returns true when it ends the block. */
+static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn, uint64_t cur,
+                          unsigned count)
+{
+    struct emit *e = &t->e;
+    uint64_t next = cur + d->len;
+    switch (d->op) {
+    case OP_NOP:
+        break;
+    case OP_LUI:
+        x_mov_ri(e, RAX, (uint64_t)(int64_t)d->imm);
+        x_store(e, RAX, RBX, XR(d->rd));
+        break;
+    case OP_AUIPC:
+        x_mov_ri(e, RAX, cur + (uint64_t)(int64_t)d->imm);
+        x_store(e, RAX, RBX, XR(d->rd));
+        break;
+    case OP_JAL:
+        x_mov_ri(e, RAX, next);
+        x_store(e, RAX, RBX, XR(d->rd));
+        emit_exit(t, cur + (uint64_t)(int64_t)d->imm, count + 1);
+        return true;
+    case OP_JALR:
+        /* Target first: rd may be rs1. */
+        x_load(e, RCX, RBX, XR(d->rs1));
+        if (d->imm)
+            x_alu_ri(e, ALU_ADD, true, RCX, d->imm);
+        x_alu_ri(e, ALU_AND, true, RCX, -2);
+        x_store(e, RCX, RBX, OFF(pc));
+        x_mov_ri(e, RAX, next);
+        x_store(e, RAX, RBX, XR(d->rd));
+        x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)(count + 1));
+        emit_exit_lookup(t);
+        return true;
+    case OP_BEQ: case OP_BNE: case OP_BLT: case OP_BGE: case OP_BLTU: case OP_BGEU: {
+        x_load(e, RAX, RBX, XR(d->rs1));
+        x_alu_rm(e, ALU_CMP, true, RAX, RBX, XR(d->rs2));
+        uint8_t *taken = x_jcc(e, branch_cc(d->op));
+        emit_exit(t, next, count + 1);
+        if (!e->overflow)
+            x_patch(taken, e->p);
+        emit_exit(t, cur + (uint64_t)(int64_t)d->imm, count + 1);
+        return true;
+    }
+    case OP_LB: case OP_LH: case OP_LW: case OP_LD: case OP_LBU: case OP_LHU: case OP_LWU:
+        emit_load(t, d, cur, count);
+        break;
+    case OP_SB: case OP_SH: case OP_SW: case OP_SD:
+        emit_store(t, d, cur, count);
+        break;
+    case OP_FP:
+        if (!emit_fp_native(t, d, cur, count))
+            emit_fp_direct(t, d, cur, count);
+        break;
+    case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
+        emit_fp_mem(t, d, cur, count);
+        break;
+    default:
+        if (emit_alu(t, d))
+            break;
+        emit_fallback(t, d, insn, cur, count);
+        if (d->op == OP_SYSTEM || d->op == OP_FENCE_I || d->op == OP_ILLEGAL) {
+            /* jit_fallback always leaves after these; the exit below
+             * is never reached. */
+            emit_exit(t, next, count + 1);
+            return true;
+        }
+        break;
+    }
+    return false;
+}
+
 enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t pc,
                                         uint64_t ppc, const uint8_t *host_page,
                                         struct jit_block **out)
@@ -583,12 +655,11 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
     static __thread struct tctx tc;
     struct tctx *t = &tc;
     t->j = j;
-    t->h = h;
+    (void)h; /* code does not depend on the hart's state at translation */
     t->page = pc & ~0xfffull;
     t->nstubs = 0;
     t->e = (struct emit){.p = j->code_ptr, .end = j->code_end};
     struct emit *e = &t->e;
-    uint8_t *start = e->p;
 
     /* The shared bail-out sequence comes first; the block's entry follows. */
     t->bail = e->p;
@@ -618,75 +689,9 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
         }
         struct decoded d;
         icache_decode(&d, insn);
-        uint64_t next = cur + d.len;
-        switch (d.op) {
-        case OP_NOP:
-            break;
-        case OP_LUI:
-            x_mov_ri(e, RAX, (uint64_t)(int64_t)d.imm);
-            x_store(e, RAX, RBX, XR(d.rd));
-            break;
-        case OP_AUIPC:
-            x_mov_ri(e, RAX, cur + (uint64_t)(int64_t)d.imm);
-            x_store(e, RAX, RBX, XR(d.rd));
-            break;
-        case OP_JAL:
-            x_mov_ri(e, RAX, next);
-            x_store(e, RAX, RBX, XR(d.rd));
-            emit_exit(t, cur + (uint64_t)(int64_t)d.imm, count + 1);
-            ended = true;
-            break;
-        case OP_JALR:
-            /* Target first: rd may be rs1. */
-            x_load(e, RCX, RBX, XR(d.rs1));
-            if (d.imm)
-                x_alu_ri(e, ALU_ADD, true, RCX, d.imm);
-            x_alu_ri(e, ALU_AND, true, RCX, -2);
-            x_store(e, RCX, RBX, OFF(pc));
-            x_mov_ri(e, RAX, next);
-            x_store(e, RAX, RBX, XR(d.rd));
-            x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)(count + 1));
-            emit_exit_lookup(t);
-            ended = true;
-            break;
-        case OP_BEQ: case OP_BNE: case OP_BLT: case OP_BGE: case OP_BLTU: case OP_BGEU: {
-            x_load(e, RAX, RBX, XR(d.rs1));
-            x_alu_rm(e, ALU_CMP, true, RAX, RBX, XR(d.rs2));
-            uint8_t *taken = x_jcc(e, branch_cc(d.op));
-            emit_exit(t, next, count + 1);
-            if (!e->overflow)
-                x_patch(taken, e->p);
-            emit_exit(t, cur + (uint64_t)(int64_t)d.imm, count + 1);
-            ended = true;
-            break;
-        }
-        case OP_LB: case OP_LH: case OP_LW: case OP_LD: case OP_LBU: case OP_LHU: case OP_LWU:
-            emit_load(t, &d, cur, count);
-            break;
-        case OP_SB: case OP_SH: case OP_SW: case OP_SD:
-            emit_store(t, &d, cur, count);
-            break;
-        case OP_FP:
-            if (!emit_fp_native(t, &d, cur, count))
-                emit_fp_direct(t, &d, cur, count);
-            break;
-        case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
-            emit_fp_mem(t, &d, cur, count);
-            break;
-        default:
-            if (emit_alu(t, &d))
-                break;
-            emit_fallback(t, &d, insn, cur, count);
-            if (d.op == OP_SYSTEM || d.op == OP_FENCE_I || d.op == OP_ILLEGAL) {
-                /* jit_fallback always leaves after these; the exit below
-                 * is never reached. */
-                emit_exit(t, next, count + 1);
-                ended = true;
-            }
-            break;
-        }
+        ended = translate_one(t, &d, insn, cur, count);
         count++;
-        cur = next;
+        cur += d.len;
         if (!ended && (cur & ~0xfffull) != t->page) {
             emit_exit(t, cur, count);   /* ran off the page's end */
             ended = true;
@@ -701,7 +706,6 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
     b->code = entry;
     b->next = NULL;
     j->code_ptr = e->p;
-    (void)start;
     *out = b;
     return JIT_OK;
 }
