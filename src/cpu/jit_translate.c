@@ -650,7 +650,9 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
                                         uint64_t ppc, const uint8_t *host_page,
                                         struct jit_block **out)
 {
-    if (j->nblocks >= JIT_MAX_BLOCKS)
+    /* Room for the largest block (128 instructions and their stubs): a
+     * block cut short at its start would be empty and loop on itself. */
+    if (j->nblocks >= JIT_MAX_BLOCKS || j->code_end - j->code_ptr < JIT_BLOCK_ROOM)
         return JIT_FULL;
     static __thread struct tctx tc;
     struct tctx *t = &tc;
@@ -671,7 +673,7 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
     bool ended = false;
     while (!ended) {
         unsigned off = cur & 0xfff;
-        if (count == JIT_MAX_INSNS || (e->end - e->p) < 16384 || e->overflow) {
+        if (count == JIT_MAX_INSNS || e->overflow) {
             emit_exit(t, cur, count);
             break;
         }
