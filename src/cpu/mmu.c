@@ -131,7 +131,7 @@ static bool access_in_page(struct hart *h, uint64_t vaddr, unsigned size, uint64
         uint8_t *p = ram_host(&bus->ram, paddr);
         if (access == ACCESS_WRITE) {
             memcpy(p, value, size);
-            ram_mark_dirty(&bus->ram, paddr, size); /* also drops translated code */
+            ram_mark_dirty(&bus->ram, paddr, size);
         } else {
             *value = 0;
             memcpy(value, p, size);
