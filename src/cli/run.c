@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "ctl/ctl.h"
+#include "cpu/jit.h"
 #include "machine/machine.h"
 #include "migrate/migration.h"
 #include "migrate/replication.h"
@@ -50,6 +51,8 @@ static void run_usage(FILE *out)
             "  --heartbeat-timeout T\n"
             "                    with --standby: silence that means the primary is\n"
             "                    gone (default 500ms)\n"
+            "  --cpu ENGINE      interp (default, or $FERRY_CPU) or jit: the translating\n"
+            "                    CPU (x86-64 hosts; elsewhere jit runs the interpreter)\n"
             "  --stats           print instructions executed, MIPS and SBI set_timer calls\n"
             "                    at exit\n"
             "\n"
@@ -93,7 +96,7 @@ int cmd_run(int argc, char **argv)
      * them from the stream and rejects a contradicting flag. */
     struct machine_config cfg = {0};
     const char *mem = NULL, *smp = NULL, *control = NULL, *incoming = NULL, *restore = NULL;
-    const char *standby = NULL, *fence = NULL, *heartbeat = NULL;
+    const char *standby = NULL, *fence = NULL, *heartbeat = NULL, *engine = NULL;
     bool stats = false;
     for (int i = 1; i < argc; i++) {
         const char *v;
@@ -118,6 +121,7 @@ int cmd_run(int argc, char **argv)
         FLAG("--standby", standby)
         FLAG("--fence", fence)
         FLAG("--heartbeat-timeout", heartbeat)
+        FLAG("--cpu", engine)
 #undef FLAG
         if ((r = cli_flag_value(argc, argv, &i, "--drive", &v)) != 0) {
             if (r < 0)
@@ -154,6 +158,14 @@ int cmd_run(int argc, char **argv)
         cli_error("unknown option '%s' for 'ferry run' (try 'ferry run --help')", argv[i]);
         return EXIT_USAGE;
     }
+
+    if (!engine)
+        engine = getenv("FERRY_CPU"); /* the test runner's --cpu */
+    if (engine && strcmp(engine, "interp") != 0 && strcmp(engine, "jit") != 0) {
+        cli_error("--cpu (or FERRY_CPU) must be interp or jit, not '%s'", engine);
+        return EXIT_USAGE;
+    }
+    cfg.jit = engine && strcmp(engine, "jit") == 0;
 
     struct error err;
     if (mem && cli_parse_size(mem, &cfg.ram_size, &err) < 0) {
@@ -244,6 +256,7 @@ int cmd_run(int argc, char **argv)
     static struct machine m; /* large: keep it off the stack */
     int status;
     uint64_t start_ns = vclock_host_ns(), instructions = 0, set_timer_calls = 0;
+    struct jit_stats jstats = {0};
     for (;;) {
         int rc;
         struct ctl_server *ctl = NULL;
@@ -285,8 +298,10 @@ int cmd_run(int argc, char **argv)
         ctl_stop(ctl, m.stop == MACHINE_MIGRATED ? 5000 : 0);
         migration_join(&m);
         instructions += machine_instructions(&m);
-        for (unsigned i = 0; i < m.nharts; i++)
+        for (unsigned i = 0; i < m.nharts; i++) {
             set_timer_calls += m.harts[i].sbi_set_timer_calls;
+            jit_stats_add(&m.harts[i], &jstats);
+        }
         enum machine_stop why = m.stop;
         if (why == MACHINE_QUIT && status > 128) {
             const char *sig = sigabbrev_np(status - 128);
@@ -325,6 +340,11 @@ int cmd_run(int argc, char **argv)
                 secs > 0 ? (double)instructions / secs / 1e6 : 0.0, cpu,
                 cpu > 0 ? (double)instructions / cpu / 1e6 : 0.0,
                 (unsigned long long)set_timer_calls);
+        if (cfg.jit)
+            fprintf(stderr, "ferry: stats: jit blocks=%llu flushes=%llu code_write_flushes=%llu "
+                    "translate_seconds=%.3f\n", (unsigned long long)jstats.blocks,
+                    (unsigned long long)jstats.flushes, (unsigned long long)jstats.code_writes,
+                    (double)jstats.translate_ns / 1e9);
     }
     return status;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cpu/cpu_internal.h"
+#include "cpu/jit.h"
 #include "machine/machine.h"
 
 #define MISA_RV64 (2ull << 62)
@@ -28,7 +29,12 @@ void hart_reset(struct hart *h, uint64_t pc)
     uint32_t hartid = h->hartid;
     struct icache *icache = h->icache;
     const int *kick = h->kick;
+    struct jit *jit = h->jit;
+    bool use_jit = h->use_jit;
     memset(h, 0, sizeof *h);
+    h->jit = jit;
+    h->use_jit = use_jit;
+    jit_flush(h); /* RAM may be reloaded: drop translations */
     h->hartid = hartid;
     h->machine = m;
     h->bus = bus;

@@ -5,6 +5,7 @@
 #include "cpu/cpu_internal.h"
 #include "cpu/hart_wire.h"
 #include "cpu/icache.h"
+#include "cpu/jit.h"
 #include "migrate/vmstate.h"
 
 static bool bool_ok(const void *p)
@@ -121,6 +122,7 @@ void hart_state_loaded(struct hart *h)
     /* Derived caches are rebuilt, never migrated. */
     h->x[0] = 0;
     hart_tlb_flush(h);
+    jit_flush(h);
     hart_update_ctx(h);
     hart_note_interrupts(h);
     /* The RAM under its decoded code may have changed with the state. */

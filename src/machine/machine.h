@@ -46,6 +46,7 @@ struct machine_config {
     unsigned nnets;
     bool no_rng;            /* leave out the virtio-rng device */
     bool no_boot;           /* state comes from a stream: load no images */
+    bool jit;               /* --cpu jit: run harts with the translating CPU */
 };
 
 enum machine_stop {

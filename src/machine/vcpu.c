@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cpu/cpu_internal.h"
+#include "cpu/jit.h"
 #include "machine/machine.h"
 
 /* Instructions a hart runs between looks at its thread's state: about
@@ -143,7 +144,7 @@ static void vcpu_run_slice(struct machine *m, struct hart *h)
             hart_run(h, 1);
         }
     } else {
-        hart_run(h, SLICE_INSNS);
+        h->use_jit ? jit_run(h, SLICE_INSNS) : hart_run(h, SLICE_INSNS);
     }
     __atomic_store_n(&vcpu_of(m, h)->instret, h->instret, __ATOMIC_RELAXED);
     if (h->icache->flush_pending) {
