@@ -421,7 +421,7 @@ int jit_store_slow(struct hart *h, uint64_t va, uint64_t value, uint32_t info, u
 /* Runs one untranslated instruction through the interpreter. insn: the
  * original bits (16 or 32); raw: RVC-expanded; info: len | op << 8.
  * instret follows hart_run's decoded-code path: SYSTEM and FENCE.I are
- * counted before they run (a CSR read of instret includes itself), and an
+ * counted after they run (a CSR read of instret excludes itself), and an
  * instruction that traps is counted too. */
 int jit_fallback(struct hart *h, uint32_t insn, uint64_t pc, uint32_t info, uint32_t raw)
 {
@@ -440,8 +440,11 @@ int jit_fallback(struct hart *h, uint32_t insn, uint64_t pc, uint32_t info, uint
         h->instret = before + 1;
         break;
     case OP_SYSTEM: case OP_FENCE_I:
-        h->instret = before + 1;
+        /* CSRs see the instructions before this one; a minstret write
+         * stores its value less one (csr.c), so the increment after
+         * it lands on the written value. */
         ok = hart_exec_generic(h, insn);
+        h->instret++;
         break;
     default: /* operations newer than this translator */
         hart_exec_insn(h, insn);
