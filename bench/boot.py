@@ -4,7 +4,7 @@ same kernel and initramfs.
 
     bench/boot.py [--ferry build/ferry] [--guest build/guest] [--runs 5]
                   [--qemu qemu-system-riscv64 | --no-qemu] [--scale S]
-                  [--idle-seconds 10] [--json FILE]
+                  [--idle-seconds 10] [--cpu interp|jit] [--json FILE]
 
 Per machine, `--runs` times each:
   boot     process start -> first `ferry:/# ` prompt (host wall clock)
@@ -117,6 +117,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--scale", default="", help="argument passed to cpubench")
     ap.add_argument("--idle-seconds", type=float, default=10.0)
+    ap.add_argument("--cpu", choices=("interp", "jit"), default="interp",
+                    help="ferry's engine (ferry run --cpu)")
     ap.add_argument("--json", help="write the raw measurements here")
     args = ap.parse_args()
     if args.runs < 1:
@@ -132,7 +134,8 @@ def main():
                "qemu": qemu, "runs": args.runs}
     if ferry:
         results["ferry_results"] = measure(
-            "ferry", lambda: bl.ferry_vm(ferry, guest, ["--smp", "1", "--mem", "256M", "--stats"]),
+            "ferry", lambda: bl.ferry_vm(ferry, guest, ["--smp", "1", "--mem", "256M", "--stats",
+                                                         "--cpu", args.cpu]),
             args, True)
     if qemu:
         results["qemu_results"] = measure("qemu", lambda: bl.qemu_vm(qemu, guest), args, False)
@@ -211,10 +214,10 @@ def report(results, args):
     notes += [
         f"median [min-max] of {args.runs} runs; host: {results['host']}",
         "QEMU: qemu-system-riscv64 -M virt -bios default (OpenSBI), TCG, -smp 1 -m 256M, "
-        f"append '{bl.QEMU_APPEND}'; ferry: --smp 1 --mem 256M, default append",
+        f"append '{bl.QEMU_APPEND}'; ferry: --smp 1 --mem 256M --cpu {args.cpu}, default append",
         "QEMU MIPS = ferry's cpubench instruction count / QEMU's cpubench time (an estimate).",
     ]
-    print_cols = ["metric", "ferry", "qemu (TCG)", "target", "ferry ok?"]
+    print_cols = ["metric", f"ferry ({args.cpu})", "qemu (TCG)", "target", "ferry ok?"]
     bl.print_table("ferry boot / cpu / idle benchmark", print_cols, rows, notes)
 
 

@@ -3,10 +3,12 @@
 
     tests/run.py [--ferry build/asan/ferry] [--filter SUBSTR] [--jobs N] [-v] [--list]
                  [--variant FERRY=SUBSTR[,SUBSTR...]]
+                 [--cpu interp|jit]
 
 Runs, in this order, one line per test:
   unit/NAME         every executable build/unit/NAME (exit 0 = pass)
   isa/NAME          every build/isa/NAME.elf via `ferry run --bios` (exit 0 = pass)
+  isa-jit/NAME      the same with `--cpu jit`
   cli/MOD/CASE      function test_CASE of tests/cli/test_MOD.py
   linux/MOD/CASE    function test_CASE of tests/linux/test_MOD.py
 
@@ -24,6 +26,8 @@ raises harness.Skip, fails on any other exception.
 SUBSTRs again with another ferry binary (unit tests from the unit/ next to
 that binary), named DIR:TEST after the binary's directory: `make test` runs
 the thread-heavy tests under ThreadSanitizer this way (tsan:unit/...).
+
+--cpu sets FERRY_CPU, the engine `ferry run` uses when not given --cpu.
 
 The last line is `N passed, N failed, N skipped`; the exit status is 1 if
 any test failed, else 0.
@@ -272,6 +276,13 @@ def discover(ferry, scale, build, variant_env=None):
             tests.append(Test(f"isa/{p.stem}", "isa",
                               lambda p=p: run_binary([ferry, "run", "--bios", p], ISA_TIMEOUT * scale),
                               needs_ferry=True))
+        # The same programs under the other engine (the translating CPU must
+        # agree with the interpreter; see --cpu).
+        for p in sorted(isa_dir.glob("*.elf")):
+            tests.append(Test(f"isa-jit/{p.stem}", "isa",
+                              lambda p=p: run_binary([ferry, "run", "--bios", p, "--cpu", "jit"],
+                                                     ISA_TIMEOUT * scale),
+                              needs_ferry=True))
 
     for kind in ("cli", "linux"):
         for path in sorted((HERE / kind).glob("test_*.py")):
@@ -387,6 +398,8 @@ def main():
     ap.add_argument("--variant", action="append", default=[], metavar="FERRY=SUBSTR[,SUBSTR...]",
                     help="also run the tests matching a SUBSTR with this ferry binary "
                          "(unit tests from its directory's unit/), named DIR:TEST")
+    ap.add_argument("--cpu", choices=("interp", "jit"),
+                    help="engine for every `ferry run` the tests start (sets FERRY_CPU)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
 
@@ -411,6 +424,8 @@ def main():
         print(f"run.py: {e}", file=sys.stderr)
         return 2
     os.environ["FERRY"] = ferry
+    if a.cpu:
+        os.environ["FERRY_CPU"] = a.cpu
     # Tests must never talk to the user's terminal or inherit odd settings.
     os.environ.pop("FERRY_TEST_CHILD_DEADLINE", None)
 

@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "ctl/ctl.h"
+#include "cpu/jit.h"
 #include "machine/machine.h"
 #include "machine/signals.h"
 #include "migrate/migration.h"
@@ -62,6 +63,8 @@ static void run_usage(FILE *out)
             "                    the peer's; both sides verify each other\n"
             "  --tls-psk FILE    instead: a pre-shared key in hex (chmod 600), the same\n"
             "                    file on both hosts\n"
+            "  --cpu ENGINE      interp (default, or $FERRY_CPU) or jit: the translating\n"
+            "                    CPU (x86-64 hosts; elsewhere jit runs the interpreter)\n"
             "  --stats           print instructions executed, MIPS and SBI set_timer calls\n"
             "                    at exit\n"
             "\n"
@@ -107,6 +110,7 @@ int cmd_run(int argc, char **argv)
     struct machine_config cfg = {0};
     const char *mem = NULL, *smp = NULL, *control = NULL, *incoming = NULL, *restore = NULL;
     const char *standby = NULL, *fence = NULL, *heartbeat = NULL, *max_mem = NULL;
+    const char *engine = NULL;
     bool stats = false;
     struct tls_config tls;
     memset(&tls, 0, sizeof tls);
@@ -139,6 +143,7 @@ int cmd_run(int argc, char **argv)
         FLAG("--fence", fence)
         FLAG("--heartbeat-timeout", heartbeat)
         FLAG("--max-mem", max_mem)
+        FLAG("--cpu", engine)
 #undef FLAG
         if ((r = cli_flag_value(argc, argv, &i, "--drive", &v)) != 0) {
             if (r < 0)
@@ -175,6 +180,14 @@ int cmd_run(int argc, char **argv)
         cli_error("unknown option '%s' for 'ferry run' (try 'ferry run --help')", argv[i]);
         return EXIT_USAGE;
     }
+
+    if (!engine)
+        engine = getenv("FERRY_CPU"); /* the test runner's --cpu */
+    if (engine && strcmp(engine, "interp") != 0 && strcmp(engine, "jit") != 0) {
+        cli_error("--cpu (or FERRY_CPU) must be interp or jit, not '%s'", engine);
+        return EXIT_USAGE;
+    }
+    cfg.jit = engine && strcmp(engine, "jit") == 0;
 
     struct error err;
     if (mem && cli_parse_size(mem, &cfg.ram_size, &err) < 0) {
@@ -287,6 +300,7 @@ int cmd_run(int argc, char **argv)
         return 1;
     }
     uint64_t start_ns = vclock_host_ns(), instructions = 0, set_timer_calls = 0;
+    struct jit_stats jstats = {0};
     for (;;) {
         int rc;
         struct ctl_server *ctl = NULL;
@@ -334,8 +348,10 @@ int cmd_run(int argc, char **argv)
         signals_set_control_path(NULL);
         migration_join(&m);
         instructions += machine_instructions(&m);
-        for (unsigned i = 0; i < m.nharts; i++)
+        for (unsigned i = 0; i < m.nharts; i++) {
             set_timer_calls += m.harts[i].sbi_set_timer_calls;
+            jit_stats_add(&m.harts[i], &jstats);
+        }
         enum machine_stop why = m.stop;
         if (why == MACHINE_QUIT && status > 128) {
             const char *sig = sigabbrev_np(status - 128);
@@ -374,6 +390,11 @@ int cmd_run(int argc, char **argv)
                 secs > 0 ? (double)instructions / secs / 1e6 : 0.0, cpu,
                 cpu > 0 ? (double)instructions / cpu / 1e6 : 0.0,
                 (unsigned long long)set_timer_calls);
+        if (cfg.jit)
+            fprintf(stderr, "ferry: stats: jit blocks=%llu flushes=%llu code_write_flushes=%llu "
+                    "translate_seconds=%.3f\n", (unsigned long long)jstats.blocks,
+                    (unsigned long long)jstats.flushes, (unsigned long long)jstats.code_writes,
+                    (double)jstats.translate_ns / 1e9);
     }
     return status;
 }

@@ -72,6 +72,16 @@ void hart_sret(struct hart *h);
 bool mmu_translate(struct hart *h, uint64_t vaddr, enum access access, uint64_t *paddr,
                    uint64_t *cause);
 
+/* One instruction through the interpreter without its code cache:
+ * hart_step fetches it at h->pc, hart_exec_insn is given its bits. Both
+ * advance pc and instret or take the instruction's trap. */
+void hart_step(struct hart *h);
+void hart_exec_insn(struct hart *h, uint32_t insn);
+/* The interpreter's executor for AMO, F/D, SYSTEM, FENCE.I and illegal
+ * instructions: false when it trapped or redirected pc; pc and instret
+ * are the caller's business, as in hart_run. */
+bool hart_exec_generic(struct hart *h, uint32_t insn);
+
 /* Slow-path instruction fetch (TLB miss, MMIO, page-crossing). Raises the
  * exception itself and returns false on failure. */
 bool cpu_fetch_slow(struct hart *h, uint64_t pc, uint32_t *insn);

@@ -459,13 +459,10 @@ static bool exec_generic(struct hart *h, const struct decoded *d)
     return ok;
 }
 
-/* Executes one instruction without the code cache (boot ROM, MMIO, a full
- * cache, a 32-bit instruction straddling two pages). */
-static void exec_uncached(struct hart *h)
+/* Executes the instruction `insn` found at h->pc: advances pc and instret,
+ * or takes its trap. Also the translating CPU's fallback (jit.c). */
+void hart_exec_insn(struct hart *h, uint32_t insn)
 {
-    uint32_t insn;
-    if (!cpu_fetch_slow(h, h->pc, &insn))
-        return;
     struct decoded d;
     icache_decode(&d, insn);
     uint64_t pc = h->pc, *x = h->x;
@@ -511,6 +508,27 @@ static void exec_uncached(struct hart *h)
     h->x[0] = 0;
     h->pc = next;
     h->instret++;
+}
+
+/* Executes one instruction without the code cache (boot ROM, MMIO, a full
+ * cache, a 32-bit instruction straddling two pages). */
+static void exec_uncached(struct hart *h)
+{
+    uint32_t insn;
+    if (cpu_fetch_slow(h, h->pc, &insn))
+        hart_exec_insn(h, insn);
+}
+
+void hart_step(struct hart *h)
+{
+    exec_uncached(h);
+}
+
+bool hart_exec_generic(struct hart *h, uint32_t insn)
+{
+    struct decoded d;
+    icache_decode(&d, insn);
+    return exec_generic(h, &d);
 }
 
 GUEST_MEMORY_ACCESS

@@ -5,6 +5,7 @@
 
 #include "cpu/cpu_internal.h"
 #include "cpu/lrsc.h"
+#include "cpu/jit.h"
 #include "machine/machine.h"
 
 #define MISA_RV64 (2ull << 62)
@@ -32,9 +33,14 @@ void hart_reset(struct hart *h, uint64_t pc)
     struct icache *icache = h->icache;
     const int *kick = h->kick;
     struct lrsc_set *lrsc = h->lrsc;
+    struct jit *jit = h->jit;
+    bool use_jit = h->use_jit;
     lrsc_drop(h);
     memset(h, 0, sizeof *h);
     h->lrsc = lrsc;
+    h->jit = jit;
+    h->use_jit = use_jit;
+    jit_flush(h); /* RAM may be reloaded: drop translations */
     h->hartid = hartid;
     h->machine = m;
     h->bus = bus;

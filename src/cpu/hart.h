@@ -103,6 +103,11 @@ struct hart {
     uint8_t data_priv;       /* privilege for loads/stores (MPRV applied) */
     uint64_t ctx_data;       /* TLB tag context for loads/stores */
     uint64_t ctx_fetch;      /* TLB tag context for instruction fetch */
+
+    /* ---- translating CPU (src/cpu/jit*.c); host caches, never migrated ---- */
+    struct jit *jit;         /* this hart's translation cache, or NULL */
+    bool use_jit;            /* the machine runs this hart with jit_run */
+    uint64_t jit_limit;      /* instret at which the current run's budget is spent */
 };
 
 void hart_init(struct hart *h, uint32_t hartid, struct machine *m, struct bus *bus);

@@ -6,6 +6,7 @@
 #include "cpu/hart_wire.h"
 #include "cpu/icache.h"
 #include "cpu/lrsc.h"
+#include "cpu/jit.h"
 #include "migrate/vmstate.h"
 
 static bool bool_ok(const void *p)
@@ -123,6 +124,7 @@ void hart_state_loaded(struct hart *h)
     h->x[0] = 0;
     lrsc_drop(h); /* a loaded reservation is not published: its SC fails */
     hart_tlb_flush(h);
+    jit_flush(h);
     hart_update_ctx(h);
     hart_note_interrupts(h);
     /* The RAM under its decoded code may have changed with the state. */

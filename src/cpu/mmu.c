@@ -4,6 +4,7 @@
 
 #include "cpu/cpu_internal.h"
 #include "cpu/lrsc.h"
+#include "cpu/jit.h"
 #include "mem/bus.h"
 
 static uint64_t fault_cause(enum access access, bool page_fault)
@@ -102,6 +103,10 @@ static void tlb_fill(struct hart *h, enum access access, uint64_t vaddr, uint64_
     case ACCESS_FETCH:
         return; /* fetch entries also carry decoded code: exec.c fills them */
     case ACCESS_WRITE:
+        /* Stores to pages holding translated code stay on the slow path,
+         * which invalidates the translations. */
+        if (jit_page_has_code(ram, (ppage - ram->base) >> RAM_PAGE_SHIFT))
+            return;
         tlb = h->tlb_write; ctx = h->ctx_data;
         /* Writes through this entry skip the dirty log until the next
          * harvest drops it: mark the page now. */

@@ -7,6 +7,7 @@
  * deadline or an event, so an idle guest (every hart parked in WFI) costs
  * no CPU. */
 #include "machine/machine.h"
+#include "cpu/jit.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -427,8 +428,10 @@ int machine_init(struct machine *m, const struct machine_config *cfg, struct err
         return -1;
     vclock_init(&m->clock);
     m->trace = getenv("FERRY_TRACE") != NULL;
-    for (unsigned i = 0; i < m->nharts; i++)
+    for (unsigned i = 0; i < m->nharts; i++) {
         hart_init(&m->harts[i], i, m, &m->bus);
+        m->harts[i].use_jit = cfg->jit;
+    }
     if (console_open(&m->console, cfg->console ? cfg->console : "stdio", err) < 0)
         goto fail;
     if (machine_add_devices(m, err) < 0)
@@ -454,6 +457,8 @@ void machine_destroy(struct machine *m)
     m->wake_fd = -1;
     for (unsigned i = 0; i < MACHINE_MAX_HARTS; i++)
         icache_free(&m->vcpus[i].icache);
+    for (unsigned i = 0; i < m->nharts; i++)
+        jit_free(&m->harts[i]);
     console_close(&m->console);
     ram_destroy(&m->bus.ram);
 }

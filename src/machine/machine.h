@@ -50,6 +50,7 @@ struct machine_config {
     bool no_rng;            /* leave out the virtio-rng device */
     bool no_boot;           /* state comes from a stream: load no images */
     uint64_t max_ram_size;  /* largest RAM a stream may describe (0: half the host's) */
+    bool jit;               /* --cpu jit: run harts with the translating CPU */
 };
 
 enum machine_stop {

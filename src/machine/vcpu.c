@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "cpu/cpu_internal.h"
+#include "cpu/jit.h"
 #include "machine/machine.h"
 
 /* Instructions a hart runs between looks at its thread's state: about
@@ -198,7 +199,7 @@ static void vcpu_run_slice(struct machine *m, struct hart *h)
             hart_run(h, 1);
         }
     } else {
-        hart_run(h, SLICE_INSNS);
+        h->use_jit ? jit_run(h, SLICE_INSNS) : hart_run(h, SLICE_INSNS);
     }
     machine_update_hart_timer(m, h);
     __atomic_store_n(&vcpu_of(m, h)->instret, h->instret, __ATOMIC_RELAXED);

@@ -39,6 +39,7 @@ void ram_destroy(struct ram *ram)
         munmap(ram->host, ram->size);
     free(ram->dirty);
     free(ram->touched);
+    free(ram->jit_code);
     memset(ram, 0, sizeof *ram);
 }
 
@@ -50,6 +51,7 @@ void ram_mark_dirty(struct ram *ram, uint64_t gpa, uint64_t len)
     uint64_t last = (gpa - ram->base + len - 1) >> RAM_PAGE_SHIFT;
     for (uint64_t p = first; p <= last; p++)
         ram_mark_dirty_page(ram, p);
+    ram_note_code_write(ram, gpa, len);
 }
 
 bool ram_page_is_dirty(const struct ram *ram, uint64_t page)

@@ -28,6 +28,11 @@ struct ram {
     uint64_t *dirty;   /* one bit per page; access only through the functions below */
     uint64_t *touched; /* one bit per page ever written; never cleared */
     size_t dirty_words;
+    /* Translating CPU: one byte per page, non-zero while some hart may hold
+     * translated code from it (allocated by the first translation, freed
+     * with the RAM); jit_code_gen counts writes that hit such a page. */
+    uint8_t *jit_code;
+    uint64_t jit_code_gen;
 };
 
 int ram_init(struct ram *ram, uint64_t base, uint64_t size, struct error *err);
@@ -64,6 +69,25 @@ static inline void ram_mark_dirty_page(struct ram *ram, uint64_t page)
 static inline bool ram_page_touched(const struct ram *ram, uint64_t page)
 {
     return (__atomic_load_n(&ram->touched[page >> 6], __ATOMIC_ACQUIRE) >> (page & 63)) & 1;
+}
+
+/* A write to [gpa, gpa+len) that hit a page holding translated code:
+ * clears the page's mark and bumps jit_code_gen, so every hart drops its
+ * translations (src/cpu/jit.h). ram_mark_dirty calls it: each writer of
+ * guest RAM (CPU slow paths, AMOs, DMA, loaders) ends there. */
+static inline void ram_note_code_write(struct ram *ram, uint64_t gpa, uint64_t len)
+{
+    uint8_t *map = __atomic_load_n(&ram->jit_code, __ATOMIC_ACQUIRE);
+    if (!map || len == 0)
+        return;
+    uint64_t first = (gpa - ram->base) >> RAM_PAGE_SHIFT;
+    uint64_t last = (gpa + len - 1 - ram->base) >> RAM_PAGE_SHIFT;
+    for (uint64_t p = first; p <= last; p++) {
+        if (__atomic_load_n(&map[p], __ATOMIC_RELAXED)) {
+            __atomic_store_n(&map[p], 0, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&ram->jit_code_gen, 1, __ATOMIC_SEQ_CST);
+        }
+    }
 }
 
 /* Marks every page overlapping [gpa, gpa+len); gpa/len must be inside RAM. */
