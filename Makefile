@@ -91,7 +91,12 @@ TSAN_TESTS := unit/,linux/boot/smp_4,linux/migrate/live_memdirty,linux/replicate
 # Two tests at a time: most of a guest test's time is one busy hart, and CI
 # has two cores (tests/run.py --jobs; timing-sensitive tests run alone).
 TEST_JOBS ?= 2
-test: all asan unit isa guest tsan fuzz-smoke
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+# The five builds (release, ASan, TSan, fuzzers, ISA programs) compile in
+# parallel whatever flags `make test` was given; the guest has its own.
+test:
+	$(MAKE) -j$(NPROC) all asan unit isa tsan fuzz-build
+	$(MAKE) guest fuzz-smoke
 	tests/run.py --jobs $(TEST_JOBS) --ferry $(BUILD)/asan/ferry --variant $(BUILD)/tsan/ferry=$(TSAN_TESTS)
 
 # libFuzzer harnesses (tests/fuzz/README.md), built with clang: the library
