@@ -178,9 +178,11 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
  * A disk write keeps its staged record's buffer. */
 static int apply_checkpoint(struct standby *sb, struct machine *m, struct error *err)
 {
-    uint64_t epoch = 0, committed = get_u64(sb->recs[0].body + 8);
+    uint64_t epoch = 0;
     if (validate_checkpoint(sb, m, &epoch, err) < 0)
         return -1;
+    /* Only now: the header's length is checked by the validation. */
+    uint64_t committed = get_u64(sb->recs[0].body + 8);
     for (size_t i = 1; i < sb->nrecs; i++) {
         struct staged *r = &sb->recs[i];
         int rc = 0;

@@ -168,6 +168,19 @@ static void seeds_for(const char *dir, struct machine *m, const char *tag)
     snprintf(name, sizeof name, "replicate-%s", tag);
     write_file(dir, "standby", name, s.wbuf, s.wlen);
     stream_free(&s);
+
+    /* Regression (found by fuzz_standby): a checkpoint header shorter than
+     * 16 bytes was read (its committed epoch) before being checked. */
+    begin(&s, m);
+    put_some_pages(&s, m);
+    put_u64(b, 1);
+    put(&s, REC_CHECKPOINT, b, 4);
+    put_some_pages(&s, m);
+    put(&s, REC_END, NULL, 0);
+    put(&s, REC_GO, NULL, 0);
+    snprintf(name, sizeof name, "short-checkpoint-%s", tag);
+    write_file(dir, "regress-standby", name, s.wbuf, s.wlen);
+    stream_free(&s);
 }
 
 int main(int argc, char **argv)
