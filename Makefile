@@ -145,4 +145,5 @@ netns-down:
 clean:
 	rm -rf $(BUILD)
 
--include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(TSAN_OBJS:.o=.d) $(FUZZ_LIB_OBJS:.o=.d)
+-include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(TSAN_OBJS:.o=.d) $(FUZZ_LIB_OBJS:.o=.d) \
+         $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.d,$(FUZZERS))
