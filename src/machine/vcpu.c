@@ -235,7 +235,7 @@ static void vcpu_throttle_wait(struct machine *m, struct hart *h, struct throttl
     uint64_t wait;
     while ((wait = throttle_wait_ns(&m->throttle, d, vclock_host_ns())) != 0) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts); /* the condition's clock */
+        clock_gettime(CLOCK_MONOTONIC, &ts); /* the condition's clock (machine_init) */
         uint64_t ns = (uint64_t)ts.tv_nsec + wait;
         ts.tv_sec += (time_t)(ns / 1000000000u);
         ts.tv_nsec = (long)(ns % 1000000000u);
