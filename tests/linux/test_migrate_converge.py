@@ -209,13 +209,6 @@ def test_auto_converge_meets_the_cap():
 
 @timeout(600)
 def test_throttle_released_when_migration_fails():
-    # Skipped, not passed: on the merged tree (hart threads keeping their
-    # own timers + the throttle's parked waits) one run saw the guest's
-    # dirtier stall for a whole round at 20 % throttle (43 pages in 8 s), so
-    # the migration converged instead of failing. That stall is an open bug
-    # (issue 11), to be found before this test runs again.
-    raise harness.Skip("open bug: the guest's dirtier stalled for a round under a 20 % "
-                       "throttle on hart threads (issue 11)")
     # Auto-converge on, but allowed only 30 %: not enough for a cap of
     # 50 ms at 1 MB/s. The throttle rises (seen by the VM's status while the rounds
     # run), the migration fails saying how far auto-converge went, and the
