@@ -22,6 +22,7 @@
 #include "cpu/icache.h"
 #include "cpu/jit_internal.h"
 #include "cpu/jit_x86.h"
+#include "cpu/lrsc.h"
 
 _Static_assert(sizeof(struct tlb_entry) == 32, "TLB index scaling assumes 32-byte entries");
 _Static_assert(TLB_SIZE == 256, "TLB index mask assumes 256 entries");
@@ -187,6 +188,14 @@ static bool emit_store(struct tctx *t, const struct decoded *d, uint64_t pc, uns
     st->info = size | (uint32_t)d->len << 16;
     x_load(&t->e, RDI, RBX, fp ? FR(d->rs2) : XR(d->rs2));
     emit_tlb_lookup(t, st, d->rs1, d->imm, size, true);
+    /* While any hart holds an LR reservation, stores take the slow path,
+     * whose cpu_store breaks the reservations they hit (lrsc.h):
+     * mov rcx, [rbx+lrsc]; cmp dword [rcx+live], 0; jne stub */
+    x_load(&t->e, RCX, RBX, OFF(lrsc));
+    x_u8(&t->e, 0x83);
+    x_modrm_mem(&t->e, 7, RCX, (int32_t)offsetof(struct lrsc_set, live));
+    x_u8(&t->e, 0);
+    st->from[1] = x_jcc(&t->e, CC_NE);
     x_store_rdi_to_rax(&t->e, size);
     st->resume = t->e.p;
     return true;
