@@ -122,6 +122,7 @@ static struct jit *jit_create(struct hart *h)
         return NULL;
     }
     j->have_fma = __builtin_cpu_supports("fma");
+    j->have_bmi2 = __builtin_cpu_supports("bmi2");
     jit_emit_stubs(j);
     j->code_ptr = j->code_start;
     j->code_end = j->buf + JIT_CODE_SIZE;

@@ -35,6 +35,7 @@ struct jit {
     uint8_t *buf;
     intptr_t exec_delta;
     bool have_fma;              /* host has FMA3 (vfmadd231sd) */
+    bool have_bmi2;             /* host has BMI2 (rorx) */
     uint8_t *code_start, *code_ptr, *code_end;
     /* Enters generated code with rbx = h; returns the chain slot (rel32
      * field of a direct-jump exit) taken to leave, or NULL. */

@@ -1,8 +1,11 @@
 /* RV64GC -> x86-64 block translation.
  *
- * Guest registers live in struct hart (rbx points at it); each instruction
- * loads its operands, computes in rax/rcx/rdx/rsi/rdi and stores rd back.
- * A block runs from its first instruction to a branch, jump, untranslated
+ * Guest registers live in struct hart (rbx points at it). Within a block
+ * the most used ones are held in host registers (see `struct regalloc`):
+ * loaded at the block's entry, written back before every exit and every
+ * call into C (so helpers, traps and the next block see exact state), and
+ * reloaded after a call. The others are loaded and stored per
+ * instruction. Instructions compute in rax/rcx/rdx/rsi/rdi. A block runs from its first instruction to a branch, jump, untranslated
  * SYSTEM/FENCE.I instruction, the page's end, or JIT_MAX_INSNS.
  *
  * instret: inside a block h->instret still holds its value at block entry;
@@ -36,17 +39,30 @@ enum stub_kind { STUB_LOAD, STUB_STORE };
 /* A slow path emitted after the block's straight-line code. */
 struct stub {
     enum stub_kind kind;
+    uint32_t dirty;         /* guest registers to write back before the call */
     uint8_t *from[2];       /* jcc fields that branch here */
     uint8_t *resume;        /* where the fast path continues */
     unsigned done;          /* instructions completed before this one */
+    int8_t value;           /* store: host register holding the value */
     uint32_t info;
     uint64_t pc;
 };
 
+/* Host registers that hold guest registers within a block: the
+ * callee-saved ones the entry stub saves, and caller-saved ones no emitted
+ * sequence uses as scratch (every C call is followed by a reload). */
+static const uint8_t alloc_regs[] = {RBP, R12, R13, R14, R15, R9, R10, R11};
+#define NALLOC (sizeof alloc_regs)
+
 struct tctx {
     struct emit e;
     struct jit *j;
+    int8_t host[33];        /* host register holding guest x[r], or -1 */
+    uint32_t allocated;     /* guest registers held in host registers */
+    uint32_t dirty;         /* of those, written since the last write-back */
     uint64_t page;          /* virtual page of the block */
+    uint64_t start;         /* guest pc of the block's first instruction */
+    uint8_t *body;          /* code after the entry's register loads */
     uint8_t *bail;          /* xor eax, eax; jmp epilogue (0 = no chain slot) */
     struct stub stubs[JIT_MAX_INSNS];
     unsigned nstubs;
@@ -60,11 +76,80 @@ static void emit_bail(struct tctx *t)
     x_jmp_to(&t->e, t->j->epilogue);
 }
 
+/* reg = x[r] */
+static void ld_x(struct tctx *t, int reg, unsigned r)
+{
+    int hr = t->host[r];
+    if (hr >= 0) {
+        if (hr != reg)
+            x_mov_rr(&t->e, reg, hr);
+    } else if (r == 0) {
+        x_zero(&t->e, reg);
+    } else {
+        x_load(&t->e, reg, RBX, XR(r));
+    }
+}
+
+/* x[r] = reg (r = 32: x0 as destination, discarded) */
+static void st_x(struct tctx *t, int reg, unsigned r)
+{
+    if (r == 0 || r == 32)
+        return;
+    int hr = t->host[r];
+    if (hr >= 0) {
+        if (hr != reg)
+            x_mov_rr(&t->e, hr, reg);
+        t->dirty |= 1u << r;
+    } else {
+        x_store(&t->e, reg, RBX, XR(r));
+    }
+}
+
+/* The host register holding x[r]: its own, or `scratch` loaded. */
+static int src_x(struct tctx *t, unsigned r, int scratch)
+{
+    if (t->host[r] >= 0)
+        return t->host[r];
+    ld_x(t, scratch, r);
+    return scratch;
+}
+
+/* Where to compute a result for x[rd]: its own host register, or rax. */
+static int dst_x(struct tctx *t, unsigned rd)
+{
+    return t->host[rd] >= 0 ? t->host[rd] : RAX;
+}
+
+/* Writes the held registers in `dirty` back to struct hart. */
+static void emit_writeback(struct tctx *t, uint32_t dirty)
+{
+    for (unsigned r = 1; r < 32; r++)
+        if (dirty & (1u << r))
+            x_store(&t->e, t->host[r], RBX, XR(r));
+}
+
+/* Loads every held register from struct hart (block entry, after C). */
+static void emit_reload(struct tctx *t)
+{
+    for (unsigned r = 1; r < 32; r++)
+        if (t->allocated & (1u << r))
+            x_load(&t->e, t->host[r], RBX, XR(r));
+}
+
+/* Before a call on the block's main path that may read or write guest
+ * registers: write back; after it, emit_reload (and all are clean). */
+static void emit_sync(struct tctx *t)
+{
+    emit_writeback(t, t->dirty);
+    t->dirty = 0;
+}
+
 /* Leaves the block with h->pc and instret set: straight into the next
  * block if jit_next finds it, else back to the dispatcher. */
 static void emit_exit_lookup(struct tctx *t)
 {
     struct emit *e = &t->e;
+    emit_writeback(t, t->dirty);
     x_mov_rr(e, RDI, RBX);
     x_call(e, (const void *)jit_next);
     x_alu_rr(e, ALU_OR, true, RAX, RAX);     /* test: NULL -> epilogue with rax = 0 */
@@ -84,11 +169,14 @@ static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
     struct emit *e = &t->e;
     x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)count);
     if ((target & ~0xfffull) != t->page) {
+        /* emit_exit_lookup writes the registers back */
         x_mov_ri(e, RAX, target);
         x_store(e, RAX, RBX, OFF(pc));
         emit_exit_lookup(t);
         return;
     }
+    emit_writeback(t, t->dirty);
+    bool self = target == t->start; /* a loop on this block: past its loads */
     x_load(e, RAX, RBX, OFF(instret));
     x_alu_rm(e, ALU_CMP, true, RAX, RBX, OFF(jit_limit));
     uint8_t *out1 = x_jcc(e, CC_AE);
@@ -106,46 +194,51 @@ static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
         x_patch(out1, out);
         x_patch(out2, out);
         x_patch(out3, out);
-        x_patch(slot, out); /* unchained: falls through to the exit */
+        /* unchained: falls through to the exit */
+        x_patch(slot, self ? t->body : out);
     }
     x_mov_ri(e, RAX, target);
     x_store(e, RAX, RBX, OFF(pc));
-    x_mov_ri(e, RAX, (uint64_t)(uintptr_t)slot);
+    if (self)
+        x_zero(e, RAX);     /* no slot: the jump is already direct */
+    else
+        x_mov_ri(e, RAX, (uint64_t)(uintptr_t)slot);
     x_jmp_to(e, t->j->epilogue);
 }
 
 /* Computes the effective address rs1 + imm into rsi and looks up the TLB
- * (read or write) for a `size`-byte access: on a hit rax = host address;
- * otherwise jumps to a stub recorded in *st. */
+ * (read or write) for a `size`-byte access: on a hit rax = the host
+ * address less the guest one (the access is at [rax + rsi]); otherwise
+ * jumps to a stub recorded in *st. */
 static void emit_tlb_lookup(struct tctx *t, struct stub *st, unsigned rs1, int32_t imm,
                             unsigned size, bool write)
 {
     struct emit *e = &t->e;
     int32_t tlb = write ? OFF(tlb_write) : OFF(tlb_read);
-    x_load(e, RSI, RBX, XR(rs1));
+    int base = src_x(t, rs1, RSI);
     if (imm)
-        x_alu_ri(e, ALU_ADD, true, RSI, imm);
+        x_lea(e, RSI, base, imm);
+    else if (base != RSI)
+        x_mov_rr(e, RSI, base);
     /* The tag is compared with the page of the access's last byte, the
      * entry chosen by its first: an access crossing a page misses. */
-    if (size > 1) {
-        x_rex(e, true, RCX, RSI, false);           /* lea rcx, [rsi + size - 1] */
-        x_u8(e, 0x8d);
-        x_u8(e, (uint8_t)(0x40 | (RCX << 3) | RSI));
-        x_u8(e, (uint8_t)(size - 1));
-    } else {
+    if (size > 1)
+        x_lea(e, RCX, RSI, (int32_t)size - 1);
+    else
         x_mov_rr(e, RCX, RSI);
-    }
     x_shift_ri(e, SH_SHR, true, RCX, 12);
-    x_op_rr(e, 0x89, false, RSI, RDX);            /* mov edx, esi */
-    x_shift_ri(e, SH_SHR, false, RDX, 12 - 5);    /* entry index * 32 */
+    if (t->j->have_bmi2) {
+        x_rorx32(e, RDX, RSI, 12 - 5);             /* entry index * 32, in bits 5..12 */
+    } else {
+        x_op_rr(e, 0x89, false, RSI, RDX);        /* mov edx, esi */
+        x_shift_ri(e, SH_SHR, false, RDX, 12 - 5);
+    }
     x_alu_ri(e, ALU_AND, false, RDX, (TLB_SIZE - 1) << 5);
-    x_alu_rr(e, ALU_ADD, true, RDX, RBX);
     x_alu_rm(e, ALU_OR, true, RCX, RBX, OFF(ctx_data));
-    x_alu_rm(e, ALU_CMP, true, RCX, RDX, tlb + (int32_t)offsetof(struct tlb_entry, tag));
+    x_cmp_sib(e, RCX, RBX, RDX, tlb + (int32_t)offsetof(struct tlb_entry, tag));
     st->from[0] = x_jcc(e, CC_NE);
     st->from[1] = NULL;
-    x_load(e, RAX, RDX, tlb + (int32_t)offsetof(struct tlb_entry, addend));
-    x_alu_rr(e, ALU_ADD, true, RAX, RSI);
+    x_load_sib(e, RAX, RBX, RDX, tlb + (int32_t)offsetof(struct tlb_entry, addend));
 }
 
 /* Integer loads, and FLW/FLD (NaN-boxed into f[rd], FS made dirty). */
@@ -160,8 +253,10 @@ static bool emit_load(struct tctx *t, const struct decoded *d, uint64_t pc, unsi
     st->done = done;
     st->pc = pc;
     st->info = d->rd | (uint32_t)d->op << 8 | (uint32_t)d->len << 16;
+    st->dirty = t->dirty;
     emit_tlb_lookup(t, st, d->rs1, d->imm, size, false);
-    x_load_rax_from_rax(&t->e, size, !fp && sign[d->op - OP_LB]);
+    int dst = fp ? RAX : dst_x(t, d->rd);
+    x_load_rax_rsi(&t->e, dst, size, !fp && sign[d->op - OP_LB]);
     if (fp) {
         if (d->op == OP_FLW) {
             x_mov_ri(&t->e, RCX, 0xffffffff00000000ull);
@@ -170,7 +265,7 @@ static bool emit_load(struct tctx *t, const struct decoded *d, uint64_t pc, unsi
         x_store(&t->e, RAX, RBX, FR(d->rd));
         x_alu_mi(&t->e, ALU_OR, RBX, OFF(mstatus), (int32_t)MSTATUS_FS);
     } else {
-        x_store(&t->e, RAX, RBX, XR(d->rd));
+        st_x(t, dst, d->rd);
     }
     st->resume = t->e.p;
     return true;
@@ -186,7 +281,13 @@ static bool emit_store(struct tctx *t, const struct decoded *d, uint64_t pc, uns
     st->done = done;
     st->pc = pc;
     st->info = size | (uint32_t)d->len << 16;
-    x_load(&t->e, RDI, RBX, fp ? FR(d->rs2) : XR(d->rs2));
+    st->dirty = t->dirty;
+    int value = RDI;
+    if (fp)
+        x_load(&t->e, RDI, RBX, FR(d->rs2));
+    else
+        value = src_x(t, d->rs2, RDI);
+    st->value = (int8_t)value;
     emit_tlb_lookup(t, st, d->rs1, d->imm, size, true);
     /* While any hart holds an LR reservation, stores take the slow path,
      * whose cpu_store breaks the reservations they hit (lrsc.h):
@@ -196,7 +297,7 @@ static bool emit_store(struct tctx *t, const struct decoded *d, uint64_t pc, uns
     x_modrm_mem(&t->e, 7, RCX, (int32_t)offsetof(struct lrsc_set, live));
     x_u8(&t->e, 0);
     st->from[1] = x_jcc(&t->e, CC_NE);
-    x_store_rdi_to_rax(&t->e, size);
+    x_store_rax_rsi(&t->e, value, size);
     st->resume = t->e.p;
     return true;
 }
@@ -212,6 +313,7 @@ static void emit_stubs(struct tctx *t)
             if (st->from[1])
                 x_patch(st->from[1], here);
         }
+        emit_writeback(t, st->dirty);
         if (st->done)
             x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)st->done);
         if (st->kind == STUB_LOAD) {
@@ -221,8 +323,8 @@ static void emit_stubs(struct tctx *t)
             x_mov_ri(e, RCX, st->pc);
             x_call(e, (const void *)jit_load_slow);
         } else {
-            /* jit_store_slow(h, va = rsi, value = rdi, info, pc) */
-            x_mov_rr(e, RDX, RDI);
+            /* jit_store_slow(h, va = rsi, value, info, pc) */
+            x_mov_rr(e, RDX, st->value);
             x_mov_rr(e, RDI, RBX);
             x_mov_ri(e, RCX, st->info);
             x_mov_ri(e, R8, st->pc);
@@ -232,113 +334,246 @@ static void emit_stubs(struct tctx *t)
         uint8_t *leave = x_jcc(e, CC_NE);
         if (st->done)
             x_alu_mi(e, ALU_SUB, RBX, OFF(instret), (int32_t)st->done);
+        emit_reload(t); /* a load's helper wrote x[rd]; caller-saved ones are gone */
         x_jmp_to(e, st->resume);
         if (!e->overflow)
             x_patch(leave, t->bail);
     }
 }
 
-/* rd = f(x[rs1], x[rs2]) through a C helper. */
+/* rd = f(x[rs1], x[rs2]) through a C helper (pure: reads and writes no
+ * guest state, so only the caller-saved held registers need reloading). */
 static void emit_call2(struct tctx *t, const struct decoded *d, uint64_t (*fn)(uint64_t, uint64_t))
 {
-    x_load(&t->e, RDI, RBX, XR(d->rs1));
-    x_load(&t->e, RSI, RBX, XR(d->rs2));
+    ld_x(t, RDI, d->rs1);
+    ld_x(t, RSI, d->rs2);
+    emit_sync(t);
     x_call(&t->e, (const void *)fn);
-    x_store(&t->e, RAX, RBX, XR(d->rd));
+    emit_reload(t);
+    st_x(t, RAX, d->rd);
 }
 
-/* Integer register-register and register-immediate operations. Returns
- * false for an operation this translator does not handle. */
+/* Division inline, with the spec's results for a zero divisor (quotient
+ * all ones, remainder the dividend) and for signed overflow (quotient the
+ * dividend, remainder 0), which x86 would fault on. */
+static void emit_div(struct tctx *t, const struct decoded *d)
+{
+    struct emit *e = &t->e;
+    bool w = d->op == OP_DIVW || d->op == OP_DIVUW || d->op == OP_REMW || d->op == OP_REMUW;
+    bool sign = d->op == OP_DIV || d->op == OP_REM || d->op == OP_DIVW || d->op == OP_REMW;
+    bool rem = d->op == OP_REM || d->op == OP_REMU || d->op == OP_REMW || d->op == OP_REMUW;
+    ld_x(t, RAX, d->rs1);
+    ld_x(t, RCX, d->rs2);
+    x_test_rr(e, !w, RCX, RCX);
+    uint8_t *zero = x_jcc(e, CC_E);
+    uint8_t *minus1_done = NULL;
+    if (sign) {
+        x_alu_ri(e, ALU_CMP, !w, RCX, -1);
+        uint8_t *normal = x_jcc(e, CC_NE);
+        if (rem)
+            x_zero(e, RAX);
+        else
+            x_f7_r(e, 3, !w, RAX);              /* neg: the overflow case wraps */
+        minus1_done = x_jmp(e);
+        if (!e->overflow)
+            x_patch(normal, e->p);
+        if (!w)
+            x_u8(e, 0x48);
+        x_u8(e, 0x99);                          /* cqo / cdq */
+        x_f7_r(e, 7, !w, RCX);                  /* idiv */
+    } else {
+        x_zero(e, RDX);
+        x_f7_r(e, 6, !w, RCX);                  /* div */
+    }
+    if (rem)
+        x_mov_rr(e, RAX, RDX);
+    uint8_t *done = x_jmp(e);
+    if (!e->overflow)
+        x_patch(zero, e->p);
+    if (!rem)
+        x_mov_ri(e, RAX, UINT64_MAX);           /* remainder: rax is the dividend */
+    if (!e->overflow) {
+        x_patch(done, e->p);
+        if (minus1_done)
+            x_patch(minus1_done, e->p);
+    }
+    if (w)
+        x_movsxd_rr(e, RAX, RAX);
+    st_x(t, RAX, d->rd);
+}
+
+/* Zba/Zbb/Zbs/Zicond through cpu_bitmanip (pure). */
+static void emit_bitmanip(struct tctx *t, const struct decoded *d)
+{
+    ld_x(t, RSI, d->rs1);
+    ld_x(t, RDX, d->rs2);
+    emit_sync(t);
+    x_mov_ri(&t->e, RDI, d->op);
+    x_mov_ri(&t->e, RCX, (uint64_t)(int64_t)d->imm);
+    x_call(&t->e, (const void *)cpu_bitmanip);
+    emit_reload(t);
+    st_x(t, RAX, d->rd);
+}
+
+static enum x86_alu alu_of(unsigned op)
+{
+    switch (op) {
+    case OP_ADDI: case OP_ADD: case OP_ADDW: case OP_ADDIW: return ALU_ADD;
+    case OP_SUB: case OP_SUBW: return ALU_SUB;
+    case OP_XORI: case OP_XOR: return ALU_XOR;
+    case OP_ORI: case OP_OR: return ALU_OR;
+    default: return ALU_AND;
+    }
+}
+
+static enum x86_shift shift_of(unsigned op)
+{
+    switch (op) {
+    case OP_SLLI: case OP_SLLIW: case OP_SLL: case OP_SLLW: return SH_SHL;
+    case OP_SRLI: case OP_SRLIW: case OP_SRL: case OP_SRLW: return SH_SHR;
+    default: return SH_SAR;
+    }
+}
+
+/* x[rd] = x[rs1] op x[rs2], computed in rd's host register when it has
+ * one (op: a group-1 ALU operation, or -1 for imul); 32-bit and
+ * sign-extended when w. */
+static void emit_binop(struct tctx *t, const struct decoded *d, int op, bool w)
+{
+    struct emit *e = &t->e;
+    int dst = dst_x(t, d->rd);
+    bool commutes = op != ALU_SUB;
+    if (dst != RAX && dst == t->host[d->rs2] && d->rs1 != d->rs2) {
+        if (!commutes) {
+            dst = RAX;
+        } else {
+            /* rd = rs2: rd op= rs1 */
+            int a = src_x(t, d->rs1, RCX);
+            if (op < 0)
+                x_imul_rr(e, !w, dst, a);
+            else
+                x_alu_rr(e, (enum x86_alu)op, !w, dst, a);
+            goto done;
+        }
+    }
+    ld_x(t, dst, d->rs1);
+    int b = src_x(t, d->rs2, RCX);
+    if (op < 0)
+        x_imul_rr(e, !w, dst, b);
+    else
+        x_alu_rr(e, (enum x86_alu)op, !w, dst, b);
+done:
+    if (w)
+        x_movsxd_rr(e, dst, dst);
+    st_x(t, dst, d->rd);
+}
+
+/* Integer register-register and register-immediate operations, computed
+ * in rax (rd's own host register when it has one and is no source the
+ * operation still needs). Returns false for an operation this
+ * translator does not handle. */
 static bool emit_alu(struct tctx *t, const struct decoded *d)
 {
     struct emit *e = &t->e;
     int32_t imm = d->imm;
-    int32_t a = XR(d->rs1), b = XR(d->rs2);
     switch (d->op) {
     case OP_ADDI: case OP_XORI: case OP_ORI: case OP_ANDI: {
-        enum x86_alu op = d->op == OP_ADDI ? ALU_ADD : d->op == OP_XORI ? ALU_XOR
-                        : d->op == OP_ORI ? ALU_OR : ALU_AND;
+        enum x86_alu op = alu_of(d->op);
         if (d->op == OP_XORI && jit_test_mistranslate)
             imm ^= 1;
-        x_load(e, RAX, RBX, a);
-        if (imm || op == ALU_AND)
-            x_alu_ri(e, op, true, RAX, imm);
-        break;
+        int r = dst_x(t, d->rd);
+        int a = src_x(t, d->rs1, r);
+        if (op == ALU_ADD && a != r) {
+            x_lea(e, r, a, imm);
+        } else {
+            if (a != r)
+                x_mov_rr(e, r, a);
+            if (imm || op == ALU_AND)
+                x_alu_ri(e, op, true, r, imm);
+        }
+        st_x(t, r, d->rd);
+        return true;
     }
     case OP_SLTI: case OP_SLTIU:
-        x_load(e, RCX, RBX, a);
-        x_u8(e, 0x31); x_u8(e, 0xc0);            /* xor eax, eax (before cmp) */
+        ld_x(t, RCX, d->rs1);
+        x_zero(e, RAX);                           /* before cmp */
         x_alu_ri(e, ALU_CMP, true, RCX, imm);
         x_u8(e, 0x0f); x_u8(e, (uint8_t)(0x90 + (d->op == OP_SLTI ? CC_L : CC_B))); x_u8(e, 0xc0);
         break;
-    case OP_SLLI: case OP_SRLI: case OP_SRAI:
-        x_load(e, RAX, RBX, a);
-        x_shift_ri(e, d->op == OP_SLLI ? SH_SHL : d->op == OP_SRLI ? SH_SHR : SH_SAR, true, RAX,
-                   (uint8_t)imm);
-        break;
-    case OP_ADDIW:
-        x_load(e, RAX, RBX, a);
-        x_alu_ri(e, ALU_ADD, false, RAX, imm);
-        x_movsxd_rr(e, RAX, RAX);
-        break;
-    case OP_SLLIW: case OP_SRLIW: case OP_SRAIW:
-        x_load(e, RAX, RBX, a);
-        x_shift_ri(e, d->op == OP_SLLIW ? SH_SHL : d->op == OP_SRLIW ? SH_SHR : SH_SAR, false,
-                   RAX, (uint8_t)imm);
-        x_movsxd_rr(e, RAX, RAX);
-        break;
+    case OP_SLLI: case OP_SRLI: case OP_SRAI: {
+        int r = dst_x(t, d->rd);
+        ld_x(t, r, d->rs1);
+        x_shift_ri(e, shift_of(d->op), true, r, (uint8_t)imm);
+        st_x(t, r, d->rd);
+        return true;
+    }
+    case OP_ADDIW: {
+        int r = dst_x(t, d->rd);
+        if (imm == 0) {                           /* sext.w */
+            x_movsxd_rr(e, r, src_x(t, d->rs1, r));
+        } else {
+            ld_x(t, r, d->rs1);
+            x_alu_ri(e, ALU_ADD, false, r, imm);
+            x_movsxd_rr(e, r, r);
+        }
+        st_x(t, r, d->rd);
+        return true;
+    }
+    case OP_SLLIW: case OP_SRLIW: case OP_SRAIW: {
+        int r = dst_x(t, d->rd);
+        ld_x(t, r, d->rs1);
+        x_shift_ri(e, shift_of(d->op), false, r, (uint8_t)imm);
+        x_movsxd_rr(e, r, r);
+        st_x(t, r, d->rd);
+        return true;
+    }
     case OP_ADD: case OP_SUB: case OP_XOR: case OP_OR: case OP_AND:
-        x_load(e, RAX, RBX, a);
-        x_alu_rm(e, d->op == OP_ADD ? ALU_ADD : d->op == OP_SUB ? ALU_SUB : d->op == OP_XOR ? ALU_XOR
-                    : d->op == OP_OR ? ALU_OR : ALU_AND, true, RAX, RBX, b);
-        break;
+        emit_binop(t, d, alu_of(d->op), false);
+        return true;
     case OP_ADDW: case OP_SUBW:
-        x_load(e, RAX, RBX, a);
-        x_alu_rm(e, d->op == OP_ADDW ? ALU_ADD : ALU_SUB, false, RAX, RBX, b);
-        x_movsxd_rr(e, RAX, RAX);
-        break;
+        emit_binop(t, d, alu_of(d->op), true);
+        return true;
     case OP_SLT: case OP_SLTU:
-        x_load(e, RCX, RBX, a);
-        x_u8(e, 0x31); x_u8(e, 0xc0);            /* xor eax, eax */
-        x_alu_rm(e, ALU_CMP, true, RCX, RBX, b);
+        ld_x(t, RCX, d->rs1);
+        ld_x(t, RDX, d->rs2);
+        x_zero(e, RAX);
+        x_alu_rr(e, ALU_CMP, true, RCX, RDX);
         x_u8(e, 0x0f); x_u8(e, (uint8_t)(0x90 + (d->op == OP_SLT ? CC_L : CC_B))); x_u8(e, 0xc0);
         break;
     case OP_SLL: case OP_SRL: case OP_SRA:
     case OP_SLLW: case OP_SRLW: case OP_SRAW: {
         bool w = d->op == OP_SLL || d->op == OP_SRL || d->op == OP_SRA;
-        enum x86_shift sh = (d->op == OP_SLL || d->op == OP_SLLW) ? SH_SHL
-                          : (d->op == OP_SRL || d->op == OP_SRLW) ? SH_SHR : SH_SAR;
-        x_load(e, RAX, RBX, a);
-        x_load(e, RCX, RBX, b);     /* x86 masks the count to 63 (31) as RISC-V does */
-        x_shift_cl(e, sh, w, RAX);
+        int r = dst_x(t, d->rd);
+        ld_x(t, RCX, d->rs2);     /* x86 masks the count to 63 (31) as RISC-V does */
+        ld_x(t, r, d->rs1);       /* (may overwrite rs2's register: rd = rs2) */
+        x_shift_cl(e, shift_of(d->op), w, r);
         if (!w)
-            x_movsxd_rr(e, RAX, RAX);
-        break;
+            x_movsxd_rr(e, r, r);
+        st_x(t, r, d->rd);
+        return true;
     }
     case OP_MUL: case OP_MULW:
-        x_load(e, RAX, RBX, a);
-        x_imul_rm(e, d->op == OP_MUL, RAX, RBX, b);
-        if (d->op == OP_MULW)
-            x_movsxd_rr(e, RAX, RAX);
-        break;
+        emit_binop(t, d, -1, d->op == OP_MULW);
+        return true;
     case OP_MULH: case OP_MULHU:
-        x_load(e, RAX, RBX, a);
-        x_mul_m(e, d->op == OP_MULH ? 5 : 4, RBX, b);
+        ld_x(t, RAX, d->rs1);
+        ld_x(t, RCX, d->rs2);
+        x_f7_r(e, d->op == OP_MULH ? 5 : 4, true, RCX);
         x_mov_rr(e, RAX, RDX);
         break;
     case OP_MULHSU: emit_call2(t, d, jit_mulhsu); return true;
-    case OP_DIV: emit_call2(t, d, jit_div); return true;
-    case OP_DIVU: emit_call2(t, d, jit_divu); return true;
-    case OP_REM: emit_call2(t, d, jit_rem); return true;
-    case OP_REMU: emit_call2(t, d, jit_remu); return true;
-    case OP_DIVW: emit_call2(t, d, jit_divw); return true;
-    case OP_DIVUW: emit_call2(t, d, jit_divuw); return true;
-    case OP_REMW: emit_call2(t, d, jit_remw); return true;
-    case OP_REMUW: emit_call2(t, d, jit_remuw); return true;
+    case OP_DIV: case OP_DIVU: case OP_REM: case OP_REMU:
+    case OP_DIVW: case OP_DIVUW: case OP_REMW: case OP_REMUW:
+        emit_div(t, d);
+        return true;
     default:
+        if (d->op >= OP_BITMANIP_FIRST && d->op <= OP_BITMANIP_LAST) {
+            emit_bitmanip(t, d);
+            return true;
+        }
         return false;
     }
-    x_store(e, RAX, RBX, XR(d->rd));
+    st_x(t, RAX, d->rd);
     return true;
 }
 
@@ -348,6 +583,7 @@ static void emit_fallback(struct tctx *t, const struct decoded *d, uint32_t insn
                           unsigned done)
 {
     struct emit *e = &t->e;
+    emit_sync(t);
     if (done)
         x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)done);
     x_mov_rr(e, RDI, RBX);
@@ -362,6 +598,7 @@ static void emit_fallback(struct tctx *t, const struct decoded *d, uint32_t insn
         x_patch(leave, t->bail);
     /* Completed and continuing: instret is back at its block-entry value. */
     x_alu_mi(e, ALU_SUB, RBX, OFF(instret), (int32_t)(done + 1));
+    emit_reload(t);
 }
 
 /* An F/D operation: a direct call of fpu_exec (it cannot redirect pc,
@@ -369,6 +606,9 @@ static void emit_fallback(struct tctx *t, const struct decoded *d, uint32_t insn
 static void emit_fp_direct(struct tctx *t, const struct decoded *d, uint64_t pc, unsigned done)
 {
     struct emit *e = &t->e;
+    /* FMV.D.X, FCVT read x[rs1]. Only a write-back, the registers stay
+     * marked dirty: this may be a side path (the FP fast paths'). */
+    emit_writeback(t, t->dirty);
     x_mov_ri(e, RAX, pc);
     x_store(e, RAX, RBX, OFF(pc));          /* a trap reports this pc */
     x_mov_rr(e, RDI, RBX);
@@ -386,6 +626,7 @@ static void emit_fp_direct(struct tctx *t, const struct decoded *d, uint64_t pc,
     emit_bail(t);
     if (!e->overflow)
         x_patch(ok, e->p);
+    emit_reload(t);                         /* FMV.X.D, FCVT, compares write x[rd] */
 }
 
 /* test dword [rbx+mstatus], MSTATUS_FS; the returned jz goes to `off`. */
@@ -523,16 +764,14 @@ static bool emit_fp_native(struct tctx *t, const struct decoded *d, uint64_t pc,
         if (rs2 != 0 || f3 != 0)
             return false;
         slow[nslow++] = emit_fs_off_check(e);
-        if (rd) {
-            x_load(e, RAX, RBX, FR(rs1));
-            x_store(e, RAX, RBX, XR(rd));
-        }
+        x_load(e, RAX, RBX, FR(rs1));
+        st_x(t, RAX, rd);
         break;
     case 0x79: /* FMV.D.X */
         if (rs2 != 0 || f3 != 0)
             return false;
         slow[nslow++] = emit_fs_off_check(e);
-        x_load(e, RAX, RBX, XR(rs1));
+        ld_x(t, RAX, rs1);
         x_store(e, RAX, RBX, FR(rd));
         x_alu_mi(e, ALU_OR, RBX, OFF(mstatus), (int32_t)MSTATUS_FS);
         break;
@@ -593,33 +832,33 @@ static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn
     case OP_NOP:
         break;
     case OP_LUI:
-        x_mov_ri(e, RAX, (uint64_t)(int64_t)d->imm);
-        x_store(e, RAX, RBX, XR(d->rd));
+        x_mov_ri(e, dst_x(t, d->rd), (uint64_t)(int64_t)d->imm);
+        st_x(t, dst_x(t, d->rd), d->rd);
         break;
     case OP_AUIPC:
-        x_mov_ri(e, RAX, cur + (uint64_t)(int64_t)d->imm);
-        x_store(e, RAX, RBX, XR(d->rd));
+        x_mov_ri(e, dst_x(t, d->rd), cur + (uint64_t)(int64_t)d->imm);
+        st_x(t, dst_x(t, d->rd), d->rd);
         break;
     case OP_JAL:
         x_mov_ri(e, RAX, next);
-        x_store(e, RAX, RBX, XR(d->rd));
+        st_x(t, RAX, d->rd);
         emit_exit(t, cur + (uint64_t)(int64_t)d->imm, count + 1);
         return true;
     case OP_JALR:
         /* Target first: rd may be rs1. */
-        x_load(e, RCX, RBX, XR(d->rs1));
+        ld_x(t, RCX, d->rs1);
         if (d->imm)
             x_alu_ri(e, ALU_ADD, true, RCX, d->imm);
         x_alu_ri(e, ALU_AND, true, RCX, -2);
         x_store(e, RCX, RBX, OFF(pc));
         x_mov_ri(e, RAX, next);
-        x_store(e, RAX, RBX, XR(d->rd));
+        st_x(t, RAX, d->rd);
         x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)(count + 1));
         emit_exit_lookup(t);
         return true;
     case OP_BEQ: case OP_BNE: case OP_BLT: case OP_BGE: case OP_BLTU: case OP_BGEU: {
-        x_load(e, RAX, RBX, XR(d->rs1));
-        x_alu_rm(e, ALU_CMP, true, RAX, RBX, XR(d->rs2));
+        int a = src_x(t, d->rs1, RAX), b = src_x(t, d->rs2, RCX);
+        x_alu_rr(e, ALU_CMP, true, a, b);
         uint8_t *taken = x_jcc(e, branch_cc(d->op));
         emit_exit(t, next, count + 1);
         if (!e->overflow)
@@ -655,6 +894,67 @@ static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn
     return false;
 }
 
+/* True for the operations translate_one ends a block with. */
+static bool op_ends_block(unsigned op)
+{
+    switch (op) {
+    case OP_JAL: case OP_JALR:
+    case OP_BEQ: case OP_BNE: case OP_BLT: case OP_BGE: case OP_BLTU: case OP_BGEU:
+    case OP_SYSTEM: case OP_FENCE_I: case OP_ILLEGAL:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Chooses the guest registers held in host registers: the ones the
+ * block's integer instructions name most often (at least twice), found by
+ * decoding ahead the way jit_translate will. */
+static void regalloc_block(struct tctx *t, uint64_t pc, const uint8_t *host_page)
+{
+    unsigned uses[32] = {0};
+    uint64_t cur = pc;
+    for (unsigned count = 0; count < JIT_MAX_INSNS; count++) {
+        unsigned off = cur & 0xfff;
+        uint16_t lo;
+        memcpy(&lo, host_page + off, 2);
+        uint32_t insn = lo;
+        if ((lo & 3) == 3) {
+            if (off == 0xffe)
+                break;
+            memcpy(&insn, host_page + off, 4);
+        }
+        struct decoded d;
+        icache_decode(&d, insn);
+        if (d.op != OP_FP && d.op != OP_FLW && d.op != OP_FLD && d.op != OP_AMO &&
+            d.op != OP_SYSTEM) {
+            uses[d.rs1 & 31]++;
+            uses[d.rs2 & 31]++;
+            uses[d.rd & 31]++;
+        } else if (d.op == OP_FLW || d.op == OP_FLD) {
+            uses[d.rs1 & 31]++;
+        }
+        cur += d.len;
+        if (op_ends_block(d.op) || (cur & ~0xfffull) != t->page)
+            break;
+    }
+    uses[0] = 0;
+    memset(t->host, -1, sizeof t->host);
+    t->allocated = 0;
+    t->dirty = 0;
+    for (unsigned n = 0; n < NALLOC; n++) {
+        unsigned best = 0;
+        for (unsigned r = 1; r < 32; r++)
+            if (uses[r] > uses[best])
+                best = r;
+        if (uses[best] < 2)
+            break;
+        t->host[best] = (int8_t)alloc_regs[n];
+        t->allocated |= 1u << best;
+        uses[best] = 0;
+    }
+}
+
 enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t pc,
                                         uint64_t ppc, const uint8_t *host_page,
                                         struct jit_block **out)
@@ -676,6 +976,10 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
     t->bail = e->p;
     emit_bail(t);
     uint8_t *entry = e->p;
+    t->start = pc;
+    regalloc_block(t, pc, host_page);
+    emit_reload(t);
+    t->body = e->p;
 
     unsigned count = 0;
     uint64_t cur = pc;
