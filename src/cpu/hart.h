@@ -17,6 +17,7 @@ struct machine;
 struct lrsc_set;
 
 #define TLB_SIZE 256 /* direct-mapped, per access kind */
+#define JIT_LOAD_SLOTS 1024 /* translated loads' last TLB addends (jit_translate.c) */
 
 /* A TLB entry maps one guest virtual page to host memory: for a hit,
  * host = vaddr + addend. Only RAM is entered; MMIO always takes the slow
@@ -108,6 +109,9 @@ struct hart {
     struct jit *jit;         /* this hart's translation cache, or NULL */
     bool use_jit;            /* the machine runs this hart with jit_run */
     uint64_t jit_limit;      /* instret at which the current run's budget is spent */
+    /* Each translated load's last TLB addend, a guess checked against the
+     * TLB entry before use: any value is safe. */
+    uintptr_t jit_load_slot[JIT_LOAD_SLOTS];
 };
 
 void hart_init(struct hart *h, uint32_t hartid, struct machine *m, struct bus *bus);

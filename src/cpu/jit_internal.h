@@ -36,6 +36,7 @@ struct jit {
     intptr_t exec_delta;
     bool have_fma;              /* host has FMA3 (vfmadd231sd) */
     bool have_bmi2;             /* host has BMI2 (rorx) */
+    unsigned next_slot;         /* next h->jit_load_slot for a translated load */
     uint8_t *code_start, *code_ptr, *code_end;
     /* Enters generated code with rbx = h; returns the chain slot (rel32
      * field of a direct-jump exit) taken to leave, or NULL. */

@@ -44,6 +44,10 @@ struct stub {
     uint8_t *resume;        /* where the fast path continues */
     unsigned done;          /* instructions completed before this one */
     int8_t value;           /* store: host register holding the value */
+    uint8_t *slot_miss;     /* load: jcc taken when its slot's addend is stale */
+    uint8_t *slot_hit;      /* where it continues once the slot is refreshed */
+    int32_t slot_off;       /* offset of the slot in struct hart */
+    int32_t tlb_off;        /* offset of the TLB array in struct hart */
     uint32_t info;
     uint64_t pc;
 };
@@ -211,7 +215,7 @@ static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
  * address less the guest one (the access is at [rax + rsi]); otherwise
  * jumps to a stub recorded in *st. */
 static void emit_tlb_lookup(struct tctx *t, struct stub *st, unsigned rs1, int32_t imm,
-                            unsigned size, bool write)
+                            unsigned size, bool write, bool slot)
 {
     struct emit *e = &t->e;
     int32_t tlb = write ? OFF(tlb_write) : OFF(tlb_read);
@@ -235,10 +239,25 @@ static void emit_tlb_lookup(struct tctx *t, struct stub *st, unsigned rs1, int32
     }
     x_alu_ri(e, ALU_AND, false, RDX, (TLB_SIZE - 1) << 5);
     x_alu_rm(e, ALU_OR, true, RCX, RBX, OFF(ctx_data));
+    st->slot_miss = NULL;
+    if (slot) {
+        /* The addend this load used last, loaded without waiting for the
+         * address: the access below then depends on the address alone,
+         * while the checks that it is still the TLB's run beside it. */
+        st->slot_off = OFF(jit_load_slot) + 8 * (int32_t)(t->j->next_slot++ % JIT_LOAD_SLOTS);
+        st->tlb_off = tlb;
+        x_load(e, RAX, RBX, st->slot_off);
+    }
     x_cmp_sib(e, RCX, RBX, RDX, tlb + (int32_t)offsetof(struct tlb_entry, tag));
     st->from[0] = x_jcc(e, CC_NE);
     st->from[1] = NULL;
-    x_load_sib(e, RAX, RBX, RDX, tlb + (int32_t)offsetof(struct tlb_entry, addend));
+    if (slot) {
+        x_cmp_sib(e, RAX, RBX, RDX, tlb + (int32_t)offsetof(struct tlb_entry, addend));
+        st->slot_miss = x_jcc(e, CC_NE);
+        st->slot_hit = e->p;
+    } else {
+        x_load_sib(e, RAX, RBX, RDX, tlb + (int32_t)offsetof(struct tlb_entry, addend));
+    }
 }
 
 /* Integer loads, and FLW/FLD (NaN-boxed into f[rd], FS made dirty). */
@@ -254,7 +273,7 @@ static bool emit_load(struct tctx *t, const struct decoded *d, uint64_t pc, unsi
     st->pc = pc;
     st->info = d->rd | (uint32_t)d->op << 8 | (uint32_t)d->len << 16;
     st->dirty = t->dirty;
-    emit_tlb_lookup(t, st, d->rs1, d->imm, size, false);
+    emit_tlb_lookup(t, st, d->rs1, d->imm, size, false, true);
     int dst = fp ? RAX : dst_x(t, d->rd);
     x_load_rax_rsi(&t->e, dst, size, !fp && sign[d->op - OP_LB]);
     if (fp) {
@@ -288,7 +307,7 @@ static bool emit_store(struct tctx *t, const struct decoded *d, uint64_t pc, uns
     else
         value = src_x(t, d->rs2, RDI);
     st->value = (int8_t)value;
-    emit_tlb_lookup(t, st, d->rs1, d->imm, size, true);
+    emit_tlb_lookup(t, st, d->rs1, d->imm, size, true, false);
     /* While any hart holds an LR reservation, stores take the slow path,
      * whose cpu_store breaks the reservations they hit (lrsc.h):
      * mov rcx, [rbx+lrsc]; cmp dword [rcx+live], 0; jne stub */
@@ -307,6 +326,15 @@ static void emit_stubs(struct tctx *t)
     struct emit *e = &t->e;
     for (unsigned i = 0; i < t->nstubs; i++) {
         struct stub *st = &t->stubs[i];
+        if (st->slot_miss) {
+            /* A TLB hit with another addend: refresh the slot (rdx is
+             * still the entry's offset) and do the access. */
+            if (!e->overflow)
+                x_patch(st->slot_miss, e->p);
+            x_load_sib(e, RAX, RBX, RDX, st->tlb_off + (int32_t)offsetof(struct tlb_entry, addend));
+            x_store(e, RAX, RBX, st->slot_off);
+            x_jmp_to(e, st->slot_hit);
+        }
         uint8_t *here = e->p;
         if (!e->overflow) {
             x_patch(st->from[0], here);
