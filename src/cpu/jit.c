@@ -456,7 +456,7 @@ int jit_fallback(struct hart *h, uint32_t insn, uint64_t pc, uint32_t info, uint
     }
     if (ok)
         h->pc = pc + len;
-    if (op == OP_SYSTEM || op == OP_FENCE_I || op == OP_ILLEGAL)
+    if ((op == OP_SYSTEM && !jit_is_fp_csr(insn)) || op == OP_FENCE_I || op == OP_ILLEGAL)
         return 1; /* may change privilege, translation or code: re-dispatch */
     if (h->pc != pc + len || __atomic_load_n(&h->interrupt_check, __ATOMIC_RELAXED))
         return 1;

@@ -57,6 +57,15 @@ enum jit_translate_result {
     JIT_CROSSING,   /* the first instruction straddles the page end */
 };
 
+/* A CSR instruction on fflags, frm or fcsr (frflags, fsflags, ...: GCC
+ * brackets every quiet FP comparison with a pair): it changes only FP
+ * state, or traps, so its block may go on after it. */
+static inline bool jit_is_fp_csr(uint32_t insn)
+{
+    unsigned f3 = (insn >> 12) & 7, csr = insn >> 20;
+    return (insn & 0x7f) == 0x73 && f3 != 0 && f3 != 4 && csr >= 1 && csr <= 3;
+}
+
 /* Translates the block at pc (physical ppc; host_page maps its page). */
 enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t pc,
                                         uint64_t ppc, const uint8_t *host_page,

@@ -849,6 +849,21 @@ static enum x86_cc branch_cc(unsigned op)
     }
 }
 
+/* True for the instructions translate_one ends a block with. */
+static bool op_ends_block(unsigned op, uint32_t insn)
+{
+    switch (op) {
+    case OP_JAL: case OP_JALR:
+    case OP_BEQ: case OP_BNE: case OP_BLT: case OP_BGE: case OP_BLTU: case OP_BGEU:
+    case OP_FENCE_I: case OP_ILLEGAL:
+        return true;
+    case OP_SYSTEM:
+        return !jit_is_fp_csr(insn);
+    default:
+        return false;
+    }
+}
+
 /* Emits one instruction at guest pc `cur`, after `count` instructions of
  * the block. Returns true when it ends the block. */
 static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn, uint64_t cur,
@@ -911,7 +926,7 @@ static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn
         if (emit_alu(t, d))
             break;
         emit_fallback(t, d, insn, cur, count);
-        if (d->op == OP_SYSTEM || d->op == OP_FENCE_I || d->op == OP_ILLEGAL) {
+        if (op_ends_block(d->op, insn)) {
             /* jit_fallback always leaves after these; the exit below
              * is never reached. */
             emit_exit(t, next, count + 1);
@@ -920,19 +935,6 @@ static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn
         break;
     }
     return false;
-}
-
-/* True for the operations translate_one ends a block with. */
-static bool op_ends_block(unsigned op)
-{
-    switch (op) {
-    case OP_JAL: case OP_JALR:
-    case OP_BEQ: case OP_BNE: case OP_BLT: case OP_BGE: case OP_BLTU: case OP_BGEU:
-    case OP_SYSTEM: case OP_FENCE_I: case OP_ILLEGAL:
-        return true;
-    default:
-        return false;
-    }
 }
 
 /* Chooses the guest registers held in host registers: the ones the
@@ -963,7 +965,7 @@ static void regalloc_block(struct tctx *t, uint64_t pc, const uint8_t *host_page
             uses[d.rs1 & 31]++;
         }
         cur += d.len;
-        if (op_ends_block(d.op) || (cur & ~0xfffull) != t->page)
+        if (op_ends_block(d.op, insn) || (cur & ~0xfffull) != t->page)
             break;
     }
     uses[0] = 0;

@@ -211,7 +211,14 @@ static bool sv39;
 
 static void gen_fallback(void)
 {
-    switch (below(7)) {
+    switch (below(8)) {
+    case 7: { /* frflags/fsflags/frrm/fsrm/fcsr accesses (the block goes on
+               * after them), register and immediate forms */
+        static const unsigned f3[] = {1, 2, 3, 5, 6, 7};
+        unsigned k = f3[below(6)];
+        add(i_type((int32_t)(1 + below(3)), k >= 5 ? below(8) : reg(), k, dreg(), 0x73), 4);
+        break;
+    }
     case 6: /* integer <-> binary64 conversions and a compare: the FPU
              * reads and writes integer registers */
         if (below(2))
