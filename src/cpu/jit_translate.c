@@ -629,6 +629,45 @@ static void emit_fallback(struct tctx *t, const struct decoded *d, uint32_t insn
     emit_reload(t);
 }
 
+/* frflags rd (csrrs rd, fflags, x0) and fsflags rd, rs (csrrw rd,
+ * fflags, rs) inline while mstatus.FS is on (csr.c's rules: FS off is an
+ * illegal instruction, a write makes FS dirty); anything else, or FS
+ * off, through jit_fallback. */
+static void emit_fflags_csr(struct tctx *t, const struct decoded *d, uint32_t insn, uint64_t pc,
+                            unsigned done)
+{
+    struct emit *e = &t->e;
+    unsigned f3 = (insn >> 12) & 7, rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31;
+    if ((insn >> 20) != 1 || !(f3 == 1 || (f3 == 2 && rs1 == 0))) {
+        emit_fallback(t, d, insn, pc, done);
+        return;
+    }
+    x_u8(e, 0xf7);                                  /* test dword [mstatus], FS */
+    x_modrm_mem(e, 0, RBX, OFF(mstatus));
+    x_u32(e, (uint32_t)MSTATUS_FS);
+    uint8_t *off = x_jcc(e, CC_E);
+    if (f3 == 1)
+        ld_x(t, RCX, rs1);
+    x_u8(e, 0x0f); x_u8(e, 0xb6);                   /* movzx eax, byte [fflags] */
+    x_modrm_mem(e, RAX, RBX, OFF(fflags));
+    if (f3 == 1) {
+        x_alu_ri(e, ALU_AND, false, RCX, 0x1f);
+        x_op_rm(e, 0x88, false, RCX, RBX, OFF(fflags));   /* mov [fflags], cl */
+        x_alu_mi(e, ALU_OR, RBX, OFF(mstatus), (int32_t)MSTATUS_FS);
+    }
+    st_x(t, RAX, rd);
+    uint8_t *done_jmp = x_jmp(e);
+    if (!e->overflow)
+        x_patch(off, e->p);
+    /* FS off: the interpreter raises the trap (and the block is left). A
+     * side path: the registers stay marked dirty. */
+    uint32_t dirty = t->dirty;
+    emit_fallback(t, d, insn, pc, done);
+    t->dirty = dirty;
+    if (!e->overflow)
+        x_patch(done_jmp, e->p);
+}
+
 /* An F/D operation: a direct call of fpu_exec (it cannot redirect pc,
  * raise an interrupt or write memory); a trap leaves the block. */
 static void emit_fp_direct(struct tctx *t, const struct decoded *d, uint64_t pc, unsigned done)
@@ -925,6 +964,10 @@ static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn
     default:
         if (emit_alu(t, d))
             break;
+        if (d->op == OP_SYSTEM && jit_is_fp_csr(insn)) {
+            emit_fflags_csr(t, d, insn, cur, count);
+            break;
+        }
         emit_fallback(t, d, insn, cur, count);
         if (op_ends_block(d->op, insn)) {
             /* jit_fallback always leaves after these; the exit below
