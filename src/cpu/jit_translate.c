@@ -171,8 +171,8 @@ static void emit_exit_lookup(struct tctx *t)
 static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
 {
     struct emit *e = &t->e;
-    x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)count);
     if ((target & ~0xfffull) != t->page) {
+        x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)count);
         /* emit_exit_lookup writes the registers back */
         x_mov_ri(e, RAX, target);
         x_store(e, RAX, RBX, OFF(pc));
@@ -181,7 +181,11 @@ static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
     }
     emit_writeback(t, t->dirty);
     bool self = target == t->start; /* a loop on this block: past its loads */
+    /* instret += count, compared from the register (no reload of the
+     * store just made) */
     x_load(e, RAX, RBX, OFF(instret));
+    x_alu_ri(e, ALU_ADD, true, RAX, (int32_t)count);
+    x_store(e, RAX, RBX, OFF(instret));
     x_alu_rm(e, ALU_CMP, true, RAX, RBX, OFF(jit_limit));
     uint8_t *out1 = x_jcc(e, CC_AE);
     /* cmp byte [rbx+interrupt_check], 0 */
@@ -826,6 +830,17 @@ static bool emit_fp_native(struct tctx *t, const struct decoded *d, uint64_t pc,
         x_alu_rr(e, ALU_OR, true, RAX, RCX);
         x_store(e, RAX, RBX, FR(rd));
         x_alu_mi(e, ALU_OR, RBX, OFF(mstatus), (int32_t)MSTATUS_FS);
+        break;
+    case 0x51: /* FLE.D, FLT.D, FEQ.D: ordered operands raise no flag */
+        if (f3 > 2)
+            return false;
+        slow[nslow++] = emit_fs_off_check(e);
+        emit_sse_sd(e, 0x10, FR(rs1));              /* movsd xmm0, [rs1] */
+        x_u8(e, 0x66); x_u8(e, 0x0f); x_u8(e, 0x2e);  /* ucomisd xmm0, [rs2] */
+        x_modrm_mem(e, 0, RBX, FR(rs2));
+        slow[nslow++] = x_jcc(e, CC_P);             /* a NaN: the FPU decides the flags */
+        x_setcc_rax(e, f3 == 2 ? CC_E : f3 == 1 ? CC_B : CC_BE);
+        st_x(t, RAX, rd);
         break;
     case 0x71: /* FMV.X.D */
         if (rs2 != 0 || f3 != 0)

@@ -13,7 +13,7 @@ enum x86_reg { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R1
 /* Condition codes (the low nibble of Jcc / SETcc). */
 enum x86_cc {
     CC_B = 0x2, CC_AE = 0x3, CC_E = 0x4, CC_NE = 0x5, CC_BE = 0x6, CC_A = 0x7,
-    CC_L = 0xc, CC_GE = 0xd, CC_LE = 0xe, CC_G = 0xf,
+    CC_P = 0xa, CC_L = 0xc, CC_GE = 0xd, CC_LE = 0xe, CC_G = 0xf,
 };
 
 /* Group-1 ALU operations: opcode extension for 81/83, and the "r, r/m"

@@ -225,8 +225,10 @@ static void gen_fallback(void)
             add(r_type(0x69, 2, reg(), below(2) ? 7 : 1, below(32), 0x53), 4); /* fcvt.d.l */
         else if (below(2))
             add(r_type(0x61, 2, below(32), below(2) ? 7 : 1, dreg(), 0x53), 4); /* fcvt.l.d */
-        else
-            add(r_type(0x51, below(32), below(32), 2, dreg(), 0x53), 4);        /* feq.d */
+        else {  /* fle/flt/feq.d, sometimes of a register with itself (equal or NaN) */
+            unsigned a = below(32);
+            add(r_type(0x51, below(4) ? below(32) : a, a, below(3), dreg(), 0x53), 4);
+        }
         break;
     case 5: { /* fused multiply-add, binary64 (sometimes binary32) */
         static const unsigned opc[] = {0x43, 0x47, 0x4b, 0x4f};
