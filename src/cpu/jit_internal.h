@@ -1,5 +1,5 @@
 /* Shared between the translator's files (jit.c: cache and dispatch,
- * jit_translate.c: RV64 -> x86-64). */
+ * jit_translate.c, jit_alu.c, jit_fp.c: RV64 -> x86-64). */
 #ifndef FERRY_CPU_JIT_INTERNAL_H
 #define FERRY_CPU_JIT_INTERNAL_H
 
