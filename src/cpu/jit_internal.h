@@ -37,6 +37,8 @@ struct jit {
     bool have_fma;              /* host has FMA3 (vfmadd231sd) */
     bool have_bmi2;             /* host has BMI2 (rorx) */
     unsigned next_slot;         /* next h->jit_load_slot for a translated load */
+    unsigned next_site;         /* next h->jit_exit_site for a translated exit */
+    struct hart *hart;          /* the owner (its exit sites go with the cache) */
     uint8_t *code_start, *code_ptr, *code_end;
     /* Enters generated code with rbx = h; returns the chain slot (rel32
      * field of a direct-jump exit) taken to leave, or NULL. */
@@ -74,7 +76,7 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
 /* Called from generated code (slow paths). Each returns 0 to continue the
  * block or 1 to leave it (h->pc and h->instret are then exact: the trap
  * handler's, or the next instruction's). */
-const uint8_t *jit_next(struct hart *h);
+const uint8_t *jit_next(struct hart *h, unsigned site);
 int jit_load_slow(struct hart *h, uint64_t va, uint32_t info, uint64_t pc);
 int jit_store_slow(struct hart *h, uint64_t va, uint64_t value, uint32_t info, uint64_t pc);
 int jit_fallback(struct hart *h, uint32_t insn, uint64_t pc, uint32_t info, uint32_t raw);

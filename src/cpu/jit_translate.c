@@ -33,13 +33,55 @@ _Static_assert(TLB_SIZE == 256, "TLB index mask assumes 256 entries");
 static const uint8_t alloc_regs[] = {RBP, R12, R13, R14, R15, R9, R10, R11};
 #define NALLOC (sizeof alloc_regs)
 
-/* Leaves the block with h->pc and instret set: straight into the next
- * block if jit_next finds it, else back to the dispatcher. */
+/* Emits `cmp byte [rbx+interrupt_check], 0; jne` and `cmp dword [kick],
+ * 0; jne`, storing the two jcc fields in out[]. */
+static void emit_pending_checks(struct emit *e, uint8_t **out)
+{
+    x_u8(e, 0x80);
+    x_modrm_mem(e, 7, RBX, OFF(interrupt_check));
+    x_u8(e, 0);
+    out[0] = x_jcc(e, CC_NE);
+    x_load(e, RAX, RBX, OFF(kick));
+    x_u8(e, 0x83); x_u8(e, 0x38); x_u8(e, 0x00); /* cmp dword [rax], 0 */
+    out[1] = x_jcc(e, CC_NE);
+}
+
+/* Leaves the block for guest pc rcx (h->pc and instret set): straight to
+ * the block this exit went to last (its site) while the fetch TLB still
+ * maps the target's page to the same physical page and nothing is
+ * pending (the checks of a chained exit); else through jit_next, which
+ * looks the block up (and fills the site), or back to the dispatcher. */
 static void emit_exit_lookup(struct tctx *t)
 {
     struct emit *e = &t->e;
     emit_writeback(t, t->dirty);
+    unsigned k = t->j->next_site++ % JIT_EXIT_SITES;
+    int32_t site = OFF(jit_exit_site) + (int32_t)(k * sizeof(struct jit_exit_site));
+    int32_t fetch = OFF(tlb_fetch);
+    uint8_t *miss[6];
+    x_alu_rm(e, ALU_CMP, true, RCX, RBX, site + (int32_t)offsetof(struct jit_exit_site, vpc));
+    miss[0] = x_jcc(e, CC_NE);
+    x_mov_rr(e, RAX, RCX);
+    x_shift_ri(e, SH_SHR, true, RAX, 12);
+    x_op_rr(e, 0x89, false, RAX, RDX);            /* mov edx, eax */
+    x_alu_ri(e, ALU_AND, false, RDX, TLB_SIZE - 1);
+    x_shift_ri(e, SH_SHL, false, RDX, 5);         /* entry index * 32 */
+    x_alu_rm(e, ALU_OR, true, RAX, RBX, OFF(ctx_fetch));
+    x_cmp_sib(e, RAX, RBX, RDX, fetch + (int32_t)offsetof(struct tlb_entry, tag));
+    miss[1] = x_jcc(e, CC_NE);
+    x_load_sib(e, RAX, RBX, RDX, fetch + (int32_t)offsetof(struct tlb_entry, paddr_page));
+    x_alu_rm(e, ALU_CMP, true, RAX, RBX, site + (int32_t)offsetof(struct jit_exit_site, ppage));
+    miss[2] = x_jcc(e, CC_NE);
+    x_load(e, RAX, RBX, OFF(instret));
+    x_alu_rm(e, ALU_CMP, true, RAX, RBX, OFF(jit_limit));
+    miss[3] = x_jcc(e, CC_AE);
+    emit_pending_checks(e, &miss[4]);
+    x_u8(e, 0xff);                                /* jmp qword [site.code] */
+    x_modrm_mem(e, 4, RBX, site + (int32_t)offsetof(struct jit_exit_site, code));
+    for (unsigned i = 0; i < 6 && !e->overflow; i++)
+        x_patch(miss[i], e->p);
     x_mov_rr(e, RDI, RBX);
+    x_mov_ri(e, RSI, k);
     x_call(e, (const void *)jit_next);
     x_alu_rr(e, ALU_OR, true, RAX, RAX);     /* test: NULL -> epilogue with rax = 0 */
     uint8_t *none = x_jcc(e, CC_E);
@@ -59,8 +101,8 @@ static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
     if ((target & ~0xfffull) != t->page) {
         x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)count);
         /* emit_exit_lookup writes the registers back */
-        x_mov_ri(e, RAX, target);
-        x_store(e, RAX, RBX, OFF(pc));
+        x_mov_ri(e, RCX, target);
+        x_store(e, RCX, RBX, OFF(pc));
         emit_exit_lookup(t);
         return;
     }
@@ -73,20 +115,14 @@ static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
     x_store(e, RAX, RBX, OFF(instret));
     x_alu_rm(e, ALU_CMP, true, RAX, RBX, OFF(jit_limit));
     uint8_t *out1 = x_jcc(e, CC_AE);
-    /* cmp byte [rbx+interrupt_check], 0 */
-    x_u8(e, 0x80);
-    x_modrm_mem(e, 7, RBX, OFF(interrupt_check));
-    x_u8(e, 0);
-    uint8_t *out2 = x_jcc(e, CC_NE);
-    x_load(e, RAX, RBX, OFF(kick));
-    x_u8(e, 0x83); x_u8(e, 0x38); x_u8(e, 0x00); /* cmp dword [rax], 0 */
-    uint8_t *out3 = x_jcc(e, CC_NE);
+    uint8_t *pending[2];
+    emit_pending_checks(e, pending);
     uint8_t *slot = x_jmp(e);
     uint8_t *out = e->p;
     if (!e->overflow) {
         x_patch(out1, out);
-        x_patch(out2, out);
-        x_patch(out3, out);
+        x_patch(pending[0], out);
+        x_patch(pending[1], out);
         /* unchained: falls through to the exit */
         x_patch(slot, self ? t->body : out);
     }
@@ -342,7 +378,7 @@ static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn
         x_mov_ri(e, RAX, next);
         st_x(t, RAX, d->rd);
         x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)(count + 1));
-        emit_exit_lookup(t);
+        emit_exit_lookup(t);   /* rcx: the target */
         return true;
     case OP_BEQ: case OP_BNE: case OP_BLT: case OP_BGE: case OP_BLTU: case OP_BGEU: {
         int a = src_x(t, d->rs1, RAX), b = src_x(t, d->rs2, RCX);
