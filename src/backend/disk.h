@@ -35,6 +35,9 @@ struct disk {
  *   nbd://HOST:PORT/EXPORT[,readonly=on]
  * On failure returns -1 with a one-line message. */
 int disk_open(const char *spec, struct disk **out, struct error *err);
+/* An image a storage copy is still being received into (or that a failed
+ * one left): disk_open refuses a file= path ending so. */
+#define DISK_PARTIAL_SUFFIX ".partial"
 void disk_close(struct disk *d);
 
 /* Backend constructors used by disk_open (src/backend/disk_file.c and
