@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend/disk_dirty.h"
@@ -187,9 +188,25 @@ static int put_record(struct blockcopy_out *bc, struct stream *s, uint32_t slot,
     return stream_put_iov(s, REC_BLOCKS, parts, lens, 3, err);
 }
 
-int blockcopy_put_blocks(struct blockcopy_out *bc, struct stream *s, atomic_bool *cancel,
-                         struct error *err)
+/* Sleeps off a lead over the cap, in short naps: a cancel must not wait
+ * out a long pause at a low limit. */
+static void pace(const struct stream *s, uint64_t start_ns, uint64_t start_bytes,
+                 uint64_t bandwidth, atomic_bool *cancel)
 {
+    uint64_t sent = s->bytes_written + s->wlen - start_bytes;
+    uint64_t due = sent * 1000000000ull / bandwidth;
+    for (uint64_t took = vclock_host_ns() - start_ns; due > took && !(cancel && atomic_load(cancel));
+         took = vclock_host_ns() - start_ns) {
+        uint64_t nap = due - took < 10000000 ? due - took : 10000000;
+        struct timespec ts = {0, (long)nap};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int blockcopy_put_blocks(struct blockcopy_out *bc, struct stream *s, uint64_t bandwidth,
+                         atomic_bool *cancel, struct error *err)
+{
+    uint64_t start_ns = vclock_host_ns(), start_bytes = s->bytes_written + s->wlen;
     for (unsigned i = 0; i < bc->n; i++) {
         struct out_disk *d = &bc->d[i];
         struct disk *img = d->dd->inner;
@@ -222,6 +239,8 @@ int blockcopy_put_blocks(struct blockcopy_out *bc, struct stream *s, atomic_bool
                         return -1;
                     count = 0;
                     data = 0;
+                    if (bandwidth)
+                        pace(s, start_ns, start_bytes, bandwidth, cancel);
                 }
             }
         }

@@ -56,9 +56,10 @@ int blockcopy_start(struct blockcopy_out *bc, struct error *err);
 /* Adds the blocks written since the last harvest to those due; returns
  * the bytes due. */
 uint64_t blockcopy_harvest(struct blockcopy_out *bc);
-/* Sends every block due (BLOCKS records); none is due afterwards. */
-int blockcopy_put_blocks(struct blockcopy_out *bc, struct stream *s, atomic_bool *cancel,
-                         struct error *err);
+/* Sends every block due (BLOCKS records); none is due afterwards. At most
+ * `bandwidth` bytes/s (0: no cap), measured from the call. */
+int blockcopy_put_blocks(struct blockcopy_out *bc, struct stream *s, uint64_t bandwidth,
+                         atomic_bool *cancel, struct error *err);
 /* DISK_VERIFY records: each image's SHA-256 (guest paused, all sent). */
 int blockcopy_put_verify(struct blockcopy_out *bc, struct stream *s, struct error *err);
 /* Ends the logs (replication: held writes take over after the first

@@ -177,7 +177,8 @@ static int precopy_send_round(struct migration *mig, struct stream *s, bool to_f
                                                 mig->p.bandwidth));
     if (mstate_put_pages(s, mig->job.m, bitmap, c, mig->p.bandwidth, &mig->job.cancel, err) < 0)
         return -1;
-    if (mig->storage && blockcopy_put_blocks(mig->storage, s, &mig->job.cancel, err) < 0)
+    if (mig->storage &&
+        blockcopy_put_blocks(mig->storage, s, mig->p.bandwidth, &mig->job.cancel, err) < 0)
         return -1;
     if (!to_file) {
         /* Round trip: the round counts as done when the destination has
@@ -346,7 +347,7 @@ static void *migration_thread(void *arg)
     if (mstate_put_pages(&s, m, bitmap, &c, 0, &mig->job.cancel, &err) < 0)
         goto fail;
     /* The devices are quiesced: every write the guest made is logged. */
-    if (mig->storage && blockcopy_put_blocks(mig->storage, &s, &mig->job.cancel, &err) < 0)
+    if (mig->storage && blockcopy_put_blocks(mig->storage, &s, 0, &mig->job.cancel, &err) < 0)
         goto fail;
     migration_trace("pages queued", t_pause);
     if (mstate_put_devices(&s, m, version, &err) < 0)

@@ -127,7 +127,7 @@ static int stage_checkpoint(struct replication *r, struct stream *cs, uint64_t e
     if (r->storage) {
         /* The disks' last dirty blocks, then the log is done. */
         blockcopy_harvest(r->storage);
-        if (blockcopy_put_blocks(r->storage, cs, NULL, err) < 0)
+        if (blockcopy_put_blocks(r->storage, cs, 0, NULL, err) < 0)
             return -1;
         blockcopy_out_free(r->storage);
         r->storage = NULL;
@@ -230,7 +230,7 @@ static int initial_copy(struct replication *r, struct stream *s, uint64_t *bitma
         /* A standby reading a trickle must not hold this thread forever. */
         stream_deadline(s, "initial copy round", stream_copy_deadline_ms(ram->size, 0));
         if (mstate_put_pages(s, m, bitmap, &c, 0, NULL, err) < 0 ||
-            (r->storage && blockcopy_put_blocks(r->storage, s, NULL, err) < 0) ||
+            (r->storage && blockcopy_put_blocks(r->storage, s, 0, NULL, err) < 0) ||
             stream_flush(s, err) < 0)
             return -1;
         if (r->storage)
