@@ -118,7 +118,11 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
             return 0;
         case REC_PING:
             /* The source measures what we have applied, not what sits in
-             * socket buffers: answer once everything before is in RAM. */
+             * socket buffers: answer once everything before is in RAM
+             * (and the round's disk blocks are on the disk: the fsync
+             * before READY is then only the final copy's). */
+            if (blockcopy_in_flush(in->storage, m, err) < 0)
+                return -1;
             if (!in->ep.is_file &&
                 (stream_put(&in->s, REC_PONG, body, len > 8 ? 8 : len, err) < 0 ||
                  stream_flush(&in->s, err) < 0))
