@@ -156,6 +156,9 @@ def run_ferry(ferry, guest, base_img, tmp):
     os.makedirs(os.path.dirname(dst_img), exist_ok=True)
     subprocess.run(["cp", "--sparse=always", base_img, src_img], check=True)
     env = {"FERRY_GUEST_DIR": str(guest)}
+    trace = bool(os.environ.get("FERRY_MIGRATION_TRACE"))
+    if trace:
+        env["FERRY_MIGRATION_TRACE"] = "1"
     rec = {}
     with SourceVM(["--mem", MEM, "--drive", f"file={src_img}"], ferry=ferry, env=env) as src, \
             IncomingVM(["--drive", f"file={dst_img}"], ferry=ferry, env=env) as dst:
@@ -181,6 +184,10 @@ def run_ferry(ferry, guest, base_img, tmp):
                    rounds=rep.get("rounds"), report=rep)
         if src.wait_exit(60) != 0:
             raise RuntimeError(f"ferry source did not exit cleanly:\n{src.stderr()}")
+        if trace:
+            rec["trace"] = [ln for ln in (src.stderr() + dst.stderr()).splitlines()
+                            if "migration:" in ln]
+            bl.log("\n".join(rec["trace"]))
         rec["guest_error"] = check_after(dst, dst_img)
     return rec
 

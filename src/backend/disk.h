@@ -21,6 +21,9 @@ struct disk_ops {
     int (*write)(struct disk *d, const void *buf, size_t len, uint64_t offset);
     int (*flush)(struct disk *d);
     void (*close)(struct disk *d);
+    /* Optional: true if [offset, offset+len) is known to read as zeros
+     * without reading it (a hole in a sparse file). False when unknown. */
+    bool (*is_hole)(struct disk *d, uint64_t offset, uint64_t len);
 };
 
 struct disk {

@@ -218,12 +218,15 @@ int blockcopy_put_blocks(struct blockcopy_out *bc, struct stream *s, uint64_t ba
                 unsigned bit = (unsigned)__builtin_ctzll(d->due[w]);
                 uint64_t off = ((uint64_t)w * 64 + bit) << DISK_DIRTY_BLOCK_SHIFT;
                 size_t n = (size_t)block_len(img->size, DISK_DIRTY_BLOCK_SIZE, off);
-                int rc = img->ops->read(img, bc->buf + data, n, off);
+                /* A hole is zeros without reading it (a write into it
+                 * meanwhile is marked in the log once it completed). */
+                bool hole = img->ops->is_hole && img->ops->is_hole(img, off, n);
+                int rc = hole ? 0 : img->ops->read(img, bc->buf + data, n, off);
                 if (rc < 0)
                     return error_set(err, "reading disk %s at %llu: %s", img->name,
                                      (unsigned long long)off, strerror(-rc));
                 d->due[w] &= d->due[w] - 1;
-                if (all_zero(bc->buf + data, n)) {
+                if (hole || all_zero(bc->buf + data, n)) {
                     entries[count++] = off | BLOCK_ENTRY_ZERO;
                     bc->c.zero_blocks++;
                 } else {
