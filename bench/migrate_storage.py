@@ -32,8 +32,11 @@ QEMU    the same guest with -blockdev file+raw and virtio-blk-device. The
         BLOCK_JOB_READY it migrates with pause-before-switchover (libvirt's
         way: the mirror must be complete before the destination runs);
         at pre-switchover, block-job-cancel (a ready mirror completes in
-        sync), BLOCK_JOB_COMPLETED, migrate-continue. max-bandwidth 10 GiB/s,
-        downtime-limit 5 ms. Total time: blockdev-mirror to completed;
+        sync), BLOCK_JOB_COMPLETED, migrate-continue; the destination,
+        started with -S, then stops its NBD server (its export holds the
+        disk's write permission) and gets `cont`. max-bandwidth 10 GiB/s,
+        downtime-limit 5 ms. Total time: blockdev-mirror to the
+        destination's RESUME;
         bytes: the mirror job's offset (bytes it copied) + ram.transferred;
         downtime: QEMU's figure; "pause->dst running": the source's STOP to
         the destination's RESUME (QMP event timestamps, the same host clock).
@@ -224,7 +227,8 @@ def run_qemu(qemu, guest, base_img, tmp):
     src = ConsoleProcess(bl.qemu_argv(qemu, guest, mem=MEM, extra=qemu_disk_args(src_img, s_qmp)),
                          name="qemu-source")
     dst = ConsoleProcess(bl.qemu_argv(qemu, guest, mem=MEM,
-                                      extra=qemu_disk_args(dst_img, d_qmp, ["-incoming", uri])),
+                                      extra=qemu_disk_args(dst_img, d_qmp,
+                                                           ["-S", "-incoming", uri])),
                          name="qemu-destination")
     rec = {}
     qs = qd = None
@@ -269,18 +273,22 @@ def run_qemu(qemu, guest, base_img, tmp):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"QEMU migration did not complete: {st}")
                 time.sleep(0.005 if status == "device" else mb.POLL_S)
+            # The destination (-S) waits: its NBD export must go before the
+            # guest's disk may be written by the guest (libvirt's order).
+            while (qd.cmd("query-migrate") or {}).get("status") != "completed":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the QEMU destination did not complete the migration")
+                time.sleep(0.001)
+            qd.cmd("nbd-server-stop")
+            qd.cmd("cont")
+            resume = qd.event("RESUME", 60)
             t_done = time.monotonic()
             stop = qs.event("STOP")
-            resume = qd.event("RESUME", 60)
             ram = st.get("ram", {})
             rec.update(total_ms=(t_done - t0) * 1e3, downtime_ms=float(st["downtime"]),
                        dst_running_ms=(mb.event_time(resume) - mb.event_time(stop)) * 1e3,
                        wire_bytes=(ram.get("transferred") or 0) + mirror_bytes,
                        disk_bytes=mirror_bytes, rounds=ram.get("dirty-sync-count"), report=st)
-            try:
-                qd.cmd("nbd-server-stop")
-            except RuntimeError:
-                pass
             rec["guest_error"] = check_after(dst, dst_img)
     finally:
         for q in (qs, qd):
