@@ -133,12 +133,15 @@ def check_after(dst, img):
                 return "the writer made no round on the destination within 60 s"
             time.sleep(0.5)
         dst.run("touch /tmp/wstop; sleep 3; umount /mnt; echo done", timeout=120)
-        dst.poweroff(timeout=60)
+        trouble = guest_trouble(dst)
+        if trouble:
+            return trouble
+        if hasattr(dst, "poweroff"):
+            dst.poweroff(timeout=60)
+        else:
+            dst.close()   # QEMU: the guest unmounted (and flushed) the disk
     except Exception as e:  # noqa: BLE001
         return f"{type(e).__name__}: {e}"
-    trouble = guest_trouble(dst)
-    if trouble:
-        return trouble
     r = subprocess.run([tool("e2fsck"), "-fn", img], capture_output=True, text=True)
     if r.returncode != 0:
         return f"e2fsck -fn on the destination image: {r.returncode}\n{r.stdout[-2000:]}"
@@ -158,6 +161,7 @@ def run_ferry(ferry, guest, base_img, tmp):
     src_img, dst_img = os.path.join(tmp, "src.img"), os.path.join(tmp, "dst", "disk.img")
     os.makedirs(os.path.dirname(dst_img), exist_ok=True)
     subprocess.run(["cp", "--sparse=always", base_img, src_img], check=True)
+    os.sync()   # no writeback of the copy competes with the migration's
     env = {"FERRY_GUEST_DIR": str(guest)}
     trace = bool(os.environ.get("FERRY_MIGRATION_TRACE"))
     if trace:
@@ -221,6 +225,7 @@ def run_qemu(qemu, guest, base_img, tmp):
     subprocess.run(["cp", "--sparse=always", base_img, src_img], check=True)
     with open(dst_img, "wb") as f:
         f.truncate(os.path.getsize(base_img))
+    os.sync()
     s_qmp, d_qmp = os.path.join(tmp, "src.qmp"), os.path.join(tmp, "dst.qmp")
     mport, nport = free_port(), free_port()
     uri = f"tcp:127.0.0.1:{mport}"
