@@ -24,11 +24,15 @@ static int failures, checks;
         }                                                  \
     } while (0)
 
-/* A disk in memory; its lock makes each read and write atomic. */
+/* A disk in memory; its lock makes each read and write atomic. `during`,
+ * if set, runs inside the next write, before its data lands: a reader
+ * harvesting while a write is in flight. */
 struct mem_disk {
     struct disk d;
     uint8_t *data;
     pthread_mutex_t mu;
+    void (*during)(void *);
+    void *during_arg;
 };
 
 static int mem_read(struct disk *d, void *buf, size_t len, uint64_t off)
@@ -43,6 +47,11 @@ static int mem_read(struct disk *d, void *buf, size_t len, uint64_t off)
 static int mem_write(struct disk *d, const void *buf, size_t len, uint64_t off)
 {
     struct mem_disk *m = (struct mem_disk *)d;
+    if (m->during) {
+        void (*fn)(void *) = m->during;
+        m->during = NULL;
+        fn(m->during_arg);
+    }
     pthread_mutex_lock(&m->mu);
     memcpy(m->data + off, buf, len);
     pthread_mutex_unlock(&m->mu);
@@ -59,7 +68,9 @@ static void mem_close(struct disk *d)
     free(m);
 }
 
-static const struct disk_ops mem_ops = {mem_read, mem_write, mem_flush, mem_close};
+static const struct disk_ops mem_ops = {
+    .read = mem_read, .write = mem_write, .flush = mem_flush, .close = mem_close,
+};
 
 static struct disk_dirty *new_disk(uint64_t size)
 {
@@ -156,6 +167,44 @@ static void copy_due(struct disk_dirty *dd, uint64_t *due, uint8_t *mirror)
     }
 }
 
+struct copier {
+    struct disk_dirty *dd;
+    uint64_t *due;
+    uint8_t *mirror;
+};
+
+static void harvest_and_copy(void *arg)
+{
+    struct copier *c = arg;
+    disk_dirty_harvest(c->dd, c->due);
+    copy_due(c->dd, c->due, c->mirror);
+}
+
+/* The reader harvests while a write is in flight (between its start and
+ * its data landing): the block must still be due at the next harvest. */
+static void test_harvest_during_write(void)
+{
+    uint64_t size = 4 * DISK_DIRTY_BLOCK_SIZE;
+    struct disk_dirty *dd = new_disk(size);
+    struct mem_disk *md = (struct mem_disk *)dd->inner;
+    uint8_t *mirror = calloc(1, size), *final = malloc(size);
+    uint64_t due[1] = {0};
+    struct copier c = {dd, due, mirror};
+    struct error err;
+    CHECK(disk_dirty_start(dd, &err) == 0, "start: %s", err.msg);
+    static uint8_t buf[4096];
+    memset(buf, 0x5a, sizeof buf);
+    md->during = harvest_and_copy;
+    md->during_arg = &c;
+    dd->disk.ops->write(&dd->disk, buf, sizeof buf, DISK_DIRTY_BLOCK_SIZE);
+    harvest_and_copy(&c);
+    dd->inner->ops->read(dd->inner, final, size, 0);
+    CHECK(memcmp(mirror, final, size) == 0, "a write in flight during a harvest was lost");
+    free(mirror);
+    free(final);
+    disk_close(&dd->disk);
+}
+
 static void test_concurrent_copy(void)
 {
     uint64_t size = 8ull << 20;
@@ -196,6 +245,7 @@ static void test_concurrent_copy(void)
 int main(void)
 {
     test_marks();
+    test_harvest_during_write();
     test_concurrent_copy();
     printf("test_disk_dirty: %d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;
