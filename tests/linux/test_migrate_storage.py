@@ -19,8 +19,8 @@ storage.
       destination fails, leaves only IMAGE.partial, and `ferry run` refuses
       that file.
   test_copy_storage_destination_disk_full
-      the destination's image lives on a 24 MiB tmpfs and the guest's disk
-      holds 48 MiB of data: the copy fails with "No space left", the source
+      the destination's image lives on a 16 MiB tmpfs and the guest's disk
+      holds 32 MiB of data: the copy fails with "No space left", the source
       keeps running, the destination leaves only IMAGE.partial.
 
 Skipped without the guest, e2fsprogs (mke2fs, e2fsck, debugfs), root for
@@ -219,7 +219,7 @@ def test_copy_storage_between_hosts():
 # Failures (one host: loopback)
 # --------------------------------------------------------------------------
 
-def storage_failure(make_dst_dir, proxy_kw, want_error):
+def storage_failure(make_dst_dir, proxy_kw, want_error, data_mib):
     require_guest()
     hosts.tool("mke2fs")
     with contextlib.ExitStack() as stack:
@@ -232,8 +232,8 @@ def storage_failure(make_dst_dir, proxy_kw, want_error):
         src = stack.enter_context(SourceVM(["--mem", "128M", "--drive", f"file={src_img}"]))
         src.boot(BOOT_TIMEOUT)
         src.run("mkdir -p /mnt/data && mount -t ext4 /dev/vda /mnt/data")
-        src.run("dd if=/dev/urandom of=/mnt/data/random bs=1M count=48 2>/dev/null && sync && "
-                "echo ok", timeout=180)
+        src.run(f"dd if=/dev/urandom of=/mnt/data/random bs=1M count={data_mib} 2>/dev/null && "
+                "sync && echo ok", timeout=180)
         src.run(f"( {hosts.DISK_LOOP} ) </dev/null >{hosts.DISK_LOG} 2>&1 & echo started")
         hosts.wait_disk_reports(src, 1)
         dst = stack.enter_context(IncomingVM(["--drive", f"file={dst_img}"]))
@@ -261,14 +261,15 @@ def storage_failure(make_dst_dir, proxy_kw, want_error):
 
 @timeout(400)
 def test_copy_storage_connection_cut():
-    # 48 MiB of random data: well over 20 BLOCKS records of 2 MiB.
+    # A 256 MiB disk is 128 BLOCKS records of 32 blocks (holes included):
+    # the cut comes in the 21st, with 16 MiB of data among them.
     def own_dir(stack, workdir):
         d = os.path.join(workdir, "dst")
         os.makedirs(d)
         return d
 
     storage_failure(own_dir, {"cut_in": (REC_BLOCKS, 20)},
-                    r"truncated|connection|closed")
+                    r"truncated|connection|closed", data_mib=16)
 
 
 @timeout(400)
@@ -279,11 +280,11 @@ def test_copy_storage_destination_disk_full():
     def small_tmpfs(stack, workdir):
         d = os.path.join(workdir, "small")
         os.makedirs(d)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", d],
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", d],
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise Skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
         stack.callback(subprocess.run, ["umount", "-l", d], capture_output=True)
         return d
 
-    storage_failure(small_tmpfs, None, r"No space left")
+    storage_failure(small_tmpfs, None, r"No space left", data_mib=32)
