@@ -124,7 +124,7 @@ def test_copy_storage_between_hosts():
         # Some data on the disk beyond the filesystem's metadata, then the
         # disk loop (write, sync, drop caches, read back, log the hash).
         src.run("mkdir -p /mnt/data && mount -t ext4 /dev/vda /mnt/data")
-        src.run("dd if=/dev/urandom of=/mnt/data/random bs=1M count=16 2>/dev/null && sync && "
+        src.run("dd if=/dev/urandom of=/mnt/data/random bs=1M count=4 2>/dev/null && sync && "
                 "sha256sum /mnt/data/random > /tmp/random.sum && echo ok", timeout=120)
         src.run(f"( {hosts.DISK_LOOP} ) </dev/null >{hosts.DISK_LOG} 2>&1 & echo disk loop started")
         src.run(f"( {demo.SERVICE} ) </dev/null >/dev/null 2>&1 & echo service started")
@@ -193,7 +193,7 @@ def test_copy_storage_between_hosts():
         dst.wait_prompt(timeout=30)
         before = hosts.disk_reports(dst)
         hosts.wait_disk_reports(dst, len(before) + hosts.HASHES_AFTER, timeout=90)
-        dst.run("echo 3 > /proc/sys/vm/drop_caches; sha256sum -c /tmp/random.sum", timeout=60)
+        dst.run("echo 3 > /proc/sys/vm/drop_caches; sha256sum -c /tmp/random.sum", timeout=120)
         final = client.stop(timeout=harness.scaled(10))
         problems = []
         if final.get("error"):
