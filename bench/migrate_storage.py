@@ -37,7 +37,9 @@ QEMU    the same guest with -blockdev file+raw and virtio-blk-device. The
         disk's write permission) and gets `cont`. max-bandwidth 10 GiB/s,
         downtime-limit 5 ms. Total time: blockdev-mirror to the
         destination's RESUME;
-        bytes: the mirror job's offset (bytes it copied) + ram.transferred;
+        bytes: the mirror job's offset + ram.transferred (the offset is the
+        job's progress: it counts ranges sent as NBD write-zeroes without
+        data too, so it is an upper bound of the disk bytes on the wire);
         downtime: QEMU's figure; "pause->dst running": the source's STOP to
         the destination's RESUME (QMP event timestamps, the same host clock).
 
@@ -374,7 +376,11 @@ def main():
         notes=["ferry: --copy-storage (blocks in the migration stream); QEMU: blockdev-mirror to "
                "the destination's NBD export, then migrate with pause-before-switchover.",
                "downtime: each VMM's own figure; pause->dst running: source pause to destination "
-               "resume on this host's clock (comparable between the two)."])
+               "resume on this host's clock (comparable between the two).",
+               "QEMU's disk MiB is its mirror's progress, zero ranges (sent as NBD write-zeroes, "
+               "without data) included; ferry's is the block data it sent.",
+               "guest errors: the destination's guest did not pass the check after the move "
+               "(answers, writer goes on, clean fsck); details in the JSON."])
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     bl.save_json(args.json, results)
     return 0
