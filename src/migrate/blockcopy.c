@@ -90,7 +90,9 @@ int blockcopy_out_open(struct blockcopy_out **out, struct machine *m, struct err
     }
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS && bc->n < MACHINE_MAX_DRIVES; i++) {
         struct disk_dirty *dd = virtio_blk_dirty_log(&m->virtio[i]);
-        if (!dd)
+        /* A read-only disk never changes: the destination opens its own
+         * copy of it (shared or identical), as without --copy-storage. */
+        if (!dd || dd->disk.readonly)
             continue;
         struct out_disk *d = &bc->d[bc->n++];
         d->slot = i;
@@ -102,7 +104,7 @@ int blockcopy_out_open(struct blockcopy_out **out, struct machine *m, struct err
     }
     if (!bc->n) {
         blockcopy_out_free(bc);
-        return error_set(err, "--copy-storage: the VM has no disk to copy");
+        return error_set(err, "--copy-storage: the VM has no writable disk to copy");
     }
     bc->c.disks = bc->n;
     *out = bc;

@@ -46,7 +46,8 @@ struct blockcopy_counters {
 
 /* ---- source ---- */
 struct blockcopy_out;
-/* All virtio-blk disks of m; fails if there is none. */
+/* All writable virtio-blk disks of m (read-only ones are the destination's
+ * own, as without a storage copy); fails if there is none. */
 int blockcopy_out_open(struct blockcopy_out **out, struct machine *m, struct error *err);
 void blockcopy_out_free(struct blockcopy_out *bc);   /* stops the logs */
 /* The STORAGE record (right after MACHINE, whose flags say it follows). */
