@@ -23,6 +23,11 @@ storage.
       holds 32 MiB of data: the copy fails with "No space left", the source
       keeps running, the destination leaves only IMAGE.partial.
 
+  test_copy_storage_with_readonly_disk
+      a read-only disk shared by both sides next to a writable local one:
+      only the writable one is copied (the report says 1 disk), both read
+      back right on the destination.
+
 Skipped without the guest, e2fsprogs (mke2fs, e2fsck, debugfs), root for
 the namespaces / tmpfs mount.
 """
@@ -288,3 +293,46 @@ def test_copy_storage_destination_disk_full():
         return d
 
     storage_failure(small_tmpfs, None, r"No space left", data_mib=32)
+
+
+@timeout(400)
+def test_copy_storage_with_readonly_disk():
+    # A read-only disk (shared: the same image on both sides) next to a
+    # local writable one: only the writable one is copied.
+    require_guest()
+    hosts.tool("mke2fs")
+    data = harness.BUILD / "guest" / "data.ext4"
+    if not data.is_file():
+        raise Skip("no build/guest/data.ext4 (run make guest)")
+    with contextlib.ExitStack() as stack:
+        workdir = tempfile.mkdtemp(prefix="fstorage-")
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        ro_img = os.path.join(workdir, "ro.ext4")
+        shutil.copyfile(data, ro_img)
+        src_img = os.path.join(workdir, "rw.ext4")
+        make_image(src_img, 64)
+        os.makedirs(os.path.join(workdir, "dst"))
+        dst_img = os.path.join(workdir, "dst", "rw.ext4")
+        src = stack.enter_context(SourceVM(["--mem", "128M", "--drive",
+                                            f"file={ro_img},readonly=on",
+                                            "--drive", f"file={src_img}"]))
+        src.boot(BOOT_TIMEOUT)
+        src.run("mkdir -p /mnt/ro /mnt/rw && mount -o ro -t ext4 /dev/vda /mnt/ro && "
+                "mount -t ext4 /dev/vdb /mnt/rw && echo ok")
+        src.run("dd if=/dev/urandom of=/mnt/rw/f bs=1M count=2 2>/dev/null && sync && "
+                "sha256sum /mnt/rw/f > /tmp/f.sum && ls /mnt/ro > /tmp/ro.ls && echo ok",
+                timeout=120)
+        dst = stack.enter_context(IncomingVM(["--drive", f"file={ro_img},readonly=on",
+                                              "--drive", f"file={dst_img}"]))
+        dst.wait_listening()
+        _, report = migrate(src.control, dst.uri, "--copy-storage")
+        assert (report.get("storage") or {}).get("disks") == 1, report.get("storage")
+        dst.wait_resumed()
+        assert src.wait_exit(60) == 0, src.stderr()
+        assert os.path.exists(dst_img) and not os.path.exists(dst_img + ".partial")
+        assert not os.path.exists(ro_img + ".partial")
+        dst.wait_prompt()
+        dst.run("echo 3 > /proc/sys/vm/drop_caches; sha256sum -c /tmp/f.sum && "
+                "ls /mnt/ro | cmp - /tmp/ro.ls && echo ok", timeout=120)
+        dst.run("umount /mnt/rw; umount /mnt/ro; echo ok")
+        assert dst.poweroff(timeout=60) == 0
