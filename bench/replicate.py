@@ -661,7 +661,8 @@ def move(b, kind, results, n):
             t_done = time.monotonic()
             if res.rc != 0:
                 raise BenchError(f"ferry switchover failed\n{res.describe()}")
-            m = re.search(r"downtime ([\d.]+) ms \(one checkpoint of (\d+) bytes\)", res.stdout)
+            m = re.search(r"downtime (?:at most )?([\d.]+) ms \([^)]*one checkpoint of (\d+) bytes\)",
+                          res.stdout)
             rec.update(reported_downtime_ms=float(m.group(1)) if m else None,
                        last_checkpoint_bytes=int(m.group(2)) if m else None,
                        command_ms=(t_done - t_event) * 1000, output=res.stdout.strip())

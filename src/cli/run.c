@@ -15,6 +15,7 @@
 #include "machine/signals.h"
 #include "migrate/migration.h"
 #include "migrate/replication.h"
+#include "migrate/standby_state.h"
 #include "machine/vclock.h"
 #include "transport/tls.h"
 
@@ -55,7 +56,9 @@ static void run_usage(FILE *out)
             "                    failure; do not take over if it fails\n"
             "  --heartbeat-timeout T\n"
             "                    with --standby: silence that means the primary is\n"
-            "                    gone (default 500ms)\n"
+            "                    gone (default 500ms). With --control, a standby\n"
+            "                    answers status, takeover (a manual failover, fenced)\n"
+            "                    and quit (end without taking over) from the start\n"
             "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
             "                    TLS 1.3 credentials for tls: addresses (--incoming,\n"
             "                    --standby, and migrate/replicate without their own):\n"
@@ -310,12 +313,23 @@ int cmd_run(int argc, char **argv)
             cli_error("%s", err.msg);
             return 1;
         }
+        if (control && standby) {
+            /* A standby answers status, takeover and quit from the start
+             * (migrate/standby_state.h), long before it has a guest. */
+            standby_state_begin(standby, heartbeat_ns, fence != NULL, NULL);
+            if (ctl_start(&m, control, &ctl, &err) < 0) {
+                standby_state_end();
+                cli_error("%s", err.msg);
+                return 1;
+            }
+        }
         if (ctl)
             signals_set_control_path(control);
         if (standby) {
             struct standby_params sp = {standby, fence, heartbeat_ns};
             rc = standby_run(&m, &cfg, &sp, &err);
             if (rc > 0) {
+                ctl_stop(ctl, 0);
                 fprintf(stderr, "ferry: %s\n", err.msg);
                 return 0;
             }
@@ -329,8 +343,10 @@ int cmd_run(int argc, char **argv)
             cli_error("%s", err.msg);
             return 1;
         }
-        if (ctl) {
+        if (ctl && !standby) {
             ctl_serve(ctl, &m);
+        } else if (ctl) {
+            /* served since the start */
         } else if (control && ctl_start(&m, control, &ctl, &err) < 0) {
             cli_error("%s", err.msg);
             machine_destroy(&m);

@@ -394,7 +394,12 @@ static void *replication_thread(void *arg)
             }
             pthread_mutex_lock(&r->job.lock);
             r->st.state = REPL_SWITCHED;
-            r->st.switchover_downtime_ns = h.t_running - t_pause;
+            uint64_t handover = h.t_running - t_pause, down = handover_downtime_ns(&h, t_pause);
+            const char *bound = handover_bound_reason(down, handover);
+            r->st.switchover_downtime_ns = bound ? handover : down;
+            r->st.switchover_handover_ns = handover;
+            snprintf(r->st.switchover_downtime_bound, sizeof r->st.switchover_downtime_bound,
+                     "%s", bound ? bound : "");
             r->switch_rc = 0;
             pthread_mutex_unlock(&r->job.lock);
             runstate_transition(m, RUN_STATE_HANDOVER, RUN_STATE_MIGRATED, &rs_err);

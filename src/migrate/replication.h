@@ -42,6 +42,8 @@ struct replication_status {
     uint64_t last_ack_age_ns;
     uint64_t held_frames;         /* network output waiting for an ack */
     uint64_t switchover_downtime_ns;
+    uint64_t switchover_handover_ns;  /* pause to RUNNING heard back */
+    char switchover_downtime_bound[160]; /* empty: measured; else why it is a bound */
     char error[512];
 };
 

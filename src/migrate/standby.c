@@ -20,6 +20,7 @@
 #include "migrate/mstate.h"
 #include "migrate/receive.h"
 #include "migrate/replication.h"
+#include "migrate/standby_state.h"
 
 struct staged {
     uint32_t type;
@@ -178,6 +179,7 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
  * A disk write keeps its staged record's buffer. */
 static int apply_checkpoint(struct standby *sb, struct machine *m, struct error *err)
 {
+    uint64_t bytes = sb->staged_bytes;
     uint64_t epoch = 0;
     if (validate_checkpoint(sb, m, &epoch, err) < 0)
         return -1;
@@ -205,6 +207,7 @@ static int apply_checkpoint(struct standby *sb, struct machine *m, struct error 
     }
     prune_writes(sb, committed);
     sb->applied_epoch = epoch;
+    standby_state_applied(epoch, bytes, sb->nwrites);
     return 0;
 }
 
@@ -251,8 +254,10 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
                 struct error *err)
 {
     struct migration_in *in;
-    if (receive_open(&in, m, cfg, p->uri, "primary to replicate", err) < 0)
+    if (receive_open(&in, m, cfg, p->uri, "primary to replicate", err) < 0) {
+        standby_state_end();
         return -1;
+    }
     return standby_serve(in, m, p, err);
 }
 
@@ -260,6 +265,7 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
                   struct error *err)
 {
     runstate_transition(m, RUN_STATE_INCOMING, RUN_STATE_STANDBY, err);
+    standby_state_connected(in->ep.fd);
     struct standby sb = {.stage_limit = STAGE_RAM_MULTIPLE * m->bus.ram.size + STAGE_EXTRA_BYTES};
     bool in_checkpoint = false, planned = false;
     /* A checkpoint was refused: the primary was told and runs on
@@ -276,8 +282,17 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
         if (stream_get(&in->s, &type, &body, &len, &rerr) < 0) {
             /* Link lost, primary silent, or a corrupt record: whatever was
              * staged is dropped, the last applied checkpoint stands. */
-            fprintf(stderr, "ferry: standby: %s\n", rerr.msg);
             staged_clear(&sb);
+            if (standby_quit_requested()) {
+                error_set(err, "the operator asked the standby to quit: not taking over");
+                rc = 1;
+                goto fail_quiet;
+            }
+            if (standby_takeover_requested()) {
+                fprintf(stderr, "ferry: standby: the operator asked for a takeover\n");
+                break;
+            }
+            fprintf(stderr, "ferry: standby: %s\n", rerr.msg);
             if (refused) {
                 error_set(err, "not taking over: a checkpoint was refused and the primary "
                           "runs on unprotected (this standby's copy is checkpoint %llu)",
@@ -286,6 +301,7 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
             }
             break;
         }
+        standby_state_record(len, sb.staged_bytes);
         if (type == REC_HEARTBEAT)
             continue;
         if (type == REC_CHECKPOINT) {
@@ -329,6 +345,7 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
                      * counting on us) and wait for it to hang up. */
                     staged_clear(&sb);
                     refused = true;
+                    standby_state_phase(STANDBY_REFUSED);
                     error_set(err, "checkpoint refused: %s; nothing of it was applied, the "
                               "standby keeps checkpoint %llu", rerr.msg,
                               (unsigned long long)sb.applied_epoch);
@@ -358,6 +375,7 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
                 goto fail;
         } else if (type == REC_GO) {
             planned = true;
+            in->t_go = vclock_host_ns(); /* RUNNING reports GO -> resumed */
             break;
         } else if (type == REC_STOP) {
             error_set(err, "the primary stopped replication");
@@ -368,14 +386,17 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
             goto fail;
         }
     }
+    standby_state_phase(STANDBY_TAKING_OVER);
     if (take_over(&sb, m, p->fence, planned, err) < 0)
         goto fail;
+    standby_state_end();
     standby_free(&sb);
     m->incoming = in; /* migration_receive_started() sends RUNNING and frees it */
     return 0;
 fail:
     rc = -1;
 fail_quiet:
+    standby_state_end();
     standby_free(&sb);
     receive_fail(in, m, err->msg);
     return rc;

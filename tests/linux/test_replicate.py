@@ -201,6 +201,9 @@ def test_switchover():
         acked_at_switch = len(client.acked)
         print(res.stdout.strip(), flush=True)
         assert 0 < downtime < harness.scaled(2000), f"switchover downtime {downtime} ms"
+        # The standby reports GO -> resumed: the downtime is measured, and
+        # the report says so (not silently the handover time).
+        assert "ms (measured;" in res.stdout, res.stdout
         kind, epoch = s.wait_takeover(timeout=30)
         assert kind == "switchover", s.stderr()
         assert "failing over" not in s.stderr() and "fencing" not in s.stderr(), s.stderr()
