@@ -73,9 +73,9 @@ bool frame_hold_output(struct frame_hold *fh, const uint8_t *frame, size_t len)
     return true;
 }
 
-/* Sends and frees the held frames of epochs <= epoch, in order. Called
- * with mu. */
-static void release_locked(struct frame_hold *fh, uint64_t epoch)
+/* Sends (send) or forgets the held frames of epochs <= epoch, in order.
+ * Called with mu. */
+static void unlink_locked(struct frame_hold *fh, uint64_t epoch, bool send)
 {
     struct held_frame **link = &fh->head, *prev = NULL;
     for (struct held_frame *h = fh->head, *next; h; h = next) {
@@ -85,7 +85,8 @@ static void release_locked(struct frame_hold *fh, uint64_t epoch)
             link = &h->next;
             continue;
         }
-        fh->send(fh->opaque, h->data, h->len, true);
+        if (send)
+            fh->send(fh->opaque, h->data, h->len, true);
         *link = next;
         if (fh->tail == h)
             fh->tail = prev;
@@ -95,6 +96,31 @@ static void release_locked(struct frame_hold *fh, uint64_t epoch)
     }
     if (fh->bytes < fh->limit)
         fh->drop_logged = false;
+}
+
+static void release_locked(struct frame_hold *fh, uint64_t epoch)
+{
+    unlink_locked(fh, epoch, true);
+}
+
+void frame_hold_drop(struct frame_hold *fh, uint64_t epoch)
+{
+    pthread_mutex_lock(&fh->mu);
+    unlink_locked(fh, epoch, false);
+    pthread_mutex_unlock(&fh->mu);
+}
+
+int frame_hold_epoch_frames(struct frame_hold *fh, uint64_t epoch,
+                            int (*fn)(void *opaque, const uint8_t *frame, size_t len),
+                            void *opaque)
+{
+    int rc = 0;
+    pthread_mutex_lock(&fh->mu);
+    for (struct held_frame *h = fh->head; h && rc == 0; h = h->next)
+        if (h->epoch == epoch)
+            rc = fn(opaque, h->data, h->len);
+    pthread_mutex_unlock(&fh->mu);
+    return rc;
 }
 
 void frame_hold_set(struct frame_hold *fh, bool on)

@@ -85,6 +85,34 @@ static void commit_epoch(struct virtio_dev *d, const struct repl_hooks *h, uint6
         fprintf(stderr, "ferry: replication: releasing held output failed: %s\n", strerror(-rc));
 }
 
+/* A switchover's last epoch: its frames travelled in the checkpoint and go
+ * out from the new host after its announcement, never from here, where
+ * the answers they draw would be lost once the LAN moves. Disk writes
+ * commit as usual. */
+static void commit_final_epoch(struct virtio_dev *d, const struct repl_hooks *h, uint64_t epoch)
+{
+    if (h->drop)
+        h->drop(d, epoch);
+    else
+        commit_epoch(d, h, epoch);
+}
+
+struct frame_capture {
+    struct stream *s;
+    uint32_t slot;
+    struct error *err;
+};
+
+static int capture_frame(void *opaque, const uint8_t *frame, size_t len)
+{
+    struct frame_capture *c = opaque;
+    uint8_t head[4];
+    put_u32(head, c->slot);
+    const void *parts[2] = {head, frame};
+    size_t lens[2] = {sizeof head, len};
+    return stream_put_iov(c->s, REC_HELD_FRAME, parts, lens, 2, c->err);
+}
+
 struct disk_capture {
     struct stream *s;
     uint32_t slot;
@@ -104,7 +132,7 @@ static int capture_write(void *opaque, uint64_t offset, const void *data, size_t
 
 /* Stages checkpoint `epoch` while the guest is paused. */
 static int stage_checkpoint(struct replication *r, struct stream *cs, uint64_t epoch,
-                            uint64_t committed, uint64_t *bitmap, uint64_t *scratch,
+                            uint64_t committed, bool final, uint64_t *bitmap, uint64_t *scratch,
                             struct error *err)
 {
     struct machine *m = r->job.m;
@@ -128,6 +156,14 @@ static int stage_checkpoint(struct replication *r, struct stream *cs, uint64_t e
             continue;
         struct disk_capture dc = {cs, d->instance, err};
         if (d->repl->epoch_writes(d->vdev, epoch, capture_write, &dc) < 0)
+            return -1;
+    }
+    for (unsigned i = 0; final && i < m->devices.n; i++) {
+        const struct device_entry *d = &m->devices.dev[i];
+        if (!d->repl || !d->repl->epoch_frames)
+            continue;
+        struct frame_capture fc = {cs, d->instance, err};
+        if (d->repl->epoch_frames(d->vdev, epoch, capture_frame, &fc) < 0)
             return -1;
     }
     return stream_put(cs, REC_END, NULL, 0, err);
@@ -231,7 +267,11 @@ static int initial_copy(struct replication *r, struct stream *s, uint64_t *bitma
 static bool wait_epoch_end(struct replication *r, uint64_t next, bool *switching)
 {
     pthread_mutex_lock(&r->job.lock);
-    while (!r->stop_requested && !r->switch_requested && now_ns() < next) {
+    /* A switchover does not cut the epoch short: clients answered at the
+     * last commit get their requests in before the final pause, instead
+     * of into this host's tap while the guest is paused (lost, and
+     * recovered only by a TCP retransmission). */
+    while (!r->stop_requested && now_ns() < next) {
         uint64_t t = next, tnow = now_ns();
         if (t <= tnow)
             continue; /* the deadline passed meanwhile: no unsigned wrap */
@@ -337,7 +377,7 @@ static void *replication_thread(void *arg)
             runstate_transition(m, RUN_STATE_PAUSED, RUN_STATE_COMPLETING, &err) < 0)
             goto fail;
         cs.wlen = 0;
-        if (stage_checkpoint(r, &cs, epoch, acked, bitmap, scratch, &err) < 0)
+        if (stage_checkpoint(r, &cs, epoch, acked, switching, bitmap, scratch, &err) < 0)
             goto fail;
         if (!holding) {
             /* Protection starts here: from now on output waits for acks. */
@@ -366,7 +406,7 @@ static void *replication_thread(void *arg)
             goto fail;
         set_deadline(r, &s, NULL, 0);
         acked = epoch;
-        for_each_output(m, commit_epoch, epoch);
+        for_each_output(m, switching ? commit_final_epoch : commit_epoch, epoch);
         uint64_t t_ack = now_ns();
         publish_epoch(r, switching, epoch, cs.wlen, t_pause, t_resume, last_cp);
         last_cp = t_pause;

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 
 #include "dev/virtio_blk.h"
+#include "dev/virtio_net.h"
 #include "machine/machine.h"
 #include "migrate/load_order.h"
 #include "migrate/mstate.h"
@@ -36,7 +37,17 @@ struct pending_write {
     uint8_t *record;   /* the DISK_WRITE body: u32 slot, u64 offset, data */
 };
 
+/* A frame the primary held in the applied checkpoint's epoch and did not
+ * send (a switchover's last one): this host sends it after announcing. */
+struct carried_frame {
+    uint32_t slot;
+    size_t len;
+    uint8_t *record;   /* the HELD_FRAME body: u32 slot, frame */
+};
+
 struct standby {
+    struct carried_frame *frames;
+    size_t nframes;
     struct staged *recs;
     size_t nrecs, cap;
     uint64_t staged_bytes, stage_limit;
@@ -87,6 +98,29 @@ static int stage(struct standby *sb, uint32_t type, const uint8_t *body, size_t 
     return 0;
 }
 
+static void frames_clear(struct standby *sb)
+{
+    for (size_t i = 0; i < sb->nframes; i++)
+        free(sb->frames[i].record);
+    free(sb->frames);
+    sb->frames = NULL;
+    sb->nframes = 0;
+}
+
+/* Checks one HELD_FRAME record: its slot holds a network card and the
+ * frame's size is one that card could have sent. */
+static int check_held_frame(struct machine *m, const struct staged *r, struct error *err)
+{
+    if (r->len < 4)
+        return error_set(err, "held frame record has %zu bytes", r->len);
+    uint32_t slot = get_u32(r->body);
+    if (slot >= MEMMAP_VIRTIO_SLOTS || !virtio_net_is(&m->virtio[slot]))
+        return error_set(err, "held frame for slot %u, which has no network card", slot);
+    if (r->len - 4 > virtio_net_max_frame())
+        return error_set(err, "held frame of %zu bytes: larger than a card sends", r->len - 4);
+    return 0;
+}
+
 /* Drops the pending writes the primary has written to the shared disk. */
 static void prune_writes(struct standby *sb, uint64_t committed)
 {
@@ -133,7 +167,7 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
                          (unsigned long long)*epoch, (unsigned long long)sb->applied_epoch);
     struct load_order order;
     load_order_begin(&order, m, true);
-    size_t nwrites = 0;
+    size_t nwrites = 0, nframes = 0;
     for (size_t i = 1; i < sb->nrecs; i++) {
         struct staged *r = &sb->recs[i];
         if (load_order_record(&order, r->type, r->body, r->len, err) < 0)
@@ -153,6 +187,10 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
             rc = check_disk_write(m, r, err);
             nwrites++;
             break;
+        case REC_HELD_FRAME:
+            rc = check_held_frame(m, r, err);
+            nframes++;
+            break;
         default:
             if (!(r->type & REC_OPTIONAL))
                 rc = error_set(err, "unknown record 0x%x in a checkpoint", r->type);
@@ -170,6 +208,11 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
         sb->writes = n;
         sb->wcap = cap;
     }
+    /* The carried frames are the applied checkpoint's only: the primary
+     * sent those of every earlier epoch itself. */
+    frames_clear(sb);
+    if (nframes && !(sb->frames = calloc(nframes, sizeof *sb->frames)))
+        return error_set(err, "out of memory");
     return 0;
 }
 
@@ -196,6 +239,11 @@ static int apply_checkpoint(struct standby *sb, struct machine *m, struct error 
             sb->writes[sb->nwrites++] = (struct pending_write){
                 epoch, get_u32(r->body), get_u64(r->body + 4), r->len - 12, r->body};
             r->body = NULL; /* now the pending write's */
+            break;
+        case REC_HELD_FRAME:
+            sb->frames[sb->nframes++] = (struct carried_frame){get_u32(r->body), r->len - 4,
+                                                               r->body};
+            r->body = NULL;
             break;
         default:
             break;
@@ -235,14 +283,31 @@ static int take_over(struct standby *sb, struct machine *m, const char *fence, b
             virtio_blk_flush_backend(&m->virtio[i]);
     receive_loaded(m);
     vclock_resume(&m->clock);
+    /* The LAN learns that the guest is here before anything it said in
+     * the last epoch goes out: the answers those frames draw must come
+     * here, not to the old host. */
+    size_t sent = 0;
+    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
+        if (virtio_net_is(&m->virtio[i]) && virtio_net_announce(&m->virtio[i]) < 0)
+            fprintf(stderr, "ferry: standby: could not announce the guest's MAC on the tap\n");
+    for (size_t i = 0; i < sb->nframes; i++) {
+        struct carried_frame *f = &sb->frames[i];
+        if (virtio_net_send_frame(&m->virtio[f->slot], f->record + 4, f->len) == 0)
+            sent++;
+    }
     fprintf(stderr, "ferry: standby: %s from checkpoint %llu\n",
             planned ? "switchover: taking over" : "primary lost: failing over",
             (unsigned long long)sb->applied_epoch);
+    if (sb->nframes)
+        fprintf(stderr, "ferry: standby: sent %zu of the %zu frames held in checkpoint %llu, "
+                "after announcing the guest\n", sent, sb->nframes,
+                (unsigned long long)sb->applied_epoch);
     return 0;
 }
 
 static void standby_free(struct standby *sb)
 {
+    frames_clear(sb);
     staged_clear(sb);
     free(sb->recs);
     for (size_t i = 0; i < sb->nwrites; i++)

@@ -10,7 +10,6 @@ workload is a counter in guest RAM (GuestCounter).
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,40 +17,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import harness  # noqa: E402
 from harness import timeout  # noqa: E402
 from migration import ctl, ctl_request, free_port, wait_for  # noqa: E402
-from replication import GuestCounter, PrimaryVM, StandbyVM, replicate, wait_protected  # noqa: E402
+from replication import (ControlledStandby, GuestCounter, PrimaryVM, replicate,  # noqa: E402
+                         wait_protected)
 
 BOOT_TIMEOUT = 120
 MEM = ["--mem", "128M"]
 INTERVAL = "25ms"
 HEARTBEAT_MS = 500
-
-
-class ControlledStandby(StandbyVM):
-    """A StandbyVM with --control SOCK (in a private temp dir)."""
-
-    def __init__(self, uri, args=(), **kw):
-        self.ctl_dir = tempfile.mkdtemp(prefix="fsby-")
-        self.control = os.path.join(self.ctl_dir, "ctl.sock")
-        super().__init__(uri, [*args, "--control", self.control], **kw)
-
-    def status(self):
-        return ctl_request(self.control, {"cmd": "status"})
-
-    def wait_control(self, timeout=30):
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"standby exited before its control socket answered\n"
-                                     f"{self.stderr()}")
-            try:
-                return self.status().get("ok")
-            except (OSError, ValueError, AssertionError):
-                return False
-        wait_for(ready, timeout, f"control socket {self.control}")
-
-    def cleanup_files(self):
-        super().cleanup_files()
-        import shutil
-        shutil.rmtree(self.ctl_dir, ignore_errors=True)
 
 
 def _vm(stack, vm):
