@@ -18,6 +18,7 @@
 #include "migrate/replication.h"
 #include "ctl/request.h"
 #include "ctl/standby_ctl.h"
+#include "migrate/arbiter_etcd.h"
 #include "migrate/standby_state.h"
 
 #define MAX_LINE 65536
@@ -198,6 +199,9 @@ static json_t *cmd_status(struct machine *m)
     replication_get_status(m, &rs);
     if (rs.state != REPL_NONE)
         json_object_set_new(o, "replication", replication_json(&rs));
+    json_t *arb = arbiter_json();
+    if (arb)
+        json_object_set_new(o, "arbiter", arb);
     return o;
 }
 

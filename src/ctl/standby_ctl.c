@@ -4,6 +4,7 @@
  * manual failover) and quit (end without taking over). */
 #include "ctl/standby_ctl.h"
 
+#include "migrate/arbiter_etcd.h"
 #include "migrate/standby_state.h"
 
 static const char *phase_name(enum standby_phase p)
@@ -34,10 +35,28 @@ static json_t *standby_status_json(void)
                         json_real((double)st.heartbeat_timeout_ns / 1e6));
     json_object_set_new(o, "pending_disk_writes", json_integer((json_int_t)st.pending_writes));
     if (st.arbiter[0]) {
-        json_object_set_new(o, "arbiter", json_string(st.arbiter));
-        if (st.fencing_token)
-            json_object_set_new(o, "fencing_token", json_integer((json_int_t)st.fencing_token));
+        json_t *arb = arbiter_json();
+        json_object_set_new(o, "arbiter", arb ? arb : json_pack("{s:s, s:s}", "state", "none",
+                                                                "url", st.arbiter));
     }
+    return o;
+}
+
+json_t *arbiter_json(void)
+{
+    struct arbiter_status a;
+    arbiter_get_status(&a);
+    if (a.state == ARBITER_NONE && !a.url[0])
+        return NULL;
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:I}", "state",
+                          arbiter_state_name(a.state), "url", a.url,
+                          "fencing_token", (json_int_t)a.token, "lease", (json_int_t)a.lease,
+                          "ttl_s", (int)a.ttl_s, "valid_for_ms", a.valid_for_ms,
+                          "last_renew_ms", a.last_renew_ms, "max_renew_ms", a.max_renew_ms,
+                          "renewals", (json_int_t)a.renewals,
+                          "renew_failures", (json_int_t)a.renew_failures);
+    if (a.error[0])
+        json_object_set_new(o, "error", json_string(a.error));
     return o;
 }
 

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "machine/machine.h"
+#include "migrate/arbiter_etcd.h"
 #include "migrate/handover.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
@@ -406,7 +407,13 @@ static void *replication_thread(void *arg)
             goto fail;
         set_deadline(r, &s, NULL, 0);
         acked = epoch;
-        for_each_output(m, switching ? commit_final_epoch : commit_epoch, epoch);
+        /* With an arbiter, output goes out only while its lease is surely
+         * ours: a primary that may have been replaced releases nothing
+         * (what it holds waits for a later epoch, or for ever). */
+        if (arbiter_may_release())
+            for_each_output(m, switching ? commit_final_epoch : commit_epoch, epoch);
+        else if (switching)
+            goto fail;
         uint64_t t_ack = now_ns();
         publish_epoch(r, switching, epoch, cs.wlen, t_pause, t_resume, last_cp);
         last_cp = t_pause;
@@ -417,6 +424,11 @@ static void *replication_thread(void *arg)
         if (switching) {
             /* The standby holds the final state: hand the guest over. */
             struct error rs_err;
+            /* With an arbiter the standby may run the guest only once it
+             * holds the key: give it up first (the gate closes). */
+            struct arbiter *arb = arbiter_current();
+            if (arb && arbiter_release(arb, &err) < 0)
+                goto fail;
             runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_HANDOVER, &rs_err);
             set_deadline(r, &s, "switchover (RUNNING after GO)", RUNNING_DEADLINE_MS);
             if (handover_go(&s, &h, &err) < 0) {
@@ -457,9 +469,13 @@ static void *replication_thread(void *arg)
 
 fail:
     heartbeat_end(r);
-    /* The standby is gone or broken: never hold the guest hostage. */
-    if (holding)
+    /* The standby is gone or broken: never hold the guest hostage, unless
+     * the arbiter's lease may have ended (the standby may run the guest). */
+    if (holding && arbiter_may_release())
         for_each_output(m, hold_off, 0);
+    else if (holding)
+        fprintf(stderr, "ferry: replication: the arbiter's lease is not valid: nothing held is "
+                "released\n");
     if (paused) {
         struct error rs_err;
         if (switching)

@@ -60,10 +60,12 @@ void replication_get_status(struct machine *m, struct replication_status *out);
  * until the primary dies (failover: after `fence` succeeds, if given) or
  * switches over; returns 0 with the machine ready to run the last
  * acknowledged checkpoint, or -1 (the process exits non-zero). */
+struct arbiter;
 struct standby_params {
     const char *uri;
     const char *fence;            /* shell command run before taking over */
     uint64_t heartbeat_timeout_ns;
+    struct arbiter *arbiter;      /* take its key before taking over (NULL: none) */
 };
 int standby_run(struct machine *m, struct machine_config *cfg, const struct standby_params *p,
                 struct error *err);

@@ -17,6 +17,7 @@
 #include "dev/virtio_blk.h"
 #include "dev/virtio_net.h"
 #include "machine/machine.h"
+#include "migrate/arbiter_etcd.h"
 #include "migrate/load_order.h"
 #include "migrate/mstate.h"
 #include "migrate/receive.h"
@@ -259,11 +260,25 @@ static int apply_checkpoint(struct standby *sb, struct machine *m, struct error 
     return 0;
 }
 
-static int take_over(struct standby *sb, struct machine *m, const char *fence, bool planned,
-                     struct error *err)
+static int take_over(struct standby *sb, struct machine *m, const struct standby_params *p,
+                     bool planned, struct error *err)
 {
+    const char *fence = p->fence;
     if (!sb->applied_epoch)
         return error_set(err, "no complete checkpoint arrived yet: nothing to take over");
+    if (p->arbiter) {
+        /* Only the holder of the arbiter's key may run the guest: wait
+         * until the primary's lease ended (expired, or revoked by a
+         * switchover). Its revision is the fencing token. */
+        fprintf(stderr, "ferry: standby: taking the arbiter's key before taking over\n");
+        if (arbiter_take_wait(p->arbiter, "standby", standby_quit_requested, err) < 0)
+            return -1;
+        uint64_t token = arbiter_token(p->arbiter);
+        standby_state_token(token);
+        char tok[24];
+        snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
+        setenv("FERRY_FENCING_TOKEN", tok, 1);
+    }
     if (!planned && fence) {
         /* Fencing: make sure the old primary cannot run (or write the
          * shared disk) any more before this copy starts. */
@@ -452,7 +467,7 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
         }
     }
     standby_state_phase(STANDBY_TAKING_OVER);
-    if (take_over(&sb, m, p->fence, planned, err) < 0)
+    if (take_over(&sb, m, p, planned, err) < 0)
         goto fail;
     standby_state_end();
     standby_free(&sb);
