@@ -410,10 +410,15 @@ static void *replication_thread(void *arg)
         /* With an arbiter, output goes out only while its lease is surely
          * ours: a primary that may have been replaced releases nothing
          * (what it holds waits for a later epoch, or for ever). */
-        if (arbiter_may_release())
-            for_each_output(m, switching ? commit_final_epoch : commit_epoch, epoch);
-        else if (switching)
+        if (!arbiter_may_release()) {
+            /* Protection ends here: the standby, hearing nothing more,
+             * takes over once it holds the key (or never, without a
+             * quorum); this side stays paused by the arbiter. */
+            error_set(&err, "the arbiter's lease is not surely valid: releasing nothing, "
+                      "ending protection so that the standby can take over");
             goto fail;
+        }
+        for_each_output(m, switching ? commit_final_epoch : commit_epoch, epoch);
         uint64_t t_ack = now_ns();
         publish_epoch(r, switching, epoch, cs.wlen, t_pause, t_resume, last_cp);
         last_cp = t_pause;
@@ -483,7 +488,10 @@ fail:
         if (runstate_release(m, HOLD_REPLICATION, &rs_err) < 0)
             fprintf(stderr, "ferry: replication: %s\n", rs_err.msg);
     }
-    fprintf(stderr, "ferry: replication: %s; the guest runs on UNPROTECTED\n", err.msg);
+    if (arbiter_may_release())
+        fprintf(stderr, "ferry: replication: %s; the guest runs on UNPROTECTED\n", err.msg);
+    else
+        fprintf(stderr, "ferry: replication: %s; the guest stays paused (arbiter)\n", err.msg);
     pthread_mutex_lock(&r->job.lock);
     r->st.state = REPL_UNPROTECTED;
     snprintf(r->st.error, sizeof r->st.error, "%s", err.msg);
