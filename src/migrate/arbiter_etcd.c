@@ -95,7 +95,8 @@ int arbiter_open(const char *url, unsigned ttl_s, struct arbiter **out, struct e
                 colon = c;
         size_t hl = colon ? (size_t)(colon - p) : 0, pl = colon ? (size_t)(end - colon - 1) : 0;
         if (!colon || hl == 0 || hl >= sizeof a->ep[0].host || pl == 0 ||
-            pl >= sizeof a->ep[0].port || a->nep == ARBITER_MAX_ENDPOINTS) {
+            pl >= sizeof a->ep[0].port || a->nep == ARBITER_MAX_ENDPOINTS ||
+            (comma && comma + 1 == slash)) {
             free(a);
             return error_set(err, "--arbiter: bad endpoint list in '%s' (at most %d numeric "
                              "HOST:PORT, comma-separated)", url, ARBITER_MAX_ENDPOINTS);
@@ -172,12 +173,18 @@ static int call(struct arbiter *a, const char *path, json_t *req, json_t **resp,
         uint64_t now = vclock_host_ns();
         if (now >= deadline)
             break;
+        /* A hung member must not eat the whole budget: share it among
+         * the members not tried yet. */
         int left = (int)((deadline - now) / 1000000);
-        int each = left < REQUEST_MS_MAX ? left : REQUEST_MS_MAX;
+        int each = left / (int)(a->nep - i);
+        if (each > REQUEST_MS_MAX)
+            each = REQUEST_MS_MAX;
         if (each < 1)
             break;
         if (http_post_json(a->ep[e].host, a->ep[e].port, path, body, each, ans, err) < 0) {
             error_prefix(err, "etcd %s:%s%s", a->ep[e].host, a->ep[e].port, path);
+            /* Next time start with the next member. */
+            __atomic_store_n(&a->preferred, (e + 1) % a->nep, __ATOMIC_RELAXED);
             continue;
         }
         json_error_t jerr;
@@ -195,6 +202,7 @@ static int call(struct arbiter *a, const char *path, json_t *req, json_t **resp,
                                        : "no message");
             json_decref(j);
             /* A member without quorum answers an error: try another. */
+            __atomic_store_n(&a->preferred, (e + 1) % a->nep, __ATOMIC_RELAXED);
             continue;
         }
         __atomic_store_n(&a->preferred, e, __ATOMIC_RELAXED);
