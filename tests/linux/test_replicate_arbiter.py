@@ -227,3 +227,25 @@ def test_arbiter_quorum():
         assert value and value[0].startswith(who + " pid"), value
         at = len(c.acked)
         c.wait_acked(at + 5, timeout=60, what=f"no ACKs from the {who} after the quorum returned")
+
+
+@timeout(300)
+def test_arbiter_switchover():
+    with contextlib.ExitStack() as stack:
+        h = Arbitrated(stack)
+        p, s = h.primary, h.standby
+        from replication import switchover
+        res, downtime = switchover(p.control, topo=h.topo)
+        print(res.stdout.strip(), flush=True)
+        # The primary gave the key up (revoked its lease) before GO; the
+        # standby took it at once, then ran the guest.
+        kind, epoch = s.wait_takeover(timeout=30)
+        assert kind == "switchover", s.stderr()
+        assert "released " + KEY + " (lease revoked)" in p.stderr(), p.stderr()
+        err = s.stderr()
+        assert "took " + KEY + " at revision" in err and "is held" not in err, err
+        assert p.wait_exit(30) == 0, p.stderr()
+        a = wait_for(lambda: (lambda x: x.get("arbiter") if x.get("state") == "running" else None)(
+            s.status()), 30, "the new primary's status")
+        assert a["state"] == "holding" and a["fencing_token"] > h.token, a
+        h.check_client()
