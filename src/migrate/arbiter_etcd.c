@@ -128,6 +128,28 @@ static void base64(const void *data, size_t len, char *out, size_t cap)
     out[o] = '\0';
 }
 
+/* Decodes base64 text into out (at most cap-1 bytes, NUL-terminated);
+ * stops at the first character that is not base64. */
+static void unbase64(const char *in, char *out, size_t cap)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (; *in && o + 1 < cap; in++) {
+        const char *tab = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const char *p = strchr(tab, *in);
+        if (!p || *in == '\0')
+            break;
+        acc = acc << 6 | (uint32_t)(p - tab);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)(acc >> bits & 0xff);
+        }
+    }
+    out[o] = '\0';
+}
+
 /* An int64 the gateway sends as a decimal string (or a JSON integer);
  * absent: 0. -1 if malformed. */
 static int get_i64(json_t *o, const char *key, int64_t *out)
@@ -305,8 +327,9 @@ static int key_take(struct arbiter *a, int64_t lease, uint64_t *token, char *hol
         json_t *kv = json_array_get(json_object_get(json_object_get(json_array_get(
             json_object_get(resp, "responses"), 0), "response_range"), "kvs"), 0);
         const char *v = json_string_value(json_object_get(kv, "value"));
-        snprintf(holder, hcap, "%s", v ? peer_text(v, strlen(v) > 100 ? 100 : strlen(v)).s
-                                       : "(gone meanwhile)");
+        char text[128];
+        unbase64(v ? v : "", text, sizeof text);
+        snprintf(holder, hcap, "%s", v ? peer_text(text, strlen(text)).s : "(gone meanwhile)");
     }
     json_decref(resp);
     return rc;
@@ -365,7 +388,7 @@ int arbiter_take(struct arbiter *a, const char *who, struct error *err)
         struct error ignored;
         lease_revoke(a, lease, &ignored);
         if (rc == 0)
-            return error_set(err, "arbiter %s: the key is held by another (base64 %s)", a->url,
+            return error_set(err, "arbiter %s: the key is held by another (%s)", a->url,
                              holder);
         return error_prefix(err, "arbiter %s", a->url);
     }
@@ -405,7 +428,7 @@ int arbiter_take_wait(struct arbiter *a, const char *who, bool (*give_up)(void),
             return 0;
         }
         if (rc == 0 && !said) {
-            fprintf(stderr, "ferry: arbiter: %s is held (base64 %s): waiting for its lease to "
+            fprintf(stderr, "ferry: arbiter: %s is held (by %s): waiting for its lease to "
                     "end\n", a->key, holder);
             said = true;
         }
