@@ -33,6 +33,9 @@ struct arbiter {
     unsigned ttl_s;
     char who[128];
 
+    /* Held while the machine is used (pause, resume) and while it is
+     * replaced: the machine never goes away under a pause. Taken before mu. */
+    pthread_mutex_t m_mu;
     pthread_mutex_t mu;            /* everything below */
     enum arbiter_state state;
     int64_t lease;
@@ -107,6 +110,7 @@ int arbiter_open(const char *url, unsigned ttl_s, struct arbiter **out, struct e
         p = comma ? comma + 1 : slash;
     }
     a->ttl_s = ttl_s;
+    pthread_mutex_init(&a->m_mu, NULL);
     pthread_mutex_init(&a->mu, NULL);
     *out = a;
     return 0;
@@ -468,6 +472,7 @@ static void suspend_locked(struct arbiter *a, enum arbiter_state st, const char 
 
 static void apply_pause(struct arbiter *a)
 {
+    pthread_mutex_lock(&a->m_mu);
     pthread_mutex_lock(&a->mu);
     bool want = (a->state == ARBITER_SUSPENDED || a->state == ARBITER_LOST) && !a->paused;
     bool unpause = a->state == ARBITER_HOLDING && a->paused;
@@ -485,6 +490,7 @@ static void apply_pause(struct arbiter *a)
         pthread_mutex_unlock(&a->mu);
         fprintf(stderr, "ferry: arbiter: lease renewed in time after all: the guest resumes\n");
     }
+    pthread_mutex_unlock(&a->m_mu);
 }
 
 static void *keep_thread(void *arg)
@@ -560,11 +566,12 @@ int arbiter_keep(struct arbiter *a, struct error *err)
 
 void arbiter_set_machine(struct arbiter *a, struct machine *m)
 {
+    pthread_mutex_lock(&a->m_mu);
     pthread_mutex_lock(&a->mu);
     a->m = m;
-    if (!m)
-        a->paused = false;
+    a->paused = false; /* a new machine starts without the arbiter's hold */
     pthread_mutex_unlock(&a->mu);
+    pthread_mutex_unlock(&a->m_mu);
 }
 
 int arbiter_release(struct arbiter *a, struct error *err)
@@ -601,6 +608,7 @@ void arbiter_close(struct arbiter *a)
     if (arbiter_current() == a)
         set_current(NULL);
     pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->m_mu);
     free(a);
 }
 

@@ -318,6 +318,29 @@ static void publish_epoch(struct replication *r, bool switching, uint64_t epoch,
     pthread_mutex_unlock(&r->job.lock);
 }
 
+/* Protection ended while the arbiter's lease was not surely valid: what
+ * is held may go out only if the lease is renewed after all (the key never
+ * left us). Waits for that (true), or for the lease to be lost or the job
+ * to be stopped (false: what is held is never released). */
+static bool await_arbiter(struct replication *r)
+{
+    for (;;) {
+        if (arbiter_may_release()) {
+            fprintf(stderr, "ferry: replication: the arbiter's lease was renewed: releasing "
+                    "what was held\n");
+            return true;
+        }
+        struct arbiter_status a;
+        arbiter_get_status(&a);
+        bool stop = atomic_load(&r->job.cancel);
+        if (stop || a.state == ARBITER_LOST || a.state == ARBITER_RELEASED ||
+            a.state == ARBITER_NONE)
+            return false;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static int flush_locked(void *opaque, struct stream *s, struct error *err)
 {
     return send_locked(opaque, s, NULL, err);
@@ -476,11 +499,13 @@ fail:
     heartbeat_end(r);
     /* The standby is gone or broken: never hold the guest hostage, unless
      * the arbiter's lease may have ended (the standby may run the guest). */
-    if (holding && arbiter_may_release())
-        for_each_output(m, hold_off, 0);
-    else if (holding)
+    if (holding && !arbiter_may_release()) {
         fprintf(stderr, "ferry: replication: the arbiter's lease is not valid: nothing held is "
                 "released\n");
+        holding = await_arbiter(r);
+    }
+    if (holding)
+        for_each_output(m, hold_off, 0);
     if (paused) {
         struct error rs_err;
         if (switching)

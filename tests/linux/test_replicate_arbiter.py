@@ -227,6 +227,11 @@ def test_arbiter_quorum():
         assert value and value[0].startswith(who + " pid"), value
         at = len(c.acked)
         c.wait_acked(at + 5, timeout=60, what=f"no ACKs from the {who} after the quorum returned")
+        c.stop()
+        vm = p if who == "primary" else s
+        if who == "standby":
+            vm.wait_prompt()
+        check_request_log(read_request_log(vm), c.sent, c.acked, f"the {who}'s /mnt/log")
 
 
 @timeout(300)
