@@ -1,6 +1,8 @@
 /* Held output frames (see frame_hold.h). */
 #include "backend/frame_hold.h"
 
+#include "backend/output_gate.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +44,8 @@ bool frame_hold_output(struct frame_hold *fh, const uint8_t *frame, size_t len)
 {
     pthread_mutex_lock(&fh->mu);
     if (!fh->holding) {
-        bool sent = fh->send(fh->opaque, frame, len, false);
+        /* A closed gate (the arbiter's lease may have ended) drops it. */
+        bool sent = output_gate_open() && fh->send(fh->opaque, frame, len, false);
         pthread_mutex_unlock(&fh->mu);
         return sent;
     }
@@ -85,6 +88,8 @@ static void unlink_locked(struct frame_hold *fh, uint64_t epoch, bool send)
             link = &h->next;
             continue;
         }
+        if (send && !output_gate_open())
+            break; /* the rest stays held */
         if (send)
             fh->send(fh->opaque, h->data, h->len, true);
         *link = next;

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/output_gate.h"
 #include "base/escape.h"
 #include "machine/machine.h"
 #include "migrate/http_post.h"
@@ -549,6 +550,7 @@ static void *keep_thread(void *arg)
 int arbiter_keep(struct arbiter *a, struct error *err)
 {
     set_current(a);
+    output_gate_set(arbiter_may_release);
     pthread_mutex_lock(&a->mu);
     bool running = a->thread_running;
     a->thread_running = true;
@@ -605,8 +607,10 @@ void arbiter_close(struct arbiter *a)
     pthread_mutex_unlock(&a->mu);
     if (running)
         pthread_join(a->thread, NULL);
-    if (arbiter_current() == a)
+    if (arbiter_current() == a) {
+        output_gate_set(NULL);
         set_current(NULL);
+    }
     pthread_mutex_destroy(&a->mu);
     pthread_mutex_destroy(&a->m_mu);
     free(a);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend/frame_hold.h"
+#include "backend/output_gate.h"
 
 static int failures, checks;
 #define CHECK(cond, ...)                                   \
@@ -29,6 +30,9 @@ static bool sink(void *opaque, const uint8_t *frame, size_t len, bool released)
         sent[nsent++] = (char)frame[0];
     return true;
 }
+
+static bool gate_is_open;
+static bool gate(void) { return gate_is_open; }
 
 static char got[64];
 static size_t ngot;
@@ -80,6 +84,28 @@ int main(void)
     frame_hold_output(&fh, (const uint8_t *)"f", 1);
     frame_hold_set(&fh, false);
     CHECK(nsent == 4 && memcmp(sent, "abef", 4) == 0, "after hold off: %.*s", (int)nsent, sent);
+
+    /* A closed output gate (the arbiter's lease) releases nothing and lets
+     * nothing pass; once open, the held frames go out in order. */
+    nsent = 0;
+    output_gate_set(gate);
+    gate_is_open = false;
+    frame_hold_set(&fh, true);
+    frame_hold_set_epoch(&fh, 4);
+    frame_hold_output(&fh, (const uint8_t *)"g", 1);
+    frame_hold_output(&fh, (const uint8_t *)"h", 1);
+    frame_hold_release(&fh, 4);
+    CHECK(nsent == 0 && frame_hold_frames(&fh) == 2, "released through a closed gate: %zu sent",
+          nsent);
+    gate_is_open = true;
+    frame_hold_release(&fh, 4);
+    CHECK(nsent == 2 && memcmp(sent, "gh", 2) == 0, "after opening: %.*s", (int)nsent, sent);
+    frame_hold_set(&fh, false);
+    gate_is_open = false;
+    CHECK(!frame_hold_output(&fh, (const uint8_t *)"i", 1) && nsent == 2,
+          "a frame passed a closed gate");
+    output_gate_set(NULL);
+    CHECK(frame_hold_output(&fh, (const uint8_t *)"j", 1) && nsent == 3, "no gate: open");
     frame_hold_destroy(&fh);
     printf("%s: %d checks, %d failures\n", __FILE__, checks, failures);
     return failures ? 1 : 0;
