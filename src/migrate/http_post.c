@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,77 @@ static int header_value(const char *head, const char *name, char *out, size_t ca
     return 0;
 }
 
+/* Whether got bytes in buf (room for one more) hold a whole answer: the
+ * header and its Content-Length of body, or a chunked body's last chunk. */
+static bool answer_complete(char *buf, size_t got)
+{
+    buf[got] = '\0';
+    char *end = strstr(buf, "\r\n\r\n");
+    if (!end)
+        return false;
+    *end = '\0';
+    char te[64], cl[32];
+    bool chunked = header_value(buf, "Transfer-Encoding", te, sizeof te);
+    bool has_cl = !chunked && header_value(buf, "Content-Length", cl, sizeof cl);
+    *end = '\r';
+    size_t body = got - (size_t)(end + 4 - buf);
+    if (chunked)
+        return body >= 5 && memcmp(buf + got - 5, "0\r\n\r\n", 5) == 0;
+    if (has_cl) {
+        char *e;
+        unsigned long long want = strtoull(cl, &e, 10);
+        return !*e && e != cl && body >= want;
+    }
+    return false;
+}
+
+int http_parse_answer(char *buf, size_t got, struct http_answer *out, struct error *err)
+{
+    buf[got] = '\0';
+    if (memchr(buf, '\0', got)) {
+        error_set(err, "answer holds a NUL byte");
+        return -1;
+    }
+    char *end = strstr(buf, "\r\n\r\n");
+    if (!end || (size_t)(end - buf) > HTTP_MAX_HEADER) {
+        error_set(err, "answer without a complete header");
+        return -1;
+    }
+    *end = '\0';
+    char *bodyp = end + 4;
+    size_t body_len = got - (size_t)(bodyp - buf);
+    int major, minor, status;
+    if (sscanf(buf, "HTTP/%d.%d %3d", &major, &minor, &status) != 3 || major != 1 ||
+        status < 100 || status > 599) {
+        error_set(err, "not an HTTP/1 answer");
+        return -1;
+    }
+    char te[64], cl[32];
+    if (header_value(buf, "Transfer-Encoding", te, sizeof te)) {
+        if (strcasecmp(te, "chunked") != 0 || http_dechunk(bodyp, body_len, &body_len) < 0) {
+            error_set(err, "malformed chunked answer");
+            return -1;
+        }
+    } else if (header_value(buf, "Content-Length", cl, sizeof cl)) {
+        char *e;
+        unsigned long long want = strtoull(cl, &e, 10);
+        if (*e || e == cl || want > body_len) {
+            error_set(err, "answer shorter than its Content-Length");
+            return -1;
+        }
+        body_len = (size_t)want;
+    }
+    if (body_len > HTTP_MAX_BODY) {
+        error_set(err, "answer body larger than %d bytes", HTTP_MAX_BODY);
+        return -1;
+    }
+    out->status = status;
+    out->len = body_len;
+    memcpy(out->body, bodyp, body_len);
+    out->body[body_len] = '\0';
+    return 0;
+}
+
 int http_post_json(const char *host, const char *port, const char *path, const char *body,
                    int timeout_ms, struct http_answer *out, struct error *err)
 {
@@ -190,50 +262,10 @@ int http_post_json(const char *host, const char *port, const char *path, const c
         if (k == 0)
             break;
         got += (size_t)k;
+        if (answer_complete(buf, got))
+            break; /* a server that keeps the connection open is not waited for */
     }
-    buf[got] = '\0';
-    if (memchr(buf, '\0', got)) {
-        error_set(err, "answer holds a NUL byte");
-        goto out;
-    }
-    char *end = strstr(buf, "\r\n\r\n");
-    if (!end || (size_t)(end - buf) > HTTP_MAX_HEADER) {
-        error_set(err, "answer without a complete header");
-        goto out;
-    }
-    *end = '\0';
-    char *bodyp = end + 4;
-    size_t body_len = got - (size_t)(bodyp - buf);
-    int major, minor, status;
-    if (sscanf(buf, "HTTP/%d.%d %3d", &major, &minor, &status) != 3 || major != 1 ||
-        status < 100 || status > 599) {
-        error_set(err, "not an HTTP/1 answer");
-        goto out;
-    }
-    char te[64], cl[32];
-    if (header_value(buf, "Transfer-Encoding", te, sizeof te)) {
-        if (strcasecmp(te, "chunked") != 0 || http_dechunk(bodyp, body_len, &body_len) < 0) {
-            error_set(err, "malformed chunked answer");
-            goto out;
-        }
-    } else if (header_value(buf, "Content-Length", cl, sizeof cl)) {
-        char *e;
-        unsigned long long want = strtoull(cl, &e, 10);
-        if (*e || e == cl || want > body_len) {
-            error_set(err, "answer shorter than its Content-Length");
-            goto out;
-        }
-        body_len = (size_t)want;
-    }
-    if (body_len > HTTP_MAX_BODY) {
-        error_set(err, "answer body larger than %d bytes", HTTP_MAX_BODY);
-        goto out;
-    }
-    out->status = status;
-    out->len = body_len;
-    memcpy(out->body, bodyp, body_len);
-    out->body[body_len] = '\0';
-    rc = 0;
+    rc = http_parse_answer(buf, got, out, err);
 out:
     free(buf);
     close(fd);

@@ -29,6 +29,10 @@ struct http_answer {
 int http_post_json(const char *host, const char *port, const char *path, const char *body,
                    int timeout_ms, struct http_answer *out, struct error *err);
 
+/* Parses a complete answer (got bytes in buf, which has room for one more:
+ * it is NUL-terminated and changed in place) into out. Exposed for the
+ * fuzzer (tests/fuzz/fuzz_http.c). */
+int http_parse_answer(char *buf, size_t got, struct http_answer *out, struct error *err);
 /* Splits a chunked body in place; -1 if malformed. Exposed for tests. */
 int http_dechunk(char *buf, size_t len, size_t *out_len);
 
