@@ -158,6 +158,16 @@ static void test_answers(void)
     CHECK(rc < 0 && took < 1000, "endless answer: rc %d after %llu ms", rc,
           (unsigned long long)took);
 
+    /* A complete answer on a connection the server keeps open is taken at
+     * once (by its Content-Length, or its last chunk). */
+    rc = post("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 1500, 1000, &err, &took);
+    CHECK(rc == 0 && strcmp(ans.body, "{}") == 0 && took < 500,
+          "kept-open plain answer: rc %d after %llu ms", rc, (unsigned long long)took);
+    rc = post("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 1500,
+              1000, &err, &took);
+    CHECK(rc == 0 && strcmp(ans.body, "{}") == 0 && took < 500,
+          "kept-open chunked answer: rc %d after %llu ms", rc, (unsigned long long)took);
+
     /* Nobody listens: refused at once. */
     rc = http_post_json("127.0.0.1", "1", "/v3/x", "{}", 1000, &ans, &err);
     CHECK(rc < 0 && strstr(err.msg, "connect"), "closed port: %s", err.msg);
