@@ -272,7 +272,7 @@ static int take_over(struct standby *sb, struct machine *m, const struct standby
          * switchover). Its revision is the fencing token. */
         fprintf(stderr, "ferry: standby: taking the arbiter's key before taking over\n");
         if (arbiter_take_wait(p->arbiter, "standby", standby_quit_requested, err) < 0)
-            return -1;
+            return -1; /* the operator gave up (quit): the guest never ran here */
         uint64_t token = arbiter_token(p->arbiter);
         standby_state_token(token);
         char tok[24];

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "machine/vclock.h"
+#include "migrate/arbiter_etcd.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct standby_state state;        /* under lock */
@@ -177,9 +178,14 @@ int standby_request_quit(struct error *err)
 {
     int rc = 0;
     pthread_mutex_lock(&lock);
+    struct arbiter_status arb;
+    arbiter_get_status(&arb);
+    /* Waiting for the arbiter's key (perhaps for ever: the primary lives,
+     * or there is no quorum) may be given up; past it, the takeover runs. */
+    bool waiting_for_key = arb.state == ARBITER_ACQUIRING;
     if (state.phase == STANDBY_OFF)
         rc = error_set(err, "this VM is not a standby");
-    else if (state.phase == STANDBY_TAKING_OVER || state.takeover_requested)
+    else if ((state.phase == STANDBY_TAKING_OVER || state.takeover_requested) && !waiting_for_key)
         rc = error_set(err, "a takeover is under way: quit refused");
     if (rc == 0) {
         state.quit_requested = true;

@@ -230,6 +230,16 @@ def test_arbiter_quorum():
         time.sleep(1.0)
         if who == "primary":
             assert s.takeover() is None, s.stderr()
+            # The standby waits for a key the live primary keeps: the
+            # operator may give that up.
+            st = s.status()
+            assert st["state"] == "taking-over" and st["arbiter"]["state"] == "acquiring", st
+            from migration import ctl_request
+            r = ctl_request(s.control, {"cmd": "quit"})
+            assert r == {"ok": True}, r
+            rc = s.wait_exit(30)
+            assert rc != 0 and s.takeover() is None and "guest resumed" not in s.stderr(), (
+                rc, s.stderr())
         else:
             assert p.status()["state"] == "paused", p.status()
         value = h.etcd.get(KEY)
