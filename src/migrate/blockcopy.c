@@ -15,6 +15,7 @@
 #include "backend/disk_dirty.h"
 #include "dev/virtio_blk.h"
 #include "machine/machine.h"
+#include "migrate/pagecodec.h"
 
 #define STORAGE_ENTRY_SIZE 16   /* u32 slot, u32 block size, u64 disk size */
 #define SHA256_BYTES 32
@@ -187,6 +188,8 @@ static int put_record(struct blockcopy_out *bc, struct stream *s, uint32_t slot,
         put_u64(ent + 8 * i, entries[i]);
     const void *parts[3] = {head, ent, bc->buf};
     size_t lens[3] = {sizeof head, 8 * (size_t)count, data_len};
+    if (s->pages) /* --compress: zstd when it pays, as for pages */
+        return page_encoder_put_blocks(s->pages, s, parts, lens, data_len ? 3 : 2, err);
     return stream_put_iov(s, REC_BLOCKS, parts, lens, 3, err);
 }
 

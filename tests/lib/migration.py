@@ -48,6 +48,7 @@ REC_CLOCK = 4
 REC_VERIFY = 5
 REC_END = 6
 REC_BLOCKS = 14
+REC_BLOCKS_Z = 0x21
 REC_READY = 0x100
 REC_GO = 0x101
 REC_RUNNING = 0x102
@@ -700,6 +701,7 @@ class StreamProxy(RecordRelay):
                  on_bytes=None, cut_in=None):
         super().__init__(dest_port)
         self.cut_in, self._cut_seen = cut_in, 0
+        self.types = {}   # record type -> how many were relayed to the destination
         self.rate, self.cut_after, self.corrupt, self.drop = rate, cut_after, corrupt, drop
         self.on_bytes = on_bytes
         self.corrupted = False
@@ -758,6 +760,7 @@ class StreamProxy(RecordRelay):
             rtype, rlen = struct.unpack("<II", rh)
             rest = self._recv_exact(src, rlen + 4) or b""
             rec = bytearray(rh + rest)
+            self.types[rtype] = self.types.get(rtype, 0) + 1
             if self.cut_in and rtype == self.cut_in[0]:
                 self._cut_seen += 1
                 if self._cut_seen > self.cut_in[1]:

@@ -28,6 +28,10 @@ storage.
       only the writable one is copied (the report says 1 disk), both read
       back right on the destination.
 
+  test_copy_storage_compressed
+      with --compress zstd the blocks go as BLOCKS_Z records where that
+      pays; --verify's image hash matches the source image's.
+
 Skipped without the guest, e2fsprogs (mke2fs, e2fsck, debugfs), root for
 the namespaces / tmpfs mount.
 """
@@ -49,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import harness  # noqa: E402
 from harness import Skip, require_guest, timeout  # noqa: E402
 import netns  # noqa: E402
-from migration import (REC_BLOCKS, IncomingVM, SourceVM, StreamProxy,  # noqa: E402
+from migration import (REC_BLOCKS, REC_BLOCKS_Z, IncomingVM, SourceVM, StreamProxy,  # noqa: E402
                        assert_source_alive, migrate, probe_drive)
 
 
@@ -335,4 +339,43 @@ def test_copy_storage_with_readonly_disk():
         dst.run("echo 3 > /proc/sys/vm/drop_caches; sha256sum -c /tmp/f.sum && "
                 "ls /mnt/ro | cmp - /tmp/ro.ls && echo ok", timeout=120)
         dst.run("umount /mnt/rw; umount /mnt/ro; echo ok")
+        assert dst.poweroff(timeout=60) == 0
+
+
+@timeout(400)
+def test_copy_storage_compressed():
+    # --compress zstd sends compressible blocks as BLOCKS_Z; --verify then
+    # compares the destination's image with the source's (SHA-256).
+    require_guest()
+    hosts.tool("mke2fs")
+    with contextlib.ExitStack() as stack:
+        workdir = tempfile.mkdtemp(prefix="fstorage-")
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        src_img = os.path.join(workdir, "rw.ext4")
+        make_image(src_img, 64)
+        os.makedirs(os.path.join(workdir, "dst"))
+        dst_img = os.path.join(workdir, "dst", "rw.ext4")
+        src = stack.enter_context(SourceVM(["--mem", "128M", "--drive", f"file={src_img}"]))
+        src.boot(BOOT_TIMEOUT)
+        src.run("mkdir -p /mnt/rw && mount -t ext4 /dev/vda /mnt/rw && echo ok")
+        src.run("yes 'a compressible line of text' | head -c 8388608 > /mnt/rw/text && "
+                "dd if=/dev/urandom of=/mnt/rw/rand bs=1M count=1 2>/dev/null && sync && "
+                "sha256sum /mnt/rw/text /mnt/rw/rand > /tmp/f.sum && echo ok", timeout=180)
+        dst = stack.enter_context(IncomingVM(["--drive", f"file={dst_img}"]))
+        dst.wait_listening()
+        proxy = stack.enter_context(StreamProxy(dst.port))
+        _, report = migrate(src.control, proxy.uri, "--copy-storage", "--compress", "zstd",
+                            "--verify")
+        z = report.get("compress") or {}
+        print(f"compress: {z}; storage: {report.get('storage')}; records: {proxy.types}")
+        assert proxy.types.get(REC_BLOCKS_Z, 0) > 0, f"no BLOCKS_Z record: {proxy.types}"
+        assert report.get("verified"), report
+        dst.wait_resumed()
+        assert src.wait_exit(60) == 0, src.stderr()
+        m = VERIFY_LINE.search(dst.stderr())
+        assert m and m.group(1) == sha256_file(src_img), (
+            f"{m and m.group(1)} != {sha256_file(src_img)}\n{harness.tail(dst.stderr(), 10)}")
+        dst.wait_prompt()
+        dst.run("echo 3 > /proc/sys/vm/drop_caches; sha256sum -c /tmp/f.sum && "
+                "umount /mnt/rw && echo ok", timeout=120)
         assert dst.poweroff(timeout=60) == 0
