@@ -1,7 +1,9 @@
 """A storage copy's destination against a hostile or broken source
 (docs/migration-stream.md, "Storage"): every slot, size, offset and length
 in the STORAGE and BLOCKS records is checked before anything is written,
-and a refused stream leaves at most IMAGE.partial, never IMAGE. Also: `ferry
+and a refused stream leaves at most IMAGE.partial, never IMAGE; a BLOCKS_Z
+record must inflate to a BLOCKS body, which is then checked the same way.
+Also: `ferry
 run` refuses an image named *.partial. No guest build needed: the source is
 played here in Python.
 """
@@ -143,3 +145,32 @@ def test_run_refuses_a_partial_image():
         assert r.rc != 0 and "incomplete storage copy" in r.stderr, r.describe()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+REC_BLOCKS_Z = 0x21
+
+
+def zstd_raw_frame(data):
+    """A zstd frame holding data in raw (uncompressed) blocks."""
+    out = struct.pack("<I", 0xFD2FB528) + bytes([0xA0]) + struct.pack("<I", len(data))
+    chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)] or [b""]
+    for i, c in enumerate(chunks):
+        out += struct.pack("<I", (1 if i == len(chunks) - 1 else 0) | (len(c) << 3))[:3] + c
+    return out
+
+
+def blocks_z(body):
+    return record(REC_BLOCKS_Z, struct.pack("<I", len(body)) + zstd_raw_frame(body))
+
+
+def test_compressed_blocks_garbage_refused():
+    refused([machine(), storage((0, BLOCK, DISK)),
+             record(REC_BLOCKS_Z, struct.pack("<I", 4096) + bytes(range(256)) * 4)],
+            "compressed")
+
+
+def test_compressed_blocks_checked_as_blocks():
+    # What comes out of the frame is checked as any BLOCKS record is.
+    body = struct.pack("<IIQ", 0, 1, DISK) + b"\1" * BLOCK
+    refused([machine(), storage((0, BLOCK, DISK)), blocks_z(body)],
+            "outside the 1048576-byte disk")
