@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "migrate/blockcopy.h"
 #include "migrate/pagecodec.h"
 #include "transport/tls.h"
 
@@ -32,6 +33,7 @@ struct migration_params {
     bool keep_running;          /* save: resume the guest after writing */
     bool auto_converge;         /* may throttle the vCPUs to meet max_downtime_ns */
     unsigned max_throttle;      /* percent of time they may sleep, <= 99 */
+    bool copy_storage;          /* send the local disks too (blockcopy.h) */
 };
 
 enum migration_state {
@@ -85,6 +87,9 @@ struct migration_status {
     char channel[200];          /* plain TCP, or the TLS session's description */
     enum compress_mode compress;
     struct pagecodec_stats codec; /* with compress != none */
+    bool copy_storage;
+    struct blockcopy_counters storage; /* with copy_storage */
+    uint64_t storage_remaining;   /* disk bytes due for the next round */
 };
 
 /* Source side: starts a migration (or, for a file: URI, save) job. Fails
