@@ -17,6 +17,9 @@
 #include "migrate/migration.h"
 #include "migrate/replication.h"
 #include "ctl/request.h"
+#include "ctl/standby_ctl.h"
+#include "migrate/arbiter_etcd.h"
+#include "migrate/standby_state.h"
 
 #define MAX_LINE 65536
 
@@ -107,12 +110,24 @@ static json_t *migration_json(const struct migration_status *st)
     }
     if (st->handover_ns)
         json_object_set_new(o, "handover_ms", json_real((double)st->handover_ns / 1e6));
+    if (st->state == MIG_COMPLETED && st->handover_ns) {
+        json_object_set_new(o, "downtime_measured", json_boolean(!st->downtime_bound[0]));
+        if (st->downtime_bound[0])
+            json_object_set_new(o, "downtime_bound_reason", json_string(st->downtime_bound));
+    }
     if (st->paused_at_ns)
         json_object_set_new(o, "paused_at_monotonic_ns", json_integer((json_int_t)st->paused_at_ns));
     if (st->error[0])
         json_object_set_new(o, "error", json_string(st->error));
     if (st->channel[0])
         json_object_set_new(o, "channel", json_string(st->channel));
+    if (st->copy_storage)
+        json_object_set_new(o, "storage", json_pack(
+            "{s:i, s:I, s:I, s:I, s:I}", "disks", (int)st->storage.disks,
+            "blocks", (json_int_t)st->storage.blocks,
+            "zero_blocks", (json_int_t)st->storage.zero_blocks,
+            "bytes", (json_int_t)st->storage.bytes,
+            "remaining_bytes", (json_int_t)st->storage_remaining));
     const struct pagecodec_stats *z = &st->codec;
     json_object_set_new(o, "compress", json_pack(
         "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b}",
@@ -144,6 +159,15 @@ static json_t *replication_json(const struct replication_status *st)
         "switchover_downtime_ms", (double)st->switchover_downtime_ns / 1e6,
         "held_frames", (json_int_t)st->held_frames);
     json_object_set_new(o, "protected", json_boolean(st->state == REPL_PROTECTED));
+    if (st->switchover_handover_ns) {
+        json_object_set_new(o, "switchover_handover_ms",
+                            json_real((double)st->switchover_handover_ns / 1e6));
+        json_object_set_new(o, "switchover_downtime_measured",
+                            json_boolean(!st->switchover_downtime_bound[0]));
+        if (st->switchover_downtime_bound[0])
+            json_object_set_new(o, "switchover_downtime_bound_reason",
+                                json_string(st->switchover_downtime_bound));
+    }
     if (st->error[0])
         json_object_set_new(o, "error", json_string(st->error));
     return o;
@@ -182,6 +206,9 @@ static json_t *cmd_status(struct machine *m)
     replication_get_status(m, &rs);
     if (rs.state != REPL_NONE)
         json_object_set_new(o, "replication", replication_json(&rs));
+    json_t *arb = arbiter_json();
+    if (arb)
+        json_object_set_new(o, "arbiter", arb);
     return o;
 }
 
@@ -212,6 +239,9 @@ static json_t *cmd_migrate(struct machine *m, const struct migration_params *p, 
 static json_t *ctl_execute(struct machine *m, const struct ctl_request *req)
 {
     struct error err;
+    /* A standby has no running machine to act on until it takes over. */
+    if (standby_state_active())
+        return standby_ctl_execute(req);
     switch (req->cmd) {
     case CTL_STATUS:
         return cmd_status(m);
@@ -257,6 +287,8 @@ static json_t *ctl_execute(struct machine *m, const struct ctl_request *req)
         machine_request_stop(m, MACHINE_QUIT, 0);
         machine_resume(m);
         return ok();
+    case CTL_TAKEOVER:
+        return fail("this VM is not a standby: nothing to take over");
     }
     return fail("unknown command");
 }

@@ -18,12 +18,13 @@ static const struct {
     {"migrate-cancel", CTL_MIGRATE_CANCEL}, {"replicate", CTL_REPLICATE},
     {"replicate-stop", CTL_REPLICATE_STOP}, {"switchover", CTL_SWITCHOVER},
     {"replication-status", CTL_REPLICATION_STATUS}, {"quit", CTL_QUIT},
+    {"takeover", CTL_TAKEOVER},
 };
 
 bool ctl_cmd_is_priority(enum ctl_cmd cmd)
 {
     return cmd == CTL_STATUS || cmd == CTL_MIGRATE_STATUS || cmd == CTL_MIGRATE_CANCEL ||
-           cmd == CTL_QUIT;
+           cmd == CTL_QUIT || cmd == CTL_TAKEOVER;
 }
 
 /* A JSON number, finite, within [min, max]; *out untouched when absent.
@@ -139,6 +140,7 @@ static int parse_migrate(json_t *req, bool save, struct migration_params *p, str
         number_field(req, "bandwidth", 0, CTL_BANDWIDTH_MAX, "bytes per second (0 = unlimited)",
                      &bw, err) < 0 ||
         bool_field(req, "verify", &p->verify, err) < 0 ||
+        bool_field(req, "copy_storage", &p->copy_storage, err) < 0 ||
         number_field(req, "stream_version", 1, 1000, "a stream version", &version, err) < 0)
         return -1;
     if (version != (double)(uint32_t)version)
@@ -176,7 +178,8 @@ static int parse_replicate(json_t *req, struct replication_params *p, struct err
         return error_set(err, "uri is too long (at most %zu bytes)", sizeof p->uri - 1);
     snprintf(p->uri, sizeof p->uri, "%s", uri);
     if (number_field(req, "interval_ms", CTL_INTERVAL_MS_MIN, CTL_INTERVAL_MS_MAX,
-                     "milliseconds", &ms, err) < 0)
+                     "milliseconds", &ms, err) < 0 ||
+        bool_field(req, "copy_storage", &p->copy_storage, err) < 0)
         return -1;
     p->interval_ns = (uint64_t)(ms * 1e6);
     return tls_from_json(req, &p->tls, err);

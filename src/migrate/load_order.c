@@ -36,6 +36,18 @@ int load_order_record(struct load_order *o, uint32_t type, const uint8_t *body, 
         if (o->phase != LOAD_PAGES)
             return out_of_order(o, "pages", err);
         return 0;
+    case REC_BLOCKS: /* disk blocks travel with the pages */
+        if (o->phase != LOAD_PAGES)
+            return out_of_order(o, "blocks", err);
+        return 0;
+    case REC_DISK_VERIFY:
+        if (o->checkpoint)
+            return error_set(err, "disk verify record inside a checkpoint");
+        if (o->phase != LOAD_CLOCKED && o->phase != LOAD_VERIFIED)
+            return out_of_order(o, "disk verify", err);
+        return 0;
+    case REC_STORAGE:
+        return error_set(err, "a second storage record: it comes once, after the machine");
     case REC_PING:
         if (o->checkpoint)
             return error_set(err, "ping record inside a checkpoint");
@@ -70,6 +82,15 @@ int load_order_record(struct load_order *o, uint32_t type, const uint8_t *body, 
             return error_set(err, "disk write record in a migration stream");
         if (o->phase != LOAD_CLOCKED && o->phase != LOAD_DISK)
             return out_of_order(o, "disk write", err);
+        o->phase = LOAD_DISK;
+        return 0;
+    case REC_HELD_FRAME:
+        /* A switchover's last checkpoint: after the state, with the disk
+         * writes. */
+        if (!o->checkpoint)
+            return error_set(err, "held frame record in a migration stream");
+        if (o->phase != LOAD_CLOCKED && o->phase != LOAD_DISK)
+            return out_of_order(o, "held frame", err);
         o->phase = LOAD_DISK;
         return 0;
     case REC_END:

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "migrate/blockcopy.h"
 #include "migrate/pagecodec.h"
 #include "transport/tls.h"
 
@@ -32,6 +33,7 @@ struct migration_params {
     bool keep_running;          /* save: resume the guest after writing */
     bool auto_converge;         /* may throttle the vCPUs to meet max_downtime_ns */
     unsigned max_throttle;      /* percent of time they may sleep, <= 99 */
+    bool copy_storage;          /* send the local disks too (blockcopy.h) */
 };
 
 enum migration_state {
@@ -62,6 +64,9 @@ struct migration_status {
     uint64_t total_ns;          /* start to end */
     uint64_t downtime_ns;       /* source pause to destination resume, measured */
     uint64_t handover_ns;       /* source pause to RUNNING heard back */
+    /* Empty: downtime_ns was measured. Otherwise it is an upper bound
+     * (the handover time) and this says why it could not be measured. */
+    char downtime_bound[160];
     uint64_t paused_at_ns;      /* when the guest paused here (CLOCK_MONOTONIC) */
     uint64_t predicted_downtime_ns;
     uint64_t wire_bytes;
@@ -82,6 +87,9 @@ struct migration_status {
     char channel[200];          /* plain TCP, or the TLS session's description */
     enum compress_mode compress;
     struct pagecodec_stats codec; /* with compress != none */
+    bool copy_storage;
+    struct blockcopy_counters storage; /* with copy_storage */
+    uint64_t storage_remaining;   /* disk bytes due for the next round */
 };
 
 /* Source side: starts a migration (or, for a file: URI, save) job. Fails

@@ -74,6 +74,7 @@ struct migration {
     enum hold_owner hold;        /* HOLD_MIGRATION or HOLD_SAVE */
     struct dirty_reader reader;  /* registered while the job runs */
     struct progress progress;    /* within the round, for migrate-status */
+    struct blockcopy_out *storage; /* --copy-storage: the disks' copy */
 };
 
 static void set_state(struct migration *mig, enum migration_state state)
@@ -122,6 +123,14 @@ static void codec_publish(struct migration_status *st, const struct stream *s)
         page_encoder_stats(s->pages, &st->codec);
 }
 
+static void storage_publish(struct migration *mig, uint64_t remaining)
+{
+    pthread_mutex_lock(&mig->job.lock);
+    blockcopy_stats(mig->storage, &mig->st.storage);
+    mig->st.storage_remaining = remaining;
+    pthread_mutex_unlock(&mig->job.lock);
+}
+
 /* Status publishing: one round's figures, for migrate-status. */
 static void publish_round(struct migration *mig, const struct round_stats *rs,
                           const struct page_counters *c, const struct converge_decision *d,
@@ -163,8 +172,13 @@ static int precopy_send_round(struct migration *mig, struct stream *s, bool to_f
     c->progress = &mig->progress;
     if (!to_file)
         stream_deadline(s, "pre-copy round",
-                        stream_copy_deadline_ms(mig->job.m->bus.ram.size, mig->p.bandwidth));
+                        stream_copy_deadline_ms(mig->job.m->bus.ram.size +
+                                                blockcopy_out_bytes(mig->storage),
+                                                mig->p.bandwidth));
     if (mstate_put_pages(s, mig->job.m, bitmap, c, mig->p.bandwidth, &mig->job.cancel, err) < 0)
+        return -1;
+    if (mig->storage &&
+        blockcopy_put_blocks(mig->storage, s, mig->p.bandwidth, &mig->job.cancel, err) < 0)
         return -1;
     if (!to_file) {
         /* Round trip: the round counts as done when the destination has
@@ -203,6 +217,8 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
     if (dirty_reader_harvest(&mig->reader, scratch, err) < 0)
         return -1;
     set_all(bitmap, ram->npages);
+    if (mig->storage && blockcopy_start(mig->storage, err) < 0)
+        return -1;
     set_state(mig, MIG_ACTIVE);
     const struct converge_params cp = {mig->p.max_downtime_ns, ram->npages, RAM_PAGE_SIZE,
                                        device_state_bytes(m), mig->p.auto_converge,
@@ -219,6 +235,12 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
         if (dirty < 0)
             return -1;
         rs.dirty_pages = (uint64_t)dirty;
+        if (mig->storage) {
+            /* Dirty blocks weigh in the prediction as the pages they fill. */
+            uint64_t disk_due = blockcopy_harvest(mig->storage);
+            rs.dirty_pages += disk_due / RAM_PAGE_SIZE;
+            storage_publish(mig, disk_due);
+        }
         total->pages += c.pages;
         total->zero_pages += c.zero_pages;
         total->bytes += c.bytes;
@@ -269,6 +291,8 @@ static void *migration_thread(void *arg)
     if (p->compress != COMPRESS_NONE &&
         !(s.pages = page_encoder_new(p->compress, ram->npages, p->bandwidth, &err)))
         goto fail;
+    if (p->copy_storage && blockcopy_out_open(&mig->storage, m, &err) < 0)
+        goto fail;
     pthread_mutex_lock(&mig->job.lock);
     mig->fd = ep.fd;
     snprintf(mig->st.channel, sizeof mig->st.channel, "%s", transport_describe(&ep));
@@ -276,7 +300,9 @@ static void *migration_thread(void *arg)
     s.timeout_ms = HANDSHAKE_TIMEOUT_MS;
     /* Sent at once: the destination allows the handshake 10 s, and a
      * bandwidth-paced first round may fill the buffer slowly. */
-    if (stream_write_header(&s, version, &err) < 0 || mstate_put_machine(&s, m, &err) < 0 ||
+    if (stream_write_header(&s, version, &err) < 0 ||
+        mstate_put_machine_flags(&s, m, mig->storage ? MDESC_STORAGE : 0, &err) < 0 ||
+        (mig->storage && blockcopy_put_storage(mig->storage, &s, &err) < 0) ||
         (!ep.is_file && stream_flush(&s, &err) < 0))
         goto fail;
 
@@ -290,7 +316,8 @@ static void *migration_thread(void *arg)
     mig->st.paused_at_ns = t_pause;
     pthread_mutex_unlock(&mig->job.lock);
     if (!ep.is_file)
-        stream_deadline(&s, "final copy", stream_copy_deadline_ms(ram->size, 0));
+        stream_deadline(&s, "final copy",
+                        stream_copy_deadline_ms(ram->size + blockcopy_out_bytes(mig->storage), 0));
     /* The job's own hold: an operator's pause or resume meanwhile neither
      * runs the guest during the copy nor is undone by the job. */
     if (runstate_hold(m, mig->hold, &err) < 0) {
@@ -309,11 +336,18 @@ static void *migration_thread(void *arg)
         for (size_t i = 0; i < ram->dirty_words; i++)
             bitmap[i] |= scratch[i];
         migration_trace("dirty log synced", t_pause);
+        if (mig->storage)
+            blockcopy_harvest(mig->storage);
     } else {
         set_all(bitmap, ram->npages);
+        if (mig->storage && blockcopy_start(mig->storage, &err) < 0)
+            goto fail;
     }
     struct page_counters c = {0};
     if (mstate_put_pages(&s, m, bitmap, &c, 0, &mig->job.cancel, &err) < 0)
+        goto fail;
+    /* The devices are quiesced: every write the guest made is logged. */
+    if (mig->storage && blockcopy_put_blocks(mig->storage, &s, 0, &mig->job.cancel, &err) < 0)
         goto fail;
     migration_trace("pages queued", t_pause);
     if (mstate_put_devices(&s, m, version, &err) < 0)
@@ -328,6 +362,8 @@ static void *migration_thread(void *arg)
             goto fail;
         put_u64(hb, hash);
         if (stream_put(&s, REC_VERIFY, hb, 8, &err) < 0)
+            goto fail;
+        if (mig->storage && blockcopy_put_verify(mig->storage, &s, &err) < 0)
             goto fail;
     }
     if (stream_put(&s, REC_END, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0)
@@ -385,13 +421,15 @@ static void *migration_thread(void *arg)
     uint64_t t_end = vclock_host_ns();
     /* Hearing RUNNING bounds it from above (a late wakeup for READY can
      * make half the round trip look longer than GO's trip was). */
-    if (!downtime || downtime > t_end - t_pause)
+    const char *bound = ep.is_file ? NULL : handover_bound_reason(downtime, t_end - t_pause);
+    if (bound)
         downtime = t_end - t_pause;
     migration_trace("RUNNING", t_pause);
     migration_trace_flush();
     pthread_mutex_lock(&mig->job.lock);
     mig->st.downtime_ns = ep.is_file ? 0 : downtime;
     mig->st.handover_ns = ep.is_file ? 0 : t_end - t_pause;
+    snprintf(mig->st.downtime_bound, sizeof mig->st.downtime_bound, "%s", bound ? bound : "");
     mig->st.total_ns = t_end - t0;
     mig->st.wire_bytes = s.bytes_written;
     codec_publish(&mig->st, &s);
@@ -400,7 +438,11 @@ static void *migration_thread(void *arg)
     mig->st.remaining_pages = 0;
     mig->st.verified = p->verify;
     mig->st.state = MIG_COMPLETED;
+    blockcopy_stats(mig->storage, &mig->st.storage);
+    mig->st.storage_remaining = 0;
     pthread_mutex_unlock(&mig->job.lock);
+    blockcopy_out_free(mig->storage);
+    mig->storage = NULL;
     page_encoder_free(s.pages);
     s.pages = NULL;
     stream_free(&s);
@@ -427,6 +469,7 @@ fail:
     throttle_set(&m->throttle, 0);
     pthread_mutex_lock(&mig->job.lock);
     mig->st.state = atomic_load(&mig->job.cancel) ? MIG_CANCELLED : MIG_FAILED;
+    blockcopy_stats(mig->storage, &mig->st.storage);
     mig->st.total_ns = vclock_host_ns() - t0;
     mig->st.wire_bytes = s.bytes_written;
     codec_publish(&mig->st, &s);
@@ -456,6 +499,8 @@ fail:
     free(bitmap);
     free(scratch);
     dirty_reader_close(&mig->reader);
+    blockcopy_out_free(mig->storage);
+    mig->storage = NULL;
     if (paused && handed_over) {
         /* Only someone who checked the destination may run it here. */
         runstate_hand_to_operator(m, mig->hold, RUN_STATE_HANDOVER, &rs_err);
@@ -504,6 +549,8 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
                               p->stream_version > STREAM_VERSION))
         return error_set(err, "stream version %u is not supported", p->stream_version);
     bool save = strncmp(p->uri, "file:", 5) == 0;
+    if (save && p->copy_storage)
+        return error_set(err, "--copy-storage is for a migration to another host, not a save");
     if (job_check_idle(m, save ? JOB_SAVE : JOB_MIGRATE, err) < 0)
         return -1;
     enum run_state rs = runstate_get(m);
@@ -525,6 +572,7 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
     mig->st.auto_converge = p->auto_converge;
     progress_init(&mig->progress);
     mig->st.compress = p->compress;
+    mig->st.copy_storage = p->copy_storage;
     snprintf(mig->st.uri, sizeof mig->st.uri, "%s", p->uri);
     /* The job slot refuses a second job. */
     if (job_start(m, &mig->job, migration_thread, err) < 0) {

@@ -20,6 +20,7 @@ struct migration_in {
     uint64_t t_go;   /* when GO came (0: none, e.g. a standby's takeover) */
     uint8_t *zbuf;   /* a PAGES_Z record's PAGES body (pagecodec.h) */
     size_t zcap;
+    struct blockcopy_in *storage; /* --copy-storage: the disks received (blockcopy.h) */
 };
 
 /* Listens on uri, accepts one sender, reads the header and MACHINE record,
