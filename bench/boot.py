@@ -4,7 +4,7 @@ same kernel and initramfs.
 
     bench/boot.py [--ferry build/ferry] [--guest build/guest] [--runs 5]
                   [--qemu qemu-system-riscv64 | --no-qemu] [--scale S]
-                  [--idle-seconds 10] [--cpu interp|jit] [--json FILE]
+                  [--idle-seconds 10] [--cpu jit|interp|both] [--json FILE]
 
 Per machine, `--runs` times each:
   boot     process start -> first `ferry:/# ` prompt (host wall clock)
@@ -18,6 +18,10 @@ Per machine, `--runs` times each:
 
 ferry's MIPS = (instructions of a cpubench run - median of plain runs)
                / cpubench seconds
+With --cpu both (the default) ferry is measured with each engine, the
+translating CPU and the interpreter, next to QEMU in one table; under jit
+the table also shows the host time spent translating during a plain boot
+(--stats translate_seconds).
 QEMU's MIPS is an estimate: the same instruction difference / QEMU's
 cpubench seconds (QEMU counts nothing; both run the same binary).
 
@@ -117,8 +121,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--scale", default="", help="argument passed to cpubench")
     ap.add_argument("--idle-seconds", type=float, default=10.0)
-    ap.add_argument("--cpu", choices=("interp", "jit"), default="interp",
-                    help="ferry's engine (ferry run --cpu)")
+    ap.add_argument("--cpu", choices=("jit", "interp", "both"), default="both",
+                    help="ferry's engine(s) (ferry run --cpu)")
     ap.add_argument("--json", help="write the raw measurements here")
     args = ap.parse_args()
     if args.runs < 1:
@@ -132,10 +136,13 @@ def main():
 
     results = {"host": bl.host_description(), "guest": str(guest), "ferry": ferry,
                "qemu": qemu, "runs": args.runs}
-    if ferry:
-        results["ferry_results"] = measure(
-            "ferry", lambda: bl.ferry_vm(ferry, guest, ["--smp", "1", "--mem", "256M", "--stats",
-                                                         "--cpu", args.cpu]),
+    engines = ("jit", "interp") if args.cpu == "both" else (args.cpu,)
+    results["ferry_results"] = {}
+    for cpu in engines if ferry else ():
+        results["ferry_results"][cpu] = measure(
+            f"ferry {cpu}",
+            lambda cpu=cpu: bl.ferry_vm(ferry, guest, ["--smp", "1", "--mem", "256M", "--stats",
+                                                       "--cpu", cpu]),
             args, True)
     if qemu:
         results["qemu_results"] = measure("qemu", lambda: bl.qemu_vm(qemu, guest), args, False)
@@ -146,78 +153,88 @@ def main():
 
 
 def report(results, args):
-    fr = results.get("ferry_results")
+    ferries = list((results.get("ferry_results") or {}).items())   # [(engine, res)]
     qr = results.get("qemu_results")
+    cols = [res for _, res in ferries] + [qr]
 
     def col(res, fn, digits=2):
         return bl.Summary([fn(r) for r in res["cpubench"]]).fmt(digits) if res else "-"
 
+    def row(label, fn, digits=2, target="", ok=""):
+        return [label] + [col(res, fn, digits) for res in cols] + [target, ok]
+
     phases = []
-    for res in (fr, qr):
+    for res in cols:
         if res:
             for p in res["cpubench"][0]["phases"]:
                 if p != "total" and p not in phases:
                     phases.append(p)
 
+    first = ferries[0][1] if ferries else None   # the verdicts judge the first engine
     rows = []
-    boot_f = bl.Summary([r["boot"] for r in fr["cpubench"]]) if fr else bl.Summary([])
-    rows.append(["boot to prompt (s)", boot_f.fmt() if fr else "-",
-                 col(qr, lambda r: r["boot"]), f"<= {TARGETS['boot']:g} s",
-                 verdict(boot_f.median, lambda v: v <= TARGETS["boot"])])
-    rows.append(["cpubench total (ms, guest clock)",
-                 col(fr, lambda r: r["phases"]["total"][1], 0),
-                 col(qr, lambda r: r["phases"]["total"][1], 0), "", ""])
+    boot_f = bl.Summary([r["boot"] for r in first["cpubench"]]) if first else bl.Summary([])
+    rows.append(row("boot to prompt (s)", lambda r: r["boot"], 2, f"<= {TARGETS['boot']:g} s",
+                    verdict(boot_f.median, lambda v: v <= TARGETS["boot"])))
+    rows.append(row("cpubench total (ms, guest clock)", lambda r: r["phases"]["total"][1], 0))
     for p in phases:
-        rows.append([f"  {p} (ms)", col(fr, lambda r, p=p: r["phases"].get(p, (0, None))[1], 0),
-                     col(qr, lambda r, p=p: r["phases"].get(p, (0, None))[1], 0), "", ""])
-    rows.append(["cpubench command (s, host clock)", col(fr, lambda r: r["wall"]),
-                 col(qr, lambda r: r["wall"]), "", ""])
+        rows.append(row(f"  {p} (ms)", lambda r, p=p: r["phases"].get(p, (0, None))[1], 0))
+    rows.append(row("cpubench command (s, host clock)", lambda r: r["wall"]))
 
-    mips_f = bl.Summary([])
-    mips_q = bl.Summary([])
     notes = []
-    if fr:
-        insns = cpubench_instructions(fr)
-        mips_f = bl.Summary([i / (r["phases"]["total"][1] / 1000) / 1e6
-                             for i, r in zip(insns, fr["cpubench"]) if i is not None])
-        med_insns = bl.Summary(insns).median
-        rows.append(["cpubench instructions (M)", f"{med_insns / 1e6:.0f}" if med_insns else "n/a",
-                     "", "", ""])
-        if qr and med_insns:
-            mips_q = bl.Summary([med_insns / (r["phases"]["total"][1] / 1000) / 1e6
-                                 for r in qr["cpubench"]])
-        whole = bl.Summary([r["stats"].get("mips") for r in fr["cpubench"] if r.get("stats")])
-        rows.append(["MIPS on cpubench", mips_f.fmt(0), (mips_q.fmt(0) + " (estimate)") if mips_q else "-",
-                     f">= {TARGETS['mips']:g}", verdict(mips_f.median, lambda v: v >= TARGETS["mips"])])
-        if whole:
-            rows.append(["  MIPS, whole run (--stats)", whole.fmt(0), "", "", ""])
-        if not mips_f:
-            notes.append("MIPS: ferry printed no 'ferry: stats:' line (--stats).")
-    idle_f = bl.Summary(fr["idle"]) if fr else bl.Summary([])
-    idle_q = bl.Summary(qr["idle"]) if qr else bl.Summary([])
-    rows.append([f"idle CPU, {args.idle_seconds:g} s at the prompt (% of a core)",
-                 idle_f.fmt() if fr else "-", idle_q.fmt() if qr else "-",
-                 f"< {TARGETS['idle']:g} %", verdict(idle_f.median, lambda v: v < TARGETS["idle"])])
+    mips = {}
+    med_insns = None
+    for engine, res in ferries:
+        insns = cpubench_instructions(res)
+        mips[engine] = bl.Summary([i / (r["phases"]["total"][1] / 1000) / 1e6
+                                   for i, r in zip(insns, res["cpubench"]) if i is not None])
+        med_insns = med_insns or bl.Summary(insns).median
+        if not mips[engine]:
+            notes.append(f"MIPS ({engine}): ferry printed no 'ferry: stats:' line (--stats).")
+    if ferries:
+        rows.append(["cpubench instructions (M)"]
+                    + [f"{bl.Summary(cpubench_instructions(res)).median / 1e6:.0f}"
+                       if bl.Summary(cpubench_instructions(res)) else "n/a" for _, res in ferries]
+                    + ["", "", ""])
+        mips_q = bl.Summary([med_insns / (r["phases"]["total"][1] / 1000) / 1e6
+                             for r in qr["cpubench"]]) if qr and med_insns else bl.Summary([])
+        first_mips = mips[ferries[0][0]]
+        rows.append(["MIPS on cpubench"] + [mips[e].fmt(0) for e, _ in ferries]
+                    + [(mips_q.fmt(0) + " (estimate)") if mips_q else "-",
+                       f">= {TARGETS['mips']:g}", verdict(first_mips.median, lambda v: v >= TARGETS["mips"])])
+        rows.append(["  MIPS, whole run (--stats)"]
+                    + [bl.Summary([r["stats"].get("mips") for r in res["cpubench"] if r.get("stats")]).fmt(0)
+                       for _, res in ferries] + ["", "", ""])
+        rows.append(["translating during a plain boot (s)"]
+                    + [bl.Summary([p["stats"]["translate_seconds"] for p in res["plain"]
+                                   if p.get("stats") and "translate_seconds" in p["stats"]]).fmt(3)
+                       if engine == "jit" else "-" for engine, res in ferries] + ["-", "", ""])
+    idle_f = bl.Summary(first["idle"]) if first else bl.Summary([])
+    rows.append([f"idle CPU, {args.idle_seconds:g} s at the prompt (% of a core)"]
+                + [bl.Summary(res["idle"]).fmt() if res else "-" for res in cols]
+                + [f"< {TARGETS['idle']:g} %", verdict(idle_f.median, lambda v: v < TARGETS["idle"])])
 
     # Same binary, same input: the checksums must agree between machines
     # and between runs.
-    if fr and qr:
+    if ferries and qr:
         bad = []
         for p in phases:
-            cf = {str(r["phases"].get(p, (None,))[0]) for r in fr["cpubench"]}
             cq = {str(r["phases"].get(p, (None,))[0]) for r in qr["cpubench"]}
-            if cf != cq or len(cf) != 1:
-                bad.append(p)
-                notes.append(f"CHECKSUM MISMATCH in cpubench phase {p}: ferry {sorted(cf)} qemu {sorted(cq)}")
-        rows.append(["cpubench checksums, ferry vs qemu", "MISMATCH: " + " ".join(bad) if bad else "match",
-                     "", "", "NO" if bad else "yes"])
+            for engine, res in ferries:
+                cf = {str(r["phases"].get(p, (None,))[0]) for r in res["cpubench"]}
+                if cf != cq or len(cf) != 1:
+                    bad.append(f"{p}({engine})")
+                    notes.append(f"CHECKSUM MISMATCH in cpubench phase {p}: ferry {engine} "
+                                 f"{sorted(cf)} qemu {sorted(cq)}")
+        rows.append(["cpubench checksums, ferry vs qemu", "MISMATCH: " + " ".join(bad) if bad else "match"]
+                    + [""] * len(ferries) + ["", "NO" if bad else "yes"])
     notes += [
         f"median [min-max] of {args.runs} runs; host: {results['host']}",
         "QEMU: qemu-system-riscv64 -M virt -bios default (OpenSBI), TCG, -smp 1 -m 256M, "
-        f"append '{bl.QEMU_APPEND}'; ferry: --smp 1 --mem 256M --cpu {args.cpu}, default append",
+        f"append '{bl.QEMU_APPEND}'; ferry: --smp 1 --mem 256M --cpu ENGINE, default append",
         "QEMU MIPS = ferry's cpubench instruction count / QEMU's cpubench time (an estimate).",
+        "target / ferry ok? judge the first ferry column.",
     ]
-    print_cols = ["metric", f"ferry ({args.cpu})", "qemu (TCG)", "target", "ferry ok?"]
+    print_cols = (["metric"] + [f"ferry ({e})" for e, _ in ferries] + ["qemu (TCG)", "target", "ferry ok?"])
     bl.print_table("ferry boot / cpu / idle benchmark", print_cols, rows, notes)
 
 

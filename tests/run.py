@@ -7,8 +7,9 @@
 
 Runs, in this order, one line per test:
   unit/NAME         every executable build/unit/NAME (exit 0 = pass)
-  isa/NAME          every build/isa/NAME.elf via `ferry run --bios` (exit 0 = pass)
-  isa-jit/NAME      the same with `--cpu jit`
+  isa/NAME          every build/isa/NAME.elf via `ferry run --bios --cpu interp`
+                    (exit 0 = pass)
+  isa-jit/NAME      the same with `--cpu jit` (both engines, whatever the default)
   cli/MOD/CASE      function test_CASE of tests/cli/test_MOD.py
   linux/MOD/CASE    function test_CASE of tests/linux/test_MOD.py
 
@@ -27,7 +28,8 @@ SUBSTRs again with another ferry binary (unit tests from the unit/ next to
 that binary), named DIR:TEST after the binary's directory: `make test` runs
 the thread-heavy tests under ThreadSanitizer this way (tsan:unit/...).
 
---cpu sets FERRY_CPU, the engine `ferry run` uses when not given --cpu.
+--cpu sets FERRY_CPU, the engine `ferry run` uses when not given --cpu
+(without it: jit on x86-64 hosts, interp elsewhere).
 
 The last line is `N passed, N failed, N skipped`; the exit status is 1 if
 any test failed, else 0.
@@ -274,7 +276,8 @@ def discover(ferry, scale, build, variant_env=None):
     if isa_dir.is_dir():
         for p in sorted(isa_dir.glob("*.elf")):
             tests.append(Test(f"isa/{p.stem}", "isa",
-                              lambda p=p: run_binary([ferry, "run", "--bios", p], ISA_TIMEOUT * scale),
+                              lambda p=p: run_binary([ferry, "run", "--bios", p, "--cpu", "interp"],
+                                                     ISA_TIMEOUT * scale),
                               needs_ferry=True))
         # The same programs under the other engine (the translating CPU must
         # agree with the interpreter; see --cpu).

@@ -20,6 +20,14 @@
 #include "machine/vclock.h"
 #include "transport/tls.h"
 
+/* The translator where it translates; elsewhere `jit` would run the
+ * interpreter anyway. */
+#if defined(__x86_64__)
+#define CPU_DEFAULT_ENGINE "jit"
+#else
+#define CPU_DEFAULT_ENGINE "interp"
+#endif
+
 #define DEFAULT_APPEND "console=ttyS0 quiet"
 
 static void run_usage(FILE *out)
@@ -75,8 +83,9 @@ static void run_usage(FILE *out)
             "                    the peer's; both sides verify each other\n"
             "  --tls-psk FILE    instead: a pre-shared key in hex (chmod 600), the same\n"
             "                    file on both hosts\n"
-            "  --cpu ENGINE      interp (default, or $FERRY_CPU) or jit: the translating\n"
-            "                    CPU (x86-64 hosts; elsewhere jit runs the interpreter)\n"
+            "  --cpu ENGINE      jit (the translating CPU; default on x86-64 hosts) or\n"
+            "                    interp (the interpreter: the reference, and the default\n"
+            "                    elsewhere, where jit runs it too); $FERRY_CPU if not given\n"
             "  --stats           print instructions executed, MIPS and SBI set_timer calls\n"
             "                    at exit\n"
             "\n"
@@ -197,11 +206,13 @@ int cmd_run(int argc, char **argv)
 
     if (!engine)
         engine = getenv("FERRY_CPU"); /* the test runner's --cpu */
+    if (!engine)
+        engine = CPU_DEFAULT_ENGINE;
     if (engine && strcmp(engine, "interp") != 0 && strcmp(engine, "jit") != 0) {
         cli_error("--cpu (or FERRY_CPU) must be interp or jit, not '%s'", engine);
         return EXIT_USAGE;
     }
-    cfg.jit = engine && strcmp(engine, "jit") == 0;
+    cfg.jit = strcmp(engine, "jit") == 0;
 
     struct error err;
     if (mem && cli_parse_size(mem, &cfg.ram_size, &err) < 0) {

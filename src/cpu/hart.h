@@ -17,6 +17,16 @@ struct machine;
 struct lrsc_set;
 
 #define TLB_SIZE 256 /* direct-mapped, per access kind */
+#define JIT_LOAD_SLOTS 1024 /* translated loads' last TLB addends (jit_translate.c) */
+#define JIT_EXIT_SITES 1024 /* translated cross-page and indirect exits' last targets */
+
+/* The block a translated exit went to last: used again while the fetch
+ * TLB still maps vpc's page to ppage (a RAM page, never 0: a zeroed site
+ * never matches). Cleared whenever the translation cache is. */
+struct jit_exit_site {
+    uint64_t vpc, ppage;
+    uintptr_t code;          /* the block's entry (executable view) */
+};
 
 /* A TLB entry maps one guest virtual page to host memory: for a hit,
  * host = vaddr + addend. Only RAM is entered; MMIO always takes the slow
@@ -108,6 +118,10 @@ struct hart {
     struct jit *jit;         /* this hart's translation cache, or NULL */
     bool use_jit;            /* the machine runs this hart with jit_run */
     uint64_t jit_limit;      /* instret at which the current run's budget is spent */
+    /* Each translated load's last TLB addend, a guess checked against the
+     * TLB entry before use: any value is safe. */
+    uintptr_t jit_load_slot[JIT_LOAD_SLOTS];
+    struct jit_exit_site jit_exit_site[JIT_EXIT_SITES];
 };
 
 void hart_init(struct hart *h, uint32_t hartid, struct machine *m, struct bus *bus);

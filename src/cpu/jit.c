@@ -122,17 +122,22 @@ static struct jit *jit_create(struct hart *h)
         return NULL;
     }
     j->have_fma = __builtin_cpu_supports("fma");
+    j->have_bmi2 = __builtin_cpu_supports("bmi2");
     jit_emit_stubs(j);
     j->code_ptr = j->code_start;
     j->code_end = j->buf + JIT_CODE_SIZE;
     j->icache_epoch = h->icache ? h->icache->epoch : 0;
     j->code_gen = __atomic_load_n(&ram->jit_code_gen, __ATOMIC_ACQUIRE);
+    j->hart = h;
+    memset(h->jit_exit_site, 0, sizeof h->jit_exit_site);
     h->jit = j;
     return j;
 }
 
 static void jit_reset(struct jit *j)
 {
+    /* The exit sites point into the code dropped here. */
+    memset(j->hart->jit_exit_site, 0, sizeof j->hart->jit_exit_site);
     j->code_ptr = j->code_start;
     j->nblocks = 0;
     memset(j->buckets, 0, sizeof j->buckets);
@@ -186,10 +191,12 @@ static struct jit_block *jit_lookup(struct jit *j, uint64_t vpc, uint64_t ppc)
     return NULL;
 }
 
-static uint64_t host_ns(void)
+/* CPU time of this (the hart's) thread: what translating costs, not the
+ * time the host kept the thread waiting. */
+static uint64_t thread_cpu_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -213,14 +220,14 @@ static struct jit_block *jit_get_block(struct jit *j, struct hart *h, uint64_t p
     *crossing = false;
     if (b)
         return b;
-    uint64_t t0 = host_ns();
+    uint64_t t0 = thread_cpu_ns();
     jit_protect_page(h, ppc & ~0xfffull);
     enum jit_translate_result r = jit_translate(j, h, pc, ppc, host_page, &b);
     if (r == JIT_FULL) {
         jit_reset(j);
         r = jit_translate(j, h, pc, ppc, host_page, &b);
     }
-    j->stats.translate_ns += host_ns() - t0;
+    j->stats.translate_ns += thread_cpu_ns() - t0;
     if (r != JIT_OK) {
         *crossing = r == JIT_CROSSING;
         return NULL;
@@ -348,8 +355,9 @@ uint64_t jit_run(struct hart *h, uint64_t budget)
  * next block's code when it can run at once (budget left, nothing pending,
  * translations current, fetch TLB hit, block translated), else NULL and
  * the dispatcher takes over. Saves the trip through jit_run's loop for
- * calls and returns. */
-const uint8_t *jit_next(struct hart *h)
+ * calls and returns; the exit's site remembers the block, so that next
+ * time the exit's own code jumps there without calling here. */
+const uint8_t *jit_next(struct hart *h, unsigned site)
 {
     struct jit *j = h->jit;
     if (unlikely(h->instret >= h->jit_limit ||
@@ -364,7 +372,13 @@ const uint8_t *jit_next(struct hart *h)
     if (unlikely(e->tag != ((pc >> 12) | h->ctx_fetch)))
         return NULL;
     struct jit_block *b = jit_lookup(j, pc, e->paddr_page | (pc & 0xfff));
-    return b ? b->code + j->exec_delta : NULL;
+    if (!b)
+        return NULL;
+    struct jit_exit_site *s = &h->jit_exit_site[site % JIT_EXIT_SITES];
+    s->vpc = pc;
+    s->ppage = e->paddr_page;
+    s->code = (uintptr_t)(b->code + j->exec_delta);
+    return b->code + j->exec_delta;
 }
 
 /* info: rd | op << 8 | len << 16 (op: enum decoded_op, a load or FLW/FLD) */
@@ -455,7 +469,7 @@ int jit_fallback(struct hart *h, uint32_t insn, uint64_t pc, uint32_t info, uint
     }
     if (ok)
         h->pc = pc + len;
-    if (op == OP_SYSTEM || op == OP_FENCE_I || op == OP_ILLEGAL)
+    if ((op == OP_SYSTEM && !jit_is_fp_csr(insn)) || op == OP_FENCE_I || op == OP_ILLEGAL)
         return 1; /* may change privilege, translation or code: re-dispatch */
     if (h->pc != pc + len || __atomic_load_n(&h->interrupt_check, __ATOMIC_RELAXED))
         return 1;

@@ -34,7 +34,7 @@ struct jit_stats {
     uint64_t blocks;        /* blocks translated */
     uint64_t flushes;       /* whole-cache flushes (fence.i, code writes, full) */
     uint64_t code_writes;   /* flushes caused by stores into translated pages */
-    uint64_t translate_ns;  /* host time spent translating */
+    uint64_t translate_ns;  /* CPU time (the hart thread's) spent translating */
 };
 /* Adds this hart's counters into *s. */
 void jit_stats_add(const struct hart *h, struct jit_stats *s);

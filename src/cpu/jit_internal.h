@@ -1,5 +1,5 @@
 /* Shared between the translator's files (jit.c: cache and dispatch,
- * jit_translate.c: RV64 -> x86-64). */
+ * jit_translate.c, jit_alu.c, jit_fp.c: RV64 -> x86-64). */
 #ifndef FERRY_CPU_JIT_INTERNAL_H
 #define FERRY_CPU_JIT_INTERNAL_H
 
@@ -35,6 +35,10 @@ struct jit {
     uint8_t *buf;
     intptr_t exec_delta;
     bool have_fma;              /* host has FMA3 (vfmadd231sd) */
+    bool have_bmi2;             /* host has BMI2 (rorx) */
+    unsigned next_slot;         /* next h->jit_load_slot for a translated load */
+    unsigned next_site;         /* next h->jit_exit_site for a translated exit */
+    struct hart *hart;          /* the owner (its exit sites go with the cache) */
     uint8_t *code_start, *code_ptr, *code_end;
     /* Enters generated code with rbx = h; returns the chain slot (rel32
      * field of a direct-jump exit) taken to leave, or NULL. */
@@ -55,6 +59,15 @@ enum jit_translate_result {
     JIT_CROSSING,   /* the first instruction straddles the page end */
 };
 
+/* A CSR instruction on fflags, frm or fcsr (frflags, fsflags, ...: GCC
+ * brackets every quiet FP comparison with a pair): it changes only FP
+ * state, or traps, so its block may go on after it. */
+static inline bool jit_is_fp_csr(uint32_t insn)
+{
+    unsigned f3 = (insn >> 12) & 7, csr = insn >> 20;
+    return (insn & 0x7f) == 0x73 && f3 != 0 && f3 != 4 && csr >= 1 && csr <= 3;
+}
+
 /* Translates the block at pc (physical ppc; host_page maps its page). */
 enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t pc,
                                         uint64_t ppc, const uint8_t *host_page,
@@ -63,7 +76,7 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
 /* Called from generated code (slow paths). Each returns 0 to continue the
  * block or 1 to leave it (h->pc and h->instret are then exact: the trap
  * handler's, or the next instruction's). */
-const uint8_t *jit_next(struct hart *h);
+const uint8_t *jit_next(struct hart *h, unsigned site);
 int jit_load_slow(struct hart *h, uint64_t va, uint32_t info, uint64_t pc);
 int jit_store_slow(struct hart *h, uint64_t va, uint64_t value, uint32_t info, uint64_t pc);
 int jit_fallback(struct hart *h, uint32_t insn, uint64_t pc, uint32_t info, uint32_t raw);

@@ -13,7 +13,7 @@ enum x86_reg { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R1
 /* Condition codes (the low nibble of Jcc / SETcc). */
 enum x86_cc {
     CC_B = 0x2, CC_AE = 0x3, CC_E = 0x4, CC_NE = 0x5, CC_BE = 0x6, CC_A = 0x7,
-    CC_L = 0xc, CC_GE = 0xd, CC_LE = 0xe, CC_G = 0xf,
+    CC_P = 0xa, CC_L = 0xc, CC_GE = 0xd, CC_LE = 0xe, CC_G = 0xf,
 };
 
 /* Group-1 ALU operations: opcode extension for 81/83, and the "r, r/m"
@@ -60,6 +60,93 @@ static inline void x_modrm_mem(struct emit *e, int reg, int base, int32_t disp)
 static inline void x_modrm_rr(struct emit *e, int reg, int rm)
 {
     x_u8(e, (uint8_t)(0xc0 | ((reg & 7) << 3) | (rm & 7)));
+}
+
+/* REX with an index register too. */
+static inline void x_rex3(struct emit *e, bool w, int reg, int index, int base, bool force)
+{
+    uint8_t r = (uint8_t)(0x40 | (w ? 8 : 0) | ((reg & 8) ? 4 : 0) | ((index & 8) ? 2 : 0) |
+                          ((base & 8) ? 1 : 0));
+    if (r != 0x40 || force)
+        x_u8(e, r);
+}
+/* ModRM (+SIB) for [base + disp] with any base, disp8 when it fits. */
+static inline void x_modrm_base(struct emit *e, int reg, int base, int32_t disp)
+{
+    bool d8 = disp >= -128 && disp <= 127;
+    x_u8(e, (uint8_t)((d8 ? 0x40 : 0x80) | ((reg & 7) << 3) | ((base & 7) == 4 ? 4 : (base & 7))));
+    if ((base & 7) == 4)
+        x_u8(e, 0x24);
+    if (d8)
+        x_u8(e, (uint8_t)disp);
+    else
+        x_u32(e, (uint32_t)disp);
+}
+/* ModRM + SIB for [base + index + disp32] (index not rsp). */
+static inline void x_modrm_sib(struct emit *e, int reg, int base, int index, int32_t disp)
+{
+    x_u8(e, (uint8_t)(0x80 | ((reg & 7) << 3) | 4));
+    x_u8(e, (uint8_t)(((index & 7) << 3) | (base & 7)));
+    x_u32(e, (uint32_t)disp);
+}
+/* lea reg, [base + disp] (64-bit) */
+static inline void x_lea(struct emit *e, int reg, int base, int32_t disp)
+{
+    x_rex(e, true, reg, base, false);
+    x_u8(e, 0x8d);
+    x_modrm_base(e, reg, base, disp);
+}
+/* mov reg, [base + index + disp32] (64-bit) */
+static inline void x_load_sib(struct emit *e, int reg, int base, int index, int32_t disp)
+{
+    x_rex3(e, true, reg, index, base, false);
+    x_u8(e, 0x8b);
+    x_modrm_sib(e, reg, base, index, disp);
+}
+/* cmp reg, [base + index + disp32] (64-bit) */
+static inline void x_cmp_sib(struct emit *e, int reg, int base, int index, int32_t disp)
+{
+    x_rex3(e, true, reg, index, base, false);
+    x_u8(e, 0x3b);
+    x_modrm_sib(e, reg, base, index, disp);
+}
+/* reg = `size` bytes at [rax + rsi], sign- or zero-extended to 64 bits. */
+static inline void x_load_rax_rsi(struct emit *e, int reg, unsigned size, bool sign)
+{
+    bool w = sign || size == 8;
+    if (size == 4 && sign) {
+        x_rex3(e, true, reg, RSI, RAX, false);
+        x_u8(e, 0x63);                                  /* movsxd */
+    } else if (size >= 4) {
+        x_rex3(e, w, reg, RSI, RAX, false);
+        x_u8(e, 0x8b);
+    } else {
+        x_rex3(e, w, reg, RSI, RAX, false);
+        x_u8(e, 0x0f);
+        x_u8(e, (uint8_t)((sign ? 0xbe : 0xb6) + (size == 2)));
+    }
+    x_u8(e, (uint8_t)(((reg & 7) << 3) | 4));           /* [rax + rsi] */
+    x_u8(e, (uint8_t)((RSI << 3) | RAX));
+}
+/* `size` bytes at [rax + rsi] = reg */
+static inline void x_store_rax_rsi(struct emit *e, int reg, unsigned size)
+{
+    if (size == 2)
+        x_u8(e, 0x66);
+    x_rex3(e, size == 8, reg, RSI, RAX, size == 1);     /* REX: sil/dil/bpl */
+    x_u8(e, size == 1 ? 0x88 : 0x89);
+    x_u8(e, (uint8_t)(((reg & 7) << 3) | 4));
+    x_u8(e, (uint8_t)((RSI << 3) | RAX));
+}
+/* rorx r32, rm32, imm (BMI2) */
+static inline void x_rorx32(struct emit *e, int reg, int rm, uint8_t n)
+{
+    x_u8(e, 0xc4);
+    x_u8(e, (uint8_t)(((reg & 8) ? 0 : 0x80) | 0x40 | ((rm & 8) ? 0 : 0x20) | 0x03));
+    x_u8(e, 0x7b);
+    x_u8(e, 0xf0);
+    x_modrm_rr(e, reg, rm);
+    x_u8(e, n);
 }
 
 /* opc reg, [base+disp] (or the store direction, by opcode). */
@@ -162,20 +249,31 @@ static inline void x_movsxd_rr(struct emit *e, int reg, int rm)
 {
     x_op_rr(e, 0x63, true, reg, rm);
 }
-/* imul reg, [base+disp] */
-static inline void x_imul_rm(struct emit *e, bool w, int reg, int base, int32_t disp)
+/* imul reg, rm (register form) */
+static inline void x_imul_rr(struct emit *e, bool w, int reg, int rm)
 {
-    x_rex(e, w, reg, base, false);
+    x_rex(e, w, reg, rm, false);
     x_u8(e, 0x0f);
     x_u8(e, 0xaf);
-    x_modrm_mem(e, reg, base, disp);
+    x_modrm_rr(e, reg, rm);
 }
-/* F7 /ext qword [base+disp]: 4 = mul, 5 = imul (rdx:rax = rax * m64) */
-static inline void x_mul_m(struct emit *e, int ext, int base, int32_t disp)
+/* F7 /ext rm: 3 = neg, 4 = mul, 5 = imul (rdx:rax = rax * rm), 6 = div,
+ * 7 = idiv (rdx:rax / rm) */
+static inline void x_f7_r(struct emit *e, int ext, bool w, int rm)
 {
-    x_rex(e, true, 0, base, false);
+    x_rex(e, w, 0, rm, false);
     x_u8(e, 0xf7);
-    x_modrm_mem(e, ext, base, disp);
+    x_modrm_rr(e, ext, rm);
+}
+/* test rm, reg */
+static inline void x_test_rr(struct emit *e, bool w, int rm, int reg)
+{
+    x_op_rr(e, 0x85, w, reg, rm);
+}
+/* xor reg32, reg32: reg = 0 */
+static inline void x_zero(struct emit *e, int reg)
+{
+    x_op_rr(e, 0x31, false, reg, reg);
 }
 /* setcc al; movzx eax, al */
 static inline void x_setcc_rax(struct emit *e, enum x86_cc cc)
@@ -228,38 +326,6 @@ static inline void x_test_eax(struct emit *e)
 {
     x_u8(e, 0x85);
     x_u8(e, 0xc0);
-}
-
-/* Host memory access at [rax]. */
-static inline void x_load_rax_from_rax(struct emit *e, unsigned size, bool sign)
-{
-    switch (size) {
-    case 1:
-        if (sign) { x_u8(e, 0x48); x_u8(e, 0x0f); x_u8(e, 0xbe); x_u8(e, 0x00); }
-        else { x_u8(e, 0x0f); x_u8(e, 0xb6); x_u8(e, 0x00); }
-        break;
-    case 2:
-        if (sign) { x_u8(e, 0x48); x_u8(e, 0x0f); x_u8(e, 0xbf); x_u8(e, 0x00); }
-        else { x_u8(e, 0x0f); x_u8(e, 0xb7); x_u8(e, 0x00); }
-        break;
-    case 4:
-        if (sign) { x_u8(e, 0x48); x_u8(e, 0x63); x_u8(e, 0x00); }
-        else { x_u8(e, 0x8b); x_u8(e, 0x00); }
-        break;
-    default:
-        x_u8(e, 0x48); x_u8(e, 0x8b); x_u8(e, 0x00);
-        break;
-    }
-}
-/* mov [rax], rdi (of `size` bytes) */
-static inline void x_store_rdi_to_rax(struct emit *e, unsigned size)
-{
-    switch (size) {
-    case 1: x_u8(e, 0x40); x_u8(e, 0x88); x_u8(e, 0x38); break;
-    case 2: x_u8(e, 0x66); x_u8(e, 0x89); x_u8(e, 0x38); break;
-    case 4: x_u8(e, 0x89); x_u8(e, 0x38); break;
-    default: x_u8(e, 0x48); x_u8(e, 0x89); x_u8(e, 0x38); break;
-    }
 }
 
 #endif

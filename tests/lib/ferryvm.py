@@ -512,11 +512,13 @@ class FerryVM(ConsoleProcess):
     def stats(self):
         """The --stats line parsed into a dict (instructions, seconds, mips),
         or None if stderr has none."""
-        m = re.search(r"^ferry: stats: (.*)$", self.stderr(), re.M)
-        if not m:
+        lines = re.findall(r"^ferry: stats: (.*)$", self.stderr(), re.M)
+        if not lines:
             return None
         out = {}
-        for kv in m.group(1).split():
+        for kv in " ".join(lines).split():   # the jit's own line too (translate_seconds)
+            if "=" not in kv:
+                continue
             k, _, v = kv.partition("=")
             try:
                 out[k] = float(v) if "." in v or "e" in v else int(v)

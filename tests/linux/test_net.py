@@ -42,7 +42,12 @@ def test_ping_guest():
     with topology() as t:
         with vm_on(t) as vm:
             vm.boot(BOOT_TIMEOUT)
-            out = vm.run("cat /sys/class/net/eth0/address /sys/class/net/eth0/operstate")
+            # The kernel reports a new link state from its linkwatch work,
+            # up to a second after `ip link set up`: a guest that reaches
+            # its prompt quickly may still read "down" at first.
+            out = vm.run("for i in $(seq 50); do grep -q up /sys/class/net/eth0/operstate && break; "
+                         "sleep 0.1; done; cat /sys/class/net/eth0/address /sys/class/net/eth0/operstate",
+                         timeout=scaled(30))
             assert lines(out) == ["52:54:00:12:34:56", "up"], f"eth0: {out!r}"
             t.ping(t.client, t.GUEST_IP, count=3)
             # And the other way: the guest reaches its host and the client.

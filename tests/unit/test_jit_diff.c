@@ -118,7 +118,19 @@ static void group_end(unsigned first)
 static void gen_alu(void)
 {
     static const unsigned imm_f3[] = {0, 2, 3, 4, 6, 7};
-    switch (below(6)) {
+    switch (below(7)) {
+    case 6: { /* Zba/Zbb/Zbs/Zicond: sh1add, andn, min, rol, czero.eqz, bset, clz, rori */
+        static const uint16_t f7f3[] = {0x10 << 3 | 2, 0x20 << 3 | 7, 0x05 << 3 | 4,
+                                        0x30 << 3 | 1, 0x07 << 3 | 5, 0x14 << 3 | 1};
+        unsigned k = below(8);
+        if (k < 6)
+            add(r_type(f7f3[k] >> 3, reg(), reg(), f7f3[k] & 7, dreg(), 0x33), 4);
+        else if (k == 6)
+            add(i_type(0x600, reg(), 1, dreg(), 0x13), 4);
+        else
+            add(i_type((int32_t)(0x600 | below(64)), reg(), 5, dreg(), 0x13), 4);
+        break;
+    }
     case 0: /* OP-IMM */
         add(i_type(simm(12), reg(), imm_f3[below(6)], dreg(), 0x13), 4);
         break;
@@ -199,7 +211,25 @@ static bool sv39;
 
 static void gen_fallback(void)
 {
-    switch (below(6)) {
+    switch (below(8)) {
+    case 7: { /* frflags/fsflags/frrm/fsrm/fcsr accesses (the block goes on
+               * after them), register and immediate forms */
+        static const unsigned f3[] = {1, 2, 3, 5, 6, 7};
+        unsigned k = f3[below(6)];
+        add(i_type((int32_t)(1 + below(3)), k >= 5 ? below(8) : reg(), k, dreg(), 0x73), 4);
+        break;
+    }
+    case 6: /* integer <-> binary64 conversions and a compare: the FPU
+             * reads and writes integer registers */
+        if (below(2))
+            add(r_type(0x69, 2, reg(), below(2) ? 7 : 1, below(32), 0x53), 4); /* fcvt.d.l */
+        else if (below(2))
+            add(r_type(0x61, 2, below(32), below(2) ? 7 : 1, dreg(), 0x53), 4); /* fcvt.l.d */
+        else {  /* fle/flt/feq.d, sometimes of a register with itself (equal or NaN) */
+            unsigned a = below(32);
+            add(r_type(0x51, below(4) ? below(32) : a, a, below(3), dreg(), 0x53), 4);
+        }
+        break;
     case 5: { /* fused multiply-add, binary64 (sometimes binary32) */
         static const unsigned opc[] = {0x43, 0x47, 0x4b, 0x4f};
         unsigned rm = below(2) ? 7 : below(2) ? 0 : below(5);
@@ -258,6 +288,25 @@ static void gen_smc(unsigned later_room)
     add(i_type(simm(12), reg(), 0, dreg(), 0x13), 4);
 }
 
+/* A counted loop whose body is one block that branches to itself:
+ * x31 = 1..8; loop: 1..3 ALU operations or loads; x31 -= 1; bnez x31, loop. */
+static void gen_loop(void)
+{
+    add(i_type((int32_t)(1 + below(8)), 0, 0, 31, 0x13), 4);      /* addi x31, x0, n */
+    unsigned head = nseq;
+    for (unsigned i = 1 + below(3); i > 0; i--) {
+        if (below(3))
+            gen_alu();
+        else
+            gen_mem();
+    }
+    add(i_type(-1, 31, 0, 31, 0x13), 4);                           /* addi x31, x31, -1 */
+    int32_t back = 0;
+    for (unsigned i = head; i < nseq; i++)
+        back -= (int32_t)seq[i].len;
+    add(b_type(back, 0, 31, 1), 4);                                /* bne x31, x0, head */
+}
+
 static void gen_control(unsigned n)
 {
     unsigned room = n - nseq;
@@ -294,7 +343,8 @@ static uint64_t generate(unsigned n)
         else if (k < 50) gen_rvc();
         else if (k < 72) gen_mem();
         else if (k < 88) gen_control(n);
-        else if (k < 96) gen_fallback();
+        else if (k < 94) gen_fallback();
+        else if (k < 96) gen_loop();
         else gen_smc(n - nseq);
         group_end(first);
     }
@@ -386,7 +436,13 @@ static void set_start_state(uint64_t entry)
     for (unsigned r = 1; r < 32; r++) {
         switch (below(4)) {
         case 0: start.x[r] = rnd(); break;
-        case 1: start.x[r] = (uint64_t)simm(8); break;
+        case 1: {
+            /* small values, and division's corner cases */
+            static const uint64_t corner[] = {0, ~0ull, 1ull << 63, 0xffffffff80000000ull,
+                                              0x80000000ull, 0xffffffffull};
+            start.x[r] = below(4) ? (uint64_t)simm(8) : corner[below(6)];
+            break;
+        }
         default: start.x[r] = RAM_BASE + (DATA_PAGE + below(8)) * 4096ull + 4096 - 16 + below(32);
         }
         /* Raw bits (NaNs, denormals...) or ordinary doubles. */

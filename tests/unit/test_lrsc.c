@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cpu/hart.h"
+#include "cpu/jit.h"
 #include "cpu/lrsc.h"
 #include "machine/machine.h"
 #include "mem/bus.h"
@@ -68,9 +69,12 @@ static void put_code(uint64_t at, const uint32_t *code, size_t n)
  * interpreter checks its budget on taken jumps, so a run of budget 1 ends
  * parked on that jump, and the next step starts after it. */
 #define JAL_SELF 0x0000006fu
+/* The engine the harts run on: the interpreter, then the translator
+ * (whose inline stores must check reservations as the interpreter's do). */
+static bool use_jit;
 static void step(struct hart *h)
 {
-    hart_run(h, 1);
+    use_jit ? jit_run(h, 1) : hart_run(h, 1);
     h->pc += 4;
 }
 
@@ -95,6 +99,14 @@ static uint64_t lr_other_sc(uint32_t own, uint32_t other, int other_off, uint64_
     h1->x[A1] = m.bus.ram.base + DATA + (uint64_t)(int64_t)other_off;
     h1->x[A3] = stored;
     h1->f[0] = stored;
+    if (use_jit) {
+        /* Once before the LR, so hart 1's write TLB holds the data page
+         * and its store below takes the translator's inline path. */
+        step(h1);
+        h1->pc = m.bus.ram.base + CODE1;
+        memset(m.bus.ram.host + DATA, 0, 64);
+        *data_word(0) = initial;
+    }
     step(h0); /* lr.d */
     CHECK(h0->x[A0] == initial, "lr.d loaded %#llx", (unsigned long long)h0->x[A0]);
     step(h0); /* own */
@@ -114,20 +126,10 @@ static void expect(const char *what, uint64_t sc, uint64_t want)
           (unsigned long long)sc, (unsigned long long)want, want ? "fail" : "success");
 }
 
-int main(void)
+/* Every case, on the engine use_jit selects. */
+static void run_cases(void)
 {
-    struct error err;
-    if (ram_init(&m.bus.ram, MEMMAP_RAM_BASE, RAM_SIZE, &err) < 0) {
-        printf("FAIL: %s\n", err.msg);
-        return 1;
-    }
-    m.nharts = 2;
-    vclock_init(&m.clock);
-    for (unsigned i = 0; i < 2; i++) {
-        hart_init(&m.harts[i], i, &m, &m.bus);
-        m.harts[i].mstatus |= 1ull << 13; /* FS = Initial: fsd allowed */
-    }
-
+    printf("test_lrsc: %s\n", use_jit ? "translator" : "interpreter");
     expect("nothing in between", lr_other_sc(NOP, NOP, 0, 0), 0);
     CHECK(*data_word(0) == 0x5555, "sc.d did not store");
     expect("other hart loads the word", lr_other_sc(NOP, enc_i(0x03, A2, 3, A1, 0), 0, 0), 0);
@@ -157,6 +159,27 @@ int main(void)
            0);
     /* Another hart's SC (without a reservation: it fails) stores nothing. */
     expect("other hart's failing sc.d", lr_other_sc(NOP, enc_amo(0x03, 3, A2, A1, A3), 0, 0), 0);
+}
+
+int main(void)
+{
+    struct error err;
+    if (ram_init(&m.bus.ram, MEMMAP_RAM_BASE, RAM_SIZE, &err) < 0) {
+        printf("FAIL: %s\n", err.msg);
+        return 1;
+    }
+    m.nharts = 2;
+    vclock_init(&m.clock);
+    for (unsigned i = 0; i < 2; i++) {
+        hart_init(&m.harts[i], i, &m, &m.bus);
+        m.harts[i].mstatus |= 1ull << 13; /* FS = Initial: fsd allowed */
+    }
+
+    for (int engine = 0; engine < 2; engine++) {
+        use_jit = engine == 1;
+        run_cases();
+    }
+    use_jit = false;
 
     /* A trap drops the reservation (and its publication). */
     struct hart *h0 = &m.harts[0];
@@ -177,6 +200,8 @@ int main(void)
         printf("test_lrsc: %d of %d checks failed\n", failures, checks);
         return 1;
     }
+    for (unsigned i = 0; i < 2; i++)
+        jit_free(&m.harts[i]);
     printf("test_lrsc: %d checks passed\n", checks);
     return 0;
 }
