@@ -22,6 +22,14 @@ static uint64_t lazy_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void lazy_ram_for_each_asked(struct lazy_ram *l, void (*fn)(void *opaque, uint64_t page),
+                             void *opaque)
+{
+    for (uint64_t page = 0; page < l->npages; page++)
+        if (__atomic_load_n(&l->asked_at[page], __ATOMIC_ACQUIRE) && !lazy_ram_is_present(l, page))
+            fn(opaque, page);
+}
+
 bool lazy_ram_is_present(const struct lazy_ram *l, uint64_t page)
 {
     return (__atomic_load_n(&l->present[page >> 6], __ATOMIC_ACQUIRE) >> (page & 63)) & 1;
@@ -104,10 +112,17 @@ static void lazy_ram_fault(struct lazy_ram *l, uint64_t addr)
     if (page >= l->npages)
         return;
     if (lazy_ram_is_present(l, page)) {
-        /* Installed between the fault and now: the install's wake may have
-         * come before this thread slept; wake it again. */
-        struct uffdio_range r = {(uintptr_t)l->host + page * LAZY_RAM_PAGE, LAZY_RAM_PAGE};
-        ioctl(l->uffd, UFFDIO_WAKE, &r);
+        /* Not missing: either installed between the fault and now (the
+         * install's wake may have come before this thread slept), or a
+         * page this process never touched, which has no mapping yet and
+         * faults like a missing one: its content is zeroes. EEXIST: it
+         * is mapped now; wake the thread again. */
+        struct uffdio_zeropage z = {.range = {(uintptr_t)l->host + page * LAZY_RAM_PAGE,
+                                              LAZY_RAM_PAGE}};
+        if (ioctl(l->uffd, UFFDIO_ZEROPAGE, &z) < 0) {
+            struct uffdio_range r = {(uintptr_t)l->host + page * LAZY_RAM_PAGE, LAZY_RAM_PAGE};
+            ioctl(l->uffd, UFFDIO_WAKE, &r);
+        }
         return;
     }
     uint64_t zero = 0;

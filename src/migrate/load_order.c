@@ -1,6 +1,7 @@
 /* Record order and completeness on the receiving side (see load_order.h). */
 #include "migrate/load_order.h"
 
+#include "migrate/postcopy.h"
 #include "migrate/stream.h"
 
 void load_order_begin(struct load_order *o, struct machine *m, bool checkpoint)
@@ -82,6 +83,16 @@ int load_order_record(struct load_order *o, uint32_t type, const uint8_t *body, 
         if (o->phase == LOAD_ENDED)
             return out_of_order(o, "end", err);
         o->phase = LOAD_ENDED;
+        return 0;
+    case REC_POSTCOPY_ADVISE:
+    case REC_POSTCOPY:
+        /* Among the pages; post-copy's switch ends them (postcopy.h). */
+        if (o->checkpoint)
+            return error_set(err, "post-copy record inside a checkpoint");
+        if (o->phase != LOAD_PAGES)
+            return out_of_order(o, "post-copy", err);
+        if (type == REC_POSTCOPY)
+            o->phase = LOAD_DEVICES;
         return 0;
     case REC_MACHINE:
         return error_set(err, "a second machine record: it comes once, first");
