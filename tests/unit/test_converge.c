@@ -20,7 +20,7 @@ static int failures, checks;
 #define MS 1000000ull
 #define PAGE 4096ull
 /* 1 GiB guest, 5 ms target, 64 KiB of device state. */
-static const struct converge_params params = {5 * MS, 262144, PAGE, 65536, false, 0};
+static const struct converge_params params = {5 * MS, 262144, PAGE, 65536, false, 0, false, 0};
 
 /* A round that sent `sent` pages at `mb_s` MB/s and left `dirty` behind. */
 static struct round_stats round_of(uint32_t n, uint64_t sent, uint64_t dirty, double mb_s)
@@ -250,7 +250,7 @@ int main(void)
           "shrinking: extra rounds until the set stops shrinking by 4x");
     /* With a 500 ms target everything converges: the extra rounds stop at
      * three although the set keeps shrinking fast. */
-    const struct converge_params lax = {500 * MS, 262144, PAGE, 65536, false, 0};
+    const struct converge_params lax = {500 * MS, 262144, PAGE, 65536, false, 0, false, 0};
     struct round_stats keep_shrinking[] = {
         round_of(1, 262144, 60000, 1000), round_of(2, 60000, 15000, 1000),
         round_of(3, 15000, 3700, 1000), round_of(4, 3700, 900, 1000), round_of(5, 900, 220, 1000),
