@@ -60,7 +60,10 @@ static void print_report(json_t *mig)
 {
     const char *state = json_string_value(json_object_get(mig, "state"));
     printf("migration %s: %s\n", state, json_string_value(json_object_get(mig, "uri")));
-    printf("  mode               %s\n", json_is_true(json_object_get(mig, "live")) ? "live (pre-copy)" : "non-live");
+    bool postcopy = json_is_true(json_object_get(mig, "postcopy"));
+    printf("  mode               %s\n", postcopy ? "live (pre-copy, then post-copy)"
+                                    : json_is_true(json_object_get(mig, "live")) ? "live (pre-copy)"
+                                                                                : "non-live");
     printf("  total time         %.1f ms\n", num(mig, "total_ms"));
     printf("  downtime           %.2f ms measured (source pause to destination running)\n",
            num(mig, "downtime_ms"));
@@ -69,7 +72,8 @@ static void print_report(json_t *mig)
                num(mig, "handover_ms"));
     printf("  predicted downtime %.2f ms (target %.2f ms)%s\n", num(mig, "predicted_downtime_ms"),
            num(mig, "max_downtime_ms"),
-           state && strcmp(state, "completed") == 0 && json_is_true(json_object_get(mig, "live")) &&
+           postcopy ? " - switched to post-copy: the pause sent no pages"
+           : state && strcmp(state, "completed") == 0 && json_is_true(json_object_get(mig, "live")) &&
                    !json_is_true(json_object_get(mig, "converged"))
                ? " - pre-copy did not converge; stopped and copied anyway" : "");
     if (json_is_true(json_object_get(mig, "live")))

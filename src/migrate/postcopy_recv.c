@@ -10,10 +10,13 @@
  * a fault never blocks the pages it waits for. */
 #include "migrate/postcopy.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/escape.h"
@@ -77,6 +80,14 @@ int postcopy_recv_advise(struct migration_in *in, struct machine *m, const uint8
     if (!pc)
         return error_set(err, "out of memory");
     pc->verify = get_u32(body) & POSTCOPY_FLAG_VERIFY;
+    /* Refuse now, while the source can simply go on, rather than at the
+     * switch. */
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return error_set(err, "this destination cannot do post-copy: userfaultfd: %s (it needs "
+                         "CONFIG_USERFAULTFD, and root or vm.unprivileged_userfaultfd=1)",
+                         strerror(errno));
+    close(fd);
     return 0;
 }
 

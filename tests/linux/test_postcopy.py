@@ -14,11 +14,11 @@ during the pause and the host is shared; bench/migrate.py measures the
 Skipped when the guest has not been built or userfaultfd is not allowed.
 """
 
-import json
 import os
 import re
-import signal
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import harness  # noqa: E402
 from harness import require_guest, timeout  # noqa: E402
 from migration import (IncomingVM, Memdirty, SourceVM, StreamProxy, ctl_request,  # noqa: E402
-                       migrate, poweroff, report_of, start_migrate, wait_for)
+                       migrate, poweroff, probe_drive, report_of, start_migrate, wait_for)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_migrate import _hash_lines, _make_disk  # noqa: E402
 
 BOOT_TIMEOUT = 120
 MEM = ["--mem", "128M"]
@@ -94,3 +97,152 @@ def test_postcopy_completes_within_the_cap():
         dst.wait_prompt(30)
         md.check_continues(dst, before, more=2)
         poweroff(dst)
+
+
+@timeout(900)
+def test_postcopy_with_disk_busy():
+    # Device DMA into pages the destination has not received yet: the guest
+    # re-reads a file from virtio-blk (dropping its page cache each time, so
+    # the reads land in freshly allocated, often missing, pages) while
+    # memdirty runs; post-copy right after round 1. Every hash of the file
+    # is right, memdirty finds no corruption and its counter has no gap.
+    require_guest()
+    require_userfaultfd()
+    tmp = tempfile.mkdtemp(prefix="fpcdisk-")
+    try:
+        img, want = _make_disk(tmp)
+        why = probe_drive(["--drive", f"file={img}"])
+        if why:
+            raise harness.Skip(f"no virtio-blk file backend: {why}")
+        drive = ["--drive", f"file={img}"]
+        with source(drive) as src, IncomingVM(drive) as dst:
+            md = start_dirtier(src)
+            src.run("mkdir -p /mnt && mount -o ro /dev/vda /mnt")
+            src.run("(while :; do echo 3 > /proc/sys/vm/drop_caches; sha256sum /mnt/blob.bin; "
+                    "done) </dev/null >/tmp/hash.log 2>&1 & echo loop started")
+            wait_for(lambda: len(_hash_lines(src, want)) >= 2, 120, "two hashes on the source")
+            hashes = len(_hash_lines(src, want))
+            dst.wait_listening()
+            before = md.snapshot(src)
+            res, rep = migrate(src.control, dst.uri, "--bandwidth", LINK, "--max-downtime", CAP,
+                               "--postcopy-after", "1", "--verify", timeout=700)
+            pc = check_postcopy_report(rep, res)
+            assert rep["verified"] is True and rep["rounds"] == 1, rep
+            assert pc["on_demand_pages"] > 0, pc
+            dst.wait_resumed()
+            assert src.wait_exit(60) == 0, src.stderr()
+            wait_for(lambda: dst.status().get("state") == "running", 60, "post-copy to end")
+            dst.wait_prompt(30)
+            wait_for(lambda: len(_hash_lines(dst, want)) >= hashes + 3, 120,
+                     "three more hashes on the destination")
+            md.check_continues(dst, before, more=2)
+            dst.run("kill %1 2>/dev/null; umount /mnt || true", check=False)
+            poweroff(dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def migration_of(control):
+    return ctl_request(control, {"cmd": "migrate-status"}, timeout=10).get("migration") or {}
+
+
+def wait_postcopy_percent(control, pct, timeout_s=300):
+    """Until the source's post-copy has sent pct % of the missing pages."""
+    def reached():
+        mig = migration_of(control)
+        # "none": ferry migrate has not started the job yet.
+        if mig.get("state") not in ("none", "setup", "active", "completing", "postcopy-active"):
+            raise AssertionError(f"the migration ended before {pct} % of post-copy: {mig}")
+        pc = mig.get("postcopy_stats")
+        return mig.get("state") == "postcopy-active" and pc and pc["received_percent"] >= pct
+    wait_for(reached, timeout_s, f"post-copy to reach {pct} %", interval=0.02)
+
+
+def check_paused_both(src, dst):
+    """Both sides say postcopy-paused; the source refuses to run the guest."""
+    wait_for(lambda: src.status().get("state") == "postcopy-paused", 60, "source postcopy-paused")
+    wait_for(lambda: dst.status().get("state") == "postcopy-paused", 60,
+             "destination postcopy-paused")
+    r = ctl_request(src.control, {"cmd": "resume"})
+    assert not r.get("ok") and "split" in r.get("error", ""), f"source resume: {r}"
+    assert src.proc.poll() is None and dst.proc.poll() is None, "a side exited"
+
+
+def recovery_at(pct):
+    # Post-copy after round 1 over a slow link; the proxy between the two
+    # cuts the connection when pct % of the missing pages were sent. Both
+    # sides pause and keep what they have; the destination listens again on
+    # its --incoming address; --resume finishes with nothing lost.
+    with source() as src, IncomingVM() as dst:
+        md = start_dirtier(src)
+        dst.wait_listening()
+        before = md.snapshot(src)
+        with StreamProxy(dst.port) as proxy:
+            mig = start_migrate(src.control, proxy.uri, "--bandwidth", "2M", "--max-downtime",
+                                CAP, "--postcopy-after", "1", "--verify")
+            wait_postcopy_percent(src.control, pct)
+            proxy.close()
+            res = mig.finish(120)
+        rep = report_of(res)
+        assert res.rc == 1 and rep and rep["state"] == "postcopy-paused", res.describe()
+        assert re.search(r"split.*keeps its pages.*will not run the guest.*--resume",
+                         rep.get("error", "")), rep
+        assert 0 < rep["downtime_ms"] <= CAP_MS, rep
+        dst.wait_resumed()
+        check_paused_both(src, dst)
+        assert "post-copy interrupted" in dst.stderr(), dst.stderr()
+        # Still paused a while later: nothing runs on by itself.
+        time.sleep(1)
+        assert dst.status().get("state") == "postcopy-paused"
+        res, rep = migrate("--resume", src.control, dst.uri, timeout=300)
+        pc = check_postcopy_report(rep, res)
+        assert pc["recoveries"] >= 1 and rep["verified"] is True, rep
+        assert src.wait_exit(60) == 0, src.stderr()
+        wait_for(lambda: dst.status().get("state") == "running", 60, "post-copy to end")
+        dst.wait_prompt(30)
+        md.check_continues(dst, before, more=2)
+        poweroff(dst)
+
+
+@timeout(900)
+def test_recovery_cut_at_10_percent():
+    recovery_at(10)
+
+
+@timeout(900)
+def test_recovery_cut_at_50_percent():
+    recovery_at(50)
+
+
+@timeout(900)
+def test_recovery_cut_at_90_percent():
+    recovery_at(90)
+
+
+@timeout(900)
+def test_destination_killed_during_postcopy():
+    # The destination ran the guest and dies with pages only the source
+    # has: the source says the state is split, keeps its pages, and refuses
+    # to run the guest (an operator's resume included).
+    with source() as src, IncomingVM() as dst:
+        start_dirtier(src)
+        dst.wait_listening()
+        mig = start_migrate(src.control, dst.uri, "--bandwidth", "2M", "--max-downtime", CAP,
+                            "--postcopy-after", "1")
+        wait_postcopy_percent(src.control, 30)
+        dst.proc.kill()
+        res = mig.finish(120)
+        rep = report_of(res)
+        assert res.rc == 1 and rep and rep["state"] == "postcopy-paused", res.describe()
+        assert re.search(r"split.*keeps its pages.*will not run the guest", rep["error"]), rep
+        assert 0 < rep["downtime_ms"] <= CAP_MS, rep
+        wait_for(lambda: src.status().get("state") == "postcopy-paused", 60, "postcopy-paused")
+        st = src.status()
+        assert "migration" in st["paused_by"], st
+        r = ctl_request(src.control, {"cmd": "resume"})
+        assert not r.get("ok") and "split" in r.get("error", ""), f"resume: {r}"
+        time.sleep(1)
+        assert src.status().get("state") == "postcopy-paused" and src.proc.poll() is None
+        # A second migration is refused too: the job still holds the VM.
+        r = ctl_request(src.control, {"cmd": "migrate", "uri": dst.uri})
+        assert not r.get("ok"), f"a new migration was accepted: {r}"
