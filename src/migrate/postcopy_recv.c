@@ -248,9 +248,6 @@ static int finish(struct postcopy_recv *pc, const uint8_t *body, size_t len, str
 static int receive_pages(struct postcopy_recv *pc, struct error *err)
 {
     struct migration_in *in = pc->in;
-    in->s.timeout_ms = PUSH_IO_TIMEOUT_MS;
-    in->s.spin_until = 0;
-    stream_deadline(&in->s, NULL, 0);
     while (!atomic_load(&pc->stop)) {
         uint32_t type;
         const uint8_t *body;
@@ -441,6 +438,10 @@ bool postcopy_recv_start(struct migration_in *in, struct machine *m)
     struct postcopy_recv *pc = in->pc;
     if (!pc || !pc->switched)
         return false;
+    /* Set before the fault thread may write: it reads them. */
+    in->s.timeout_ms = PUSH_IO_TIMEOUT_MS;
+    in->s.spin_until = 0;
+    stream_deadline(&in->s, NULL, 0);
     pthread_mutex_lock(&pc->send_lock);
     pc->connected = true;
     pthread_mutex_unlock(&pc->send_lock);
