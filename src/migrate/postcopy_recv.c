@@ -244,6 +244,28 @@ static int finish(struct postcopy_recv *pc, const uint8_t *body, size_t len, str
     return send_locked(pc, REC_POSTCOPY_DONE, b, sizeof b, err);
 }
 
+/* After a break: park the guest (it cannot run far without the missing
+ * pages) without waiting; a vCPU inside a fault parks once its page comes.
+ * Returns when the vCPU loop acted on it or the machine stops. */
+static void park_guest(struct postcopy_recv *pc)
+{
+    struct machine *m = pc->m;
+    __atomic_or_fetch(&m->requests, REQ_PAUSE, __ATOMIC_RELEASE);
+    machine_wake(m);
+    pc->parked = true;
+}
+
+/* The guest was parked and its pages flow again: once the loop is parked
+ * (the harts blocked in faults got their pages), let it go. */
+static void unpark_guest_when_parked(struct postcopy_recv *pc)
+{
+    struct machine *m = pc->m;
+    if (pc->parked && __atomic_load_n(&m->paused, __ATOMIC_ACQUIRE)) {
+        machine_resume(m);
+        pc->parked = false;
+    }
+}
+
 /* Receives until END (0) or the connection fails (-1). */
 static int receive_pages(struct postcopy_recv *pc, struct error *err)
 {
@@ -259,6 +281,9 @@ static int receive_pages(struct postcopy_recv *pc, struct error *err)
         case REC_PAGES:
             if (install_pages(pc, body, len, err) < 0)
                 return -1;
+            /* After a recovery: the guest runs again once it parked. */
+            if (pc->parked)
+                unpark_guest_when_parked(pc);
             break;
         case REC_POSTCOPY_END:
             return finish(pc, body, len, err);
@@ -352,28 +377,6 @@ fail:
     return -1;
 }
 
-/* After a break: park the guest (it cannot run far without the missing
- * pages) without waiting; a vCPU inside a fault parks once its page comes.
- * Returns when the vCPU loop acted on it or the machine stops. */
-static void park_guest(struct postcopy_recv *pc)
-{
-    struct machine *m = pc->m;
-    __atomic_or_fetch(&m->requests, REQ_PAUSE, __ATOMIC_RELEASE);
-    machine_wake(m);
-    pc->parked = true;
-}
-
-/* The guest was parked and its pages flow again: once the loop is parked
- * (the harts blocked in faults got their pages), let it go. */
-static void unpark_guest_when_parked(struct postcopy_recv *pc)
-{
-    struct machine *m = pc->m;
-    if (pc->parked && __atomic_load_n(&m->paused, __ATOMIC_ACQUIRE)) {
-        machine_resume(m);
-        pc->parked = false;
-    }
-}
-
 static void *receiver_thread(void *arg)
 {
     struct postcopy_recv *pc = arg;
@@ -403,16 +406,12 @@ static void *receiver_thread(void *arg)
             if (atomic_load(&pc->stop))
                 goto out;
             fprintf(stderr, "ferry: post-copy recovery: %s; still waiting\n", err.msg);
+            usleep(RESUME_ACCEPT_SLICE_MS * 1000); /* e.g. the address is taken meanwhile */
         }
         runstate_transition(m, RUN_STATE_POSTCOPY_PAUSED, RUN_STATE_POSTCOPY, &rs_err);
         fprintf(stderr, "ferry: post-copy resumed\n");
-        /* The loop parks once no hart waits for a page; a page or two
-         * comes at once (asked again), the rest as the push goes on. */
-        for (int i = 0; i < 2000 && pc->parked; i++) {
-            unpark_guest_when_parked(pc);
-            if (pc->parked)
-                usleep(1000);
-        }
+        /* The loop parks once no hart waits for a page (asked again at
+         * once); receive_pages lets it go then. */
     }
     /* Every page is here: plain memory again. */
     pthread_mutex_lock(&pc->send_lock);

@@ -14,6 +14,7 @@ during the pause and the host is shared; bench/migrate.py measures the
 Skipped when the guest has not been built or userfaultfd is not allowed.
 """
 
+import json
 import os
 import re
 import shutil
@@ -84,9 +85,18 @@ def test_postcopy_completes_within_the_cap():
         md = start_dirtier(src)
         dst.wait_listening()
         before = md.snapshot(src)
-        res, rep = migrate(src.control, dst.uri, "--bandwidth", LINK, "--max-downtime", CAP,
-                           "--no-auto-converge", "--postcopy", "--verify", timeout=700)
+        res = harness.run_ferry(["migrate", src.control, dst.uri, "--bandwidth", LINK,
+                                 "--max-downtime", CAP, "--no-auto-converge", "--postcopy",
+                                 "--verify", "--progress-json"], timeout=700)
+        harness.assert_no_sanitizer(res.stdout + res.stderr, "ferry migrate output")
+        lines = [json.loads(ln) for ln in res.stdout.splitlines() if ln.strip()]
+        assert res.rc == 0 and lines and lines[-1].get("type") == "report", res.describe()
+        rep = lines[-1]["migration"]
         pc = check_postcopy_report(rep, res)
+        # Progress during post-copy: "post-copy Y % received", Y growing.
+        got = [int(m.group(1)) for ln in lines if ln.get("type") == "progress"
+               for m in [re.fullmatch(r"post-copy (\d+) % received", ln.get("phase", ""))] if m]
+        assert got and got == sorted(got), f"post-copy progress: {got}\n{res.stdout[-3000:]}"
         assert rep["verified"] is True, f"not verified: {rep}"
         assert rep["throttle_max_percent"] == 0, rep
         assert pc["on_demand_pages"] > 0, f"memdirty faulted on no page: {pc}"
