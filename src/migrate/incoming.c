@@ -97,6 +97,10 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
             if (postcopy_recv_advise(in, m, body, len, err) < 0)
                 return -1;
             break;
+        case REC_POSTCOPY_DISCARD:
+            if (postcopy_recv_discard(in, m, body, len, err) < 0)
+                return -1;
+            break;
         case REC_POSTCOPY:
             if (postcopy_recv_switch(in, m, body, len, err) < 0)
                 return -1;

@@ -84,21 +84,29 @@ int lazy_ram_open(struct lazy_ram *l, uint8_t *host, uint64_t size, lazy_ram_req
     return 0;
 }
 
+/* In `missing` and still present: to be dropped now. */
+static bool lazy_ram_to_drop(const struct lazy_ram *l, const uint64_t *missing, uint64_t page)
+{
+    return ((missing[page >> 6] >> (page & 63)) & 1) && lazy_ram_is_present(l, page);
+}
+
 int lazy_ram_discard(struct lazy_ram *l, const uint64_t *missing, struct error *err)
 {
     for (uint64_t page = 0; page < l->npages; page++) {
-        if (!((missing[page >> 6] >> (page & 63)) & 1))
+        if (!lazy_ram_to_drop(l, missing, page))
             continue;
         /* Runs of missing pages in one call. */
         uint64_t end = page + 1;
-        while (end < l->npages && ((missing[end >> 6] >> (end & 63)) & 1))
+        while (end < l->npages && lazy_ram_to_drop(l, missing, end))
             end++;
-        if (madvise(l->host + page * LAZY_RAM_PAGE, (end - page) * LAZY_RAM_PAGE,
-                    MADV_DONTNEED) < 0)
-            return error_set(err, "cannot drop missing pages: %s", strerror(errno));
+        /* Missing before dropped: a fault in between is then asked for,
+         * never filled with zeroes as a never-touched page. */
         for (uint64_t p = page; p < end; p++)
             __atomic_fetch_and(&l->present[p >> 6], ~(1ull << (p & 63)), __ATOMIC_RELEASE);
         __atomic_fetch_add(&l->missing, end - page, __ATOMIC_RELAXED);
+        if (madvise(l->host + page * LAZY_RAM_PAGE, (end - page) * LAZY_RAM_PAGE,
+                    MADV_DONTNEED) < 0)
+            return error_set(err, "cannot drop missing pages: %s", strerror(errno));
         page = end;
     }
     return 0;

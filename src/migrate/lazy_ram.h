@@ -78,7 +78,8 @@ struct lazy_ram_stats {
 int lazy_ram_open(struct lazy_ram *l, uint8_t *host, uint64_t size, lazy_ram_request_fn request,
                   void *opaque, struct error *err);
 /* Before anything runs on it: drop the pages whose bit is set in `missing`
- * (npages bits); the next touch of each faults. */
+ * (npages bits) and that are not missing already; the next touch of each
+ * faults. May be called again with more pages. */
 int lazy_ram_discard(struct lazy_ram *l, const uint64_t *missing, struct error *err);
 /* Starts the fault thread. */
 int lazy_ram_start(struct lazy_ram *l, struct error *err);

@@ -1,9 +1,12 @@
 /* Post-copy migration: the guest moves before all of its memory.
  *
  * When pre-copy cannot meet the downtime cap (--postcopy, after
- * auto-converge) or after --postcopy-after N rounds, the source pauses the
- * guest and sends, instead of the pages still dirty, a POSTCOPY record with
- * their bitmap, then the devices, the clock and END as usual; READY, GO and
+ * auto-converge) or after --postcopy-after N rounds, the source first sends
+ * the pages the last round left dirty as POSTCOPY_DISCARD and waits (PING)
+ * until the destination dropped them: freeing tens of MB of pages takes
+ * milliseconds, which must not be downtime. Then it pauses the guest and
+ * sends, instead of the pages still dirty, a POSTCOPY record with their
+ * bitmap (the destination drops those it still has), then the devices, the clock and END as usual; READY, GO and
  * RUNNING follow, so the pause costs what a converged stop-and-copy costs.
  * The destination drops those pages from guest RAM and registers it with
  * userfaultfd (lazy_ram.h): whatever touches a missing page - a vCPU, a
@@ -47,6 +50,9 @@ struct migration_in;
 #define REC_POSTCOPY 0x41u         /* u64 npages, bitmap: the pages the destination lacks */
 #define REC_POSTCOPY_END 0x42u     /* u32 flags, u64 hash: every missing page was sent */
 #define REC_POSTCOPY_RESUME 0x43u  /* first record of a recovery connection */
+#define REC_POSTCOPY_DISCARD 0x44u /* u64 npages, bitmap: pages the destination will lack
+                                    * (sent before the pause, so dropping them is not
+                                    * downtime); no PAGES after it */
 /* Destination to source: */
 #define REC_PAGE_REQ 0x140u        /* u64 page: something waits for it */
 #define REC_POSTCOPY_DONE 0x141u   /* u64 x6: figures (struct postcopy_figures), no page missing */
@@ -84,6 +90,10 @@ struct postcopy_send {
     uint64_t cursor;            /* next page the background push looks at */
 };
 
+/* Before the pause: POSTCOPY_DISCARD for the pages the last round left
+ * dirty, and a PING the destination answers once it dropped them. */
+int postcopy_send_discard(struct machine *m, struct stream *s, const uint64_t *bitmap,
+                          struct error *err);
 /* Sends the POSTCOPY record for `bitmap` (the pages still dirty) and takes
  * a copy of it as the work to do. */
 int postcopy_send_switch(struct postcopy_send *ps, struct machine *m, struct stream *s,
@@ -104,6 +114,10 @@ void postcopy_send_free(struct postcopy_send *ps);
 /* The receiver's hooks, called from incoming.c. */
 int postcopy_recv_advise(struct migration_in *in, struct machine *m, const uint8_t *body,
                          size_t len, struct error *err);
+/* POSTCOPY_DISCARD: drop those pages (the fault thread starts with the
+ * first). */
+int postcopy_recv_discard(struct migration_in *in, struct machine *m, const uint8_t *body,
+                          size_t len, struct error *err);
 /* The POSTCOPY record: drop the missing pages, start the fault thread. */
 int postcopy_recv_switch(struct migration_in *in, struct machine *m, const uint8_t *body,
                          size_t len, struct error *err);

@@ -107,7 +107,9 @@ static void request_page(void *opaque, uint64_t page)
     pthread_mutex_unlock(&pc->send_lock);
 }
 
-int postcopy_recv_switch(struct migration_in *in, struct machine *m, const uint8_t *body,
+/* Drops the pages of a bitmap record (POSTCOPY_DISCARD or POSTCOPY),
+ * registering guest RAM with userfaultfd first. */
+static int discard_pages(struct migration_in *in, struct machine *m, const uint8_t *body,
                          size_t len, struct error *err)
 {
     struct ram *ram = &m->bus.ram;
@@ -118,7 +120,7 @@ int postcopy_recv_switch(struct migration_in *in, struct machine *m, const uint8
     if (in->ep.is_file)
         return error_set(err, "a post-copy record in a saved file");
     if (pc->switched)
-        return error_set(err, "a second post-copy record");
+        return error_set(err, "a post-copy record after the switch");
     if (len != 8 + words * 8 || get_u64(body) != ram->npages)
         return error_set(err, "post-copy record does not fit %llu MiB of RAM",
                          (unsigned long long)ram->size >> 20);
@@ -127,22 +129,38 @@ int postcopy_recv_switch(struct migration_in *in, struct machine *m, const uint8
         return error_set(err, "out of memory for the post-copy bitmap");
     for (size_t i = 0; i < words; i++)
         missing[i] = get_u64(body + 8 + 8 * i);
-    if (ram->npages % 64 && (missing[words - 1] >> (ram->npages % 64)))
-        goto bad;
-    if (lazy_ram_open(&pc->lazy, ram->host, ram->size, request_page, pc, err) < 0)
-        goto fail;
-    __atomic_store_n(&pc->lazy_open, true, __ATOMIC_RELEASE);
-    if (lazy_ram_discard(&pc->lazy, missing, err) < 0 || lazy_ram_start(&pc->lazy, err) < 0)
-        goto fail;
-    pc->total = pc->lazy.missing;
-    pc->switched = true;
+    if (ram->npages % 64 && (missing[words - 1] >> (ram->npages % 64))) {
+        free(missing);
+        return error_set(err, "post-copy record names pages beyond RAM");
+    }
+    int rc = 0;
+    if (!pc->lazy_open) {
+        rc = lazy_ram_open(&pc->lazy, ram->host, ram->size, request_page, pc, err);
+        if (rc == 0) {
+            __atomic_store_n(&pc->lazy_open, true, __ATOMIC_RELEASE);
+            rc = lazy_ram_start(&pc->lazy, err);
+        }
+    }
+    if (rc == 0)
+        rc = lazy_ram_discard(&pc->lazy, missing, err);
     free(missing);
+    return rc;
+}
+
+int postcopy_recv_discard(struct migration_in *in, struct machine *m, const uint8_t *body,
+                          size_t len, struct error *err)
+{
+    return discard_pages(in, m, body, len, err);
+}
+
+int postcopy_recv_switch(struct migration_in *in, struct machine *m, const uint8_t *body,
+                         size_t len, struct error *err)
+{
+    if (discard_pages(in, m, body, len, err) < 0)
+        return -1;
+    in->pc->total = __atomic_load_n(&in->pc->lazy.missing, __ATOMIC_RELAXED);
+    in->pc->switched = true;
     return 0;
-bad:
-    error_set(err, "post-copy record names pages beyond RAM");
-fail:
-    free(missing);
-    return -1;
 }
 
 bool postcopy_recv_switched(const struct migration_in *in)
@@ -465,8 +483,6 @@ void postcopy_recv_free(struct migration_in *in)
         return;
     if (pc->lazy_open)
         lazy_ram_close(&pc->lazy);
-    else if (pc->switched)
-        pthread_mutex_destroy(&pc->lazy.lock); /* lazy_ram_close destroyed it otherwise */
     pthread_mutex_destroy(&pc->send_lock);
     free(pc);
     in->pc = NULL;

@@ -14,6 +14,7 @@
 
 #include "base/escape.h"
 #include "machine/machine.h"
+#include "migrate/handover.h"
 #include "migrate/mstate.h"
 
 /* Unsent bytes the socket may hold before the push waits: a requested page
@@ -52,6 +53,40 @@ static uint64_t count_bits(const uint64_t *b, size_t words)
     return n;
 }
 
+/* A bitmap record: u64 npages, then the words. */
+static int put_bitmap(struct stream *s, uint32_t type, const uint64_t *bitmap, uint64_t npages,
+                      struct error *err)
+{
+    size_t words = (npages + 63) / 64;
+    uint8_t *body = malloc(8 + words * 8);
+    if (!body)
+        return error_set(err, "out of memory for the post-copy bitmap");
+    put_u64(body, npages);
+    for (size_t i = 0; i < words; i++) {
+        uint64_t w = bitmap[i];
+        if (i == words - 1 && npages % 64)
+            w &= (1ull << (npages % 64)) - 1;
+        put_u64(body + 8 + 8 * i, w);
+    }
+    int rc = stream_put(s, type, body, 8 + words * 8, err);
+    free(body);
+    return rc;
+}
+
+int postcopy_send_discard(struct machine *m, struct stream *s, const uint64_t *bitmap,
+                          struct error *err)
+{
+    static const struct peer destination = {"destination", "destination refused the stream"};
+    uint8_t token[4] = {0};
+    const uint8_t *body;
+    size_t len;
+    if (put_bitmap(s, REC_POSTCOPY_DISCARD, bitmap, m->bus.ram.npages, err) < 0 ||
+        stream_put(s, REC_PING, token, 4, err) < 0 || stream_flush(s, err) < 0 ||
+        stream_expect(s, REC_PONG, &destination, &body, &len, err) < 0)
+        return -1;
+    return 0;
+}
+
 int postcopy_send_switch(struct postcopy_send *ps, struct machine *m, struct stream *s,
                          const uint64_t *bitmap, uint64_t bandwidth, bool verify,
                          struct error *err)
@@ -64,21 +99,13 @@ int postcopy_send_switch(struct postcopy_send *ps, struct machine *m, struct str
     ps->verify = verify;
     size_t words = ram->dirty_words;
     ps->todo = malloc(words * 8);
-    uint8_t *body = malloc(8 + words * 8);
-    if (!ps->todo || !body) {
-        free(body);
+    if (!ps->todo)
         return error_set(err, "out of memory for the post-copy bitmap");
-    }
     memcpy(ps->todo, bitmap, words * 8);
     if (ram->npages % 64)
         ps->todo[words - 1] &= (1ull << (ram->npages % 64)) - 1;
     ps->total = count_bits(ps->todo, words);
-    put_u64(body, ram->npages);
-    for (size_t i = 0; i < words; i++)
-        put_u64(body + 8 + 8 * i, ps->todo[i]);
-    int rc = stream_put(s, REC_POSTCOPY, body, 8 + words * 8, err);
-    free(body);
-    return rc;
+    return put_bitmap(s, REC_POSTCOPY, ps->todo, ram->npages, err);
 }
 
 void postcopy_send_free(struct postcopy_send *ps)

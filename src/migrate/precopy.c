@@ -239,8 +239,11 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
         if (d.action == CONVERGE_STOP_AND_COPY)
             return 0;
         if (d.action == CONVERGE_POSTCOPY) {
+            /* The destination drops what this round left dirty while the
+             * guest still runs here; the pause adds only what it dirties
+             * meanwhile. */
             mig->postcopy = true;
-            return 0;
+            return to_file ? 0 : postcopy_send_discard(m, s, bitmap, err);
         }
         if (d.action == CONVERGE_FAIL) {
             char why[400];

@@ -294,6 +294,17 @@ int main(void)
     CHECK(first == 0 && f[2 * PAGE] == 0x42 && requests == before,
           "never-touched pages: read %u, wrote %u, %llu requests", first, f[2 * PAGE],
           (unsigned long long)(requests - before));
+    /* Dropping in two steps (post-copy's discard before the pause, then the
+     * switch): a page named twice counts once. */
+    uint64_t first_step[1] = {1ull << 3}, second_step[1] = {(1ull << 3) | (1ull << 0)};
+    CHECK(lazy_ram_discard(&lr, first_step, &err) == 0 &&
+          lazy_ram_discard(&lr, second_step, &err) == 0, "discard twice: %s", err.msg);
+    lazy_ram_stats(&lr, &st);
+    CHECK(st.missing == 2 && !lazy_ram_is_present(&lr, 0) && !lazy_ram_is_present(&lr, 3) &&
+          lazy_ram_is_present(&lr, 2), "missing %llu after two discards",
+          (unsigned long long)st.missing);
+    CHECK(lazy_ram_install(&lr, 0, NULL, &err) == 1 && lazy_ram_install(&lr, 3, block, &err) == 1 &&
+          f[3 * PAGE] == 0xd3 && f[0] == 0, "installs after the discards");
     lazy_ram_close(&lr);
     munmap(fresh, 4 * PAGE);
     printf("%s: %d checks, %d failures\n", __FILE__, checks, failures);
