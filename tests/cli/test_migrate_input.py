@@ -166,24 +166,34 @@ def test_incoming_and_restore_together():
     expect_usage_error(["run", "--incoming", "tcp:127.0.0.1:4444", "--restore", str(FIXTURE)])
 
 
+def _send_to_destination(dst, port, send):
+    """Wait until the destination dst listens on port, connect, call
+    send(sock), close."""
+    def listening():
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=1)
+        except OSError:
+            if not dst.running():
+                raise AssertionError(f"destination exited\n{dst.finish(5).describe()}")
+            return None
+    s = wait_for(listening, 30, "the destination to listen")
+    try:
+        send(s)
+    finally:
+        s.close()
+
+
+def _destination(port):
+    return Background([harness.ferry(), "run", "--incoming", f"tcp:127.0.0.1:{port}",
+                       "--console", "none"])
+
+
 def _incoming_peer(send):
     """Start a destination, connect to it, call send(sock), return the
     destination's result."""
     port = free_port()
-    with Background([harness.ferry(), "run", "--incoming", f"tcp:127.0.0.1:{port}",
-                     "--console", "none"]) as dst:
-        def listening():
-            try:
-                return socket.create_connection(("127.0.0.1", port), timeout=1)
-            except OSError:
-                if not dst.running():
-                    raise AssertionError(f"destination exited\n{dst.finish(5).describe()}")
-                return None
-        s = wait_for(listening, 30, "the destination to listen")
-        try:
-            send(s)
-        finally:
-            s.close()
+    with _destination(port) as dst:
+        _send_to_destination(dst, port, send)
         return dst.finish(60)
 
 
@@ -192,21 +202,8 @@ def _incoming_stray(send, why):
     why) and dropped; the destination keeps waiting for the real source
     (issue 13: strays must not end the wait)."""
     port = free_port()
-    with Background([harness.ferry(), "run", "--incoming", f"tcp:127.0.0.1:{port}",
-                     "--console", "none"]) as dst:
-        def listening():
-            try:
-                return socket.create_connection(("127.0.0.1", port), timeout=1)
-            except OSError:
-                if not dst.running():
-                    raise AssertionError(f"destination exited\n{dst.finish(5).describe()}")
-                return None
-        s = wait_for(listening, 30, "the destination to listen")
-        try:
-            send(s)
-        finally:
-            s.close()
-        dst.err.seek(0)
+    with _destination(port) as dst:
+        _send_to_destination(dst, port, send)
 
         def logged():
             dst.err.seek(0)

@@ -16,27 +16,7 @@
 
 #include "backend/disk.h"
 
-static int checks, failures;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                 \
-    do {                                                                               \
-        long long a_ = (long long)(a), b_ = (long long)(b);                            \
-        checks++;                                                                      \
-        if (a_ != b_) {                                                                \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: %s == %s: got %lld, want %lld\n", __FILE__,        \
-                    __LINE__, #a, #b, a_, b_);                                         \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 /* ---------------------------------------------------------------------- */
 /* The fake server: one connection per instance, served by a thread.      */

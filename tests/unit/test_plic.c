@@ -8,27 +8,7 @@
 #include "dev/plic.h"
 #include "machine/vclock.h"
 
-static int checks, failures;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                 \
-    do {                                                                               \
-        unsigned long long a_ = (a), b_ = (b);                                         \
-        checks++;                                                                      \
-        if (a_ != b_) {                                                                \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: %s == %s: got %#llx, want %#llx\n", __FILE__,      \
-                    __LINE__, #a, #b, a_, b_);                                         \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 #define NHARTS 2
 static struct hart harts[NHARTS];

@@ -14,27 +14,7 @@
 #include "backend/console.h"
 #include "dev/uart.h"
 
-static int checks, failures;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                 \
-    do {                                                                               \
-        unsigned long long a_ = (a), b_ = (b);                                         \
-        checks++;                                                                      \
-        if (a_ != b_) {                                                                \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: %s == %s: got %#llx, want %#llx\n", __FILE__,      \
-                    __LINE__, #a, #b, a_, b_);                                         \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4,
        LSR = 5, MSR = 6, SCR = 7 };
