@@ -514,6 +514,7 @@ static void *migration_thread(void *arg)
             downtime = h.t_go - t_pause + rtt / 2 + h.running_took_ns;
     }
     uint64_t t_end = vclock_host_ns(), wire_before = 0;
+    migration_trace("RUNNING", t_pause);
     if (mig->postcopy) {
         /* The downtime ended when the destination resumed: publish it now;
          * the pages follow while the guest runs there. */
@@ -534,7 +535,6 @@ static void *migration_thread(void *arg)
      * make half the round trip look longer than GO's trip was). */
     if (!downtime || downtime > t_end - t_pause)
         downtime = t_end - t_pause;
-    migration_trace("RUNNING", t_pause);
     migration_trace_flush();
     pthread_mutex_lock(&mig->job.lock);
     mig->st.downtime_ns = ep.is_file ? 0 : downtime;

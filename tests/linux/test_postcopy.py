@@ -109,6 +109,26 @@ def test_postcopy_completes_within_the_cap():
         poweroff(dst)
 
 
+
+@timeout(900)
+def test_postcopy_after_auto_converge():
+    # The escalation order: auto-converge first (here allowed only up to
+    # 20 %, which is not enough), then post-copy instead of failing.
+    with source() as src, IncomingVM() as dst:
+        md = start_dirtier(src)
+        dst.wait_listening()
+        before = md.snapshot(src)
+        res, rep = migrate(src.control, dst.uri, "--bandwidth", LINK, "--max-downtime", CAP,
+                           "--max-throttle", "20%", "--postcopy", "--verify", timeout=700)
+        check_postcopy_report(rep, res)
+        assert rep["throttle_max_percent"] == 20 and rep["verified"] is True, rep
+        dst.wait_resumed()
+        assert src.wait_exit(60) == 0, src.stderr()
+        wait_for(lambda: dst.status().get("state") == "running", 60, "post-copy to end")
+        dst.wait_prompt(30)
+        md.check_continues(dst, before, more=2)
+        poweroff(dst)
+
 @timeout(900)
 def test_postcopy_with_disk_busy():
     # Device DMA into pages the destination has not received yet: the guest
