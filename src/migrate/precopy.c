@@ -195,6 +195,49 @@ static uint64_t ready_deadline_ms(const struct machine *m)
     return READY_DEADLINE_MS + (m->bus.ram.size >> 30) * 1000;
 }
 
+/* Post-copy's switch, before the pause: the destination drops the pages
+ * it will lack while the guest still runs here (POSTCOPY_DISCARD), again
+ * for those dirtied meanwhile while they are many (a loaded host makes the
+ * round trip long), so the pause leaves it few to drop. `bitmap` gains the
+ * pages dirtied meanwhile. */
+#define POSTCOPY_DISCARD_ROUNDS 4
+#define POSTCOPY_DISCARD_TAIL 256   /* pages: dropping them takes tens of microseconds */
+static int postcopy_prepare(struct migration *mig, struct stream *s, uint64_t *bitmap,
+                            uint64_t *scratch, struct error *err)
+{
+    struct machine *m = mig->job.m;
+    size_t words = m->bus.ram.dirty_words;
+    uint64_t *dropped = calloc(words, 8), *fresh = calloc(words, 8);
+    int rc = 0;
+    if (!dropped || !fresh) {
+        rc = error_set(err, "out of memory for the post-copy bitmaps");
+        goto out;
+    }
+    for (unsigned i = 0; i < POSTCOPY_DISCARD_ROUNDS; i++) {
+        uint64_t n = 0;
+        for (size_t w = 0; w < words; w++) {
+            fresh[w] = bitmap[w] & ~dropped[w];
+            n += (uint64_t)__builtin_popcountll(fresh[w]);
+        }
+        if (i > 0 && n <= POSTCOPY_DISCARD_TAIL)
+            break;
+        if ((rc = postcopy_send_discard(m, s, fresh, err)) < 0)
+            break;
+        for (size_t w = 0; w < words; w++)
+            dropped[w] |= fresh[w];
+        if (dirty_reader_harvest(&mig->reader, scratch, err) < 0) {
+            rc = -1;
+            break;
+        }
+        for (size_t w = 0; w < words; w++)
+            bitmap[w] |= scratch[w];
+    }
+out:
+    free(dropped);
+    free(fresh);
+    return rc;
+}
+
 /* Live pre-copy: rounds while the guest runs, until the convergence
  * policy says stop. `bitmap` then holds the pages still to send. */
 static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
@@ -243,7 +286,7 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
              * guest still runs here; the pause adds only what it dirties
              * meanwhile. */
             mig->postcopy = true;
-            return to_file ? 0 : postcopy_send_discard(m, s, bitmap, err);
+            return to_file ? 0 : postcopy_prepare(mig, s, bitmap, scratch, err);
         }
         if (d.action == CONVERGE_FAIL) {
             char why[400];
