@@ -84,30 +84,32 @@ int lazy_ram_open(struct lazy_ram *l, uint8_t *host, uint64_t size, lazy_ram_req
     return 0;
 }
 
-/* In `missing` and still present: to be dropped now. */
-static bool lazy_ram_to_drop(const struct lazy_ram *l, const uint64_t *missing, uint64_t page)
-{
-    return ((missing[page >> 6] >> (page & 63)) & 1) && lazy_ram_is_present(l, page);
-}
-
 int lazy_ram_discard(struct lazy_ram *l, const uint64_t *missing, struct error *err)
 {
-    for (uint64_t page = 0; page < l->npages; page++) {
-        if (!lazy_ram_to_drop(l, missing, page))
+    /* Word by word: at the switch a few pages among hundreds of thousands
+     * are new, and this runs while the guest is paused. */
+    size_t words = (l->npages + 63) / 64;
+    for (size_t w = 0; w < words; w++) {
+        uint64_t drop = missing[w] & __atomic_load_n(&l->present[w], __ATOMIC_ACQUIRE);
+        if (w == words - 1 && l->npages % 64)
+            drop &= (1ull << (l->npages % 64)) - 1;
+        if (!drop)
             continue;
-        /* Runs of missing pages in one call. */
-        uint64_t end = page + 1;
-        while (end < l->npages && lazy_ram_to_drop(l, missing, end))
-            end++;
         /* Missing before dropped: a fault in between is then asked for,
          * never filled with zeroes as a never-touched page. */
-        for (uint64_t p = page; p < end; p++)
-            __atomic_fetch_and(&l->present[p >> 6], ~(1ull << (p & 63)), __ATOMIC_RELEASE);
-        __atomic_fetch_add(&l->missing, end - page, __ATOMIC_RELAXED);
-        if (madvise(l->host + page * LAZY_RAM_PAGE, (end - page) * LAZY_RAM_PAGE,
-                    MADV_DONTNEED) < 0)
-            return error_set(err, "cannot drop missing pages: %s", strerror(errno));
-        page = end;
+        __atomic_fetch_and(&l->present[w], ~drop, __ATOMIC_RELEASE);
+        __atomic_fetch_add(&l->missing, (uint64_t)__builtin_popcountll(drop), __ATOMIC_RELAXED);
+        /* Runs of dropped pages in one call each. */
+        while (drop) {
+            unsigned first = (unsigned)__builtin_ctzll(drop);
+            uint64_t run = drop >> first;
+            unsigned len = ~run ? (unsigned)__builtin_ctzll(~run) : 64 - first;
+            uint64_t page = w * 64 + first;
+            if (madvise(l->host + page * LAZY_RAM_PAGE, (uint64_t)len * LAZY_RAM_PAGE,
+                        MADV_DONTNEED) < 0)
+                return error_set(err, "cannot drop missing pages: %s", strerror(errno));
+            drop &= len == 64 ? 0 : ~(((1ull << len) - 1) << first);
+        }
     }
     return 0;
 }
