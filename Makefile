@@ -105,7 +105,7 @@ FUZZ_CC := clang
 FUZZ_SAN := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 FUZZ_CFLAGS := $(BASE_CFLAGS) -Wno-unknown-warning-option -Wno-unknown-pragmas -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) -Itests/fuzz
-FUZZERS := restore incoming standby ctl
+FUZZERS := restore incoming standby ctl http
 FUZZ_LIB_OBJS := $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(LIB_SRCS) tests/fuzz/fuzz_common.c)
 FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZERS))
 .SECONDARY: $(FUZZ_LIB_OBJS) $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o,$(FUZZERS))

@@ -88,6 +88,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+import replicate_clients  # noqa: E402
 import harness  # noqa: E402  (path set up by benchlib)
 import netns  # noqa: E402
 from ferryvm import clean  # noqa: E402
@@ -309,6 +310,7 @@ class Bench:
         self.port = 4440       # standby ports: a new one for each standby
         self.tag_n = 0
         self.outside_kills = []   # VMs killed by someone else, kernel trouble
+        self.primary_extra = []   # more `ferry run` arguments for the primary (--arbiter)
 
     # -- VMs -------------------------------------------------------------------
 
@@ -321,7 +323,8 @@ class Bench:
         return vm
 
     def boot_primary(self):
-        vm = self._vm("a", ["--mem", MEM, "--append", self.topo.guest_append()], "primary-a")
+        vm = self._vm("a", ["--mem", MEM, "--append", self.topo.guest_append(),
+                            *self.primary_extra], "primary-a")
         vm.start()
         boot = vm.boot(timeout=BOOT_TIMEOUT)
         vm.wait_control(timeout=30)
@@ -661,7 +664,8 @@ def move(b, kind, results, n):
             t_done = time.monotonic()
             if res.rc != 0:
                 raise BenchError(f"ferry switchover failed\n{res.describe()}")
-            m = re.search(r"downtime ([\d.]+) ms \(one checkpoint of (\d+) bytes\)", res.stdout)
+            m = re.search(r"downtime (?:at most )?([\d.]+) ms \([^)]*one checkpoint of (\d+) bytes\)",
+                          res.stdout)
             rec.update(reported_downtime_ms=float(m.group(1)) if m else None,
                        last_checkpoint_bytes=int(m.group(2)) if m else None,
                        command_ms=(t_done - t_event) * 1000, output=res.stdout.strip())
@@ -946,7 +950,7 @@ def run(b, results):
             save()
 
     parts = [("throughput", throughput), ("rates", lambda: checkpoint_rates(b, results)),
-             ("moves", moves)]
+             ("moves", moves), ("clients", lambda: replicate_clients.run(b, results, args, BenchError))]
     for name, fn in parts:
         if name not in args.parts:
             continue
@@ -980,10 +984,12 @@ def main():
                     help="failovers after the primary froze (SIGSTOP, then kill -9 once the standby "
                          "took over): the heartbeat-timeout path")
     ap.add_argument("--no-cpubench", action="store_true")
-    ap.add_argument("--parts", default="throughput,rates,moves",
+    ap.add_argument("--parts", default="throughput,rates,moves,clients",
                     help="what to measure: a comma-separated subset of throughput (unreplicated vs "
                          "replicated), rates (checkpoint rate per interval), moves (switchovers, "
-                         "failovers)")
+                         "failovers), clients (10 TCP clients: stall at switchover and failover, "
+                         "latency added by output commit, etcd lease renewal; "
+                         "bench/replicate_clients.py)")
     ap.add_argument("--out", default=str(bl.REPO / "bench" / "out"), help="directory for the JSON")
     ap.add_argument("--json", help="raw results file (default OUT/replicate.json)")
     args, unknown = ap.parse_known_args()
@@ -997,7 +1003,7 @@ def main():
         args.crashes = min(args.crashes, 1)
     args.intervals = [float(x) for x in args.intervals.split(",") if x.strip()]
     args.parts = {x.strip() for x in args.parts.split(",") if x.strip()}
-    if not args.parts <= {"throughput", "rates", "moves"}:
+    if not args.parts <= {"throughput", "rates", "moves", "clients"}:
         ap.error(f"unknown --parts {args.parts}")
 
     why = netns.available()
@@ -1049,6 +1055,7 @@ def main():
     results.pop("_json")
     bl.save_json(json_path, results)
     report(results, args)
+    replicate_clients.report(results)
     return status
 
 

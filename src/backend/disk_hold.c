@@ -1,6 +1,8 @@
 /* Held disk writes (see disk_hold.h). */
 #include "backend/disk_hold.h"
 
+#include "backend/output_gate.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +171,11 @@ static int write_held(struct disk_hold *dh, uint64_t epoch, const struct held_wr
     for (const struct held_write *h = first; h; h = h == last ? NULL : h->next) {
         if (h->epoch > epoch)
             continue;
+        if (!output_gate_open()) {
+            fprintf(stderr, "ferry: virtio-blk %s: the output gate closed (replication's arbiter): "
+                    "held writes stay held\n", dh->disk.name);
+            return -EPERM;
+        }
         int rc = dh->inner->ops->write(dh->inner, h->data, h->len, h->offset);
         if (rc < 0) {
             fprintf(stderr, "ferry: virtio-blk %s: committing %zu bytes at offset %llu failed: "

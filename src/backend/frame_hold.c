@@ -1,6 +1,8 @@
 /* Held output frames (see frame_hold.h). */
 #include "backend/frame_hold.h"
 
+#include "backend/output_gate.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +44,8 @@ bool frame_hold_output(struct frame_hold *fh, const uint8_t *frame, size_t len)
 {
     pthread_mutex_lock(&fh->mu);
     if (!fh->holding) {
-        bool sent = fh->send(fh->opaque, frame, len, false);
+        /* A closed gate (the arbiter's lease may have ended) drops it. */
+        bool sent = output_gate_open() && fh->send(fh->opaque, frame, len, false);
         pthread_mutex_unlock(&fh->mu);
         return sent;
     }
@@ -73,9 +76,9 @@ bool frame_hold_output(struct frame_hold *fh, const uint8_t *frame, size_t len)
     return true;
 }
 
-/* Sends and frees the held frames of epochs <= epoch, in order. Called
- * with mu. */
-static void release_locked(struct frame_hold *fh, uint64_t epoch)
+/* Sends (send) or forgets the held frames of epochs <= epoch, in order.
+ * Called with mu. */
+static void unlink_locked(struct frame_hold *fh, uint64_t epoch, bool send)
 {
     struct held_frame **link = &fh->head, *prev = NULL;
     for (struct held_frame *h = fh->head, *next; h; h = next) {
@@ -85,7 +88,10 @@ static void release_locked(struct frame_hold *fh, uint64_t epoch)
             link = &h->next;
             continue;
         }
-        fh->send(fh->opaque, h->data, h->len, true);
+        if (send && !output_gate_open())
+            break; /* the rest stays held */
+        if (send)
+            fh->send(fh->opaque, h->data, h->len, true);
         *link = next;
         if (fh->tail == h)
             fh->tail = prev;
@@ -95,6 +101,31 @@ static void release_locked(struct frame_hold *fh, uint64_t epoch)
     }
     if (fh->bytes < fh->limit)
         fh->drop_logged = false;
+}
+
+static void release_locked(struct frame_hold *fh, uint64_t epoch)
+{
+    unlink_locked(fh, epoch, true);
+}
+
+void frame_hold_drop(struct frame_hold *fh, uint64_t epoch)
+{
+    pthread_mutex_lock(&fh->mu);
+    unlink_locked(fh, epoch, false);
+    pthread_mutex_unlock(&fh->mu);
+}
+
+int frame_hold_epoch_frames(struct frame_hold *fh, uint64_t epoch,
+                            int (*fn)(void *opaque, const uint8_t *frame, size_t len),
+                            void *opaque)
+{
+    int rc = 0;
+    pthread_mutex_lock(&fh->mu);
+    for (struct held_frame *h = fh->head; h && rc == 0; h = h->next)
+        if (h->epoch == epoch)
+            rc = fn(opaque, h->data, h->len);
+    pthread_mutex_unlock(&fh->mu);
+    return rc;
 }
 
 void frame_hold_set(struct frame_hold *fh, bool on)

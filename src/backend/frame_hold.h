@@ -51,6 +51,15 @@ void frame_hold_set(struct frame_hold *fh, bool on);
 void frame_hold_set_epoch(struct frame_hold *fh, uint64_t epoch);
 void frame_hold_release(struct frame_hold *fh, uint64_t epoch);
 size_t frame_hold_frames(struct frame_hold *fh);
+/* Calls fn for each held frame of exactly `epoch`, in order (a switchover
+ * carries them to the host where the guest will run); stops at fn's
+ * first error and returns it. */
+int frame_hold_epoch_frames(struct frame_hold *fh, uint64_t epoch,
+                            int (*fn)(void *opaque, const uint8_t *frame, size_t len),
+                            void *opaque);
+/* Forgets the held frames of epochs <= epoch without sending them (the
+ * standby sends them). */
+void frame_hold_drop(struct frame_hold *fh, uint64_t epoch);
 void frame_hold_set_limit(struct frame_hold *fh, uint64_t limit);
 
 #endif

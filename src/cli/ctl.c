@@ -119,6 +119,7 @@ int cmd_ctl(int argc, char **argv)
         printf("usage: ferry ctl PATH COMMAND [KEY=VALUE...]\n"
                "       ferry ctl PATH '{\"cmd\":\"status\"}'\n"
                "commands: status pause resume migrate migrate-status migrate-cancel save quit\n"
+               "          takeover (a standby: manual failover)\n"
                "(see docs/control-protocol.md)\n");
         return 0;
     }

@@ -65,8 +65,13 @@ static void print_report(json_t *mig)
                                     : json_is_true(json_object_get(mig, "live")) ? "live (pre-copy)"
                                                                                 : "non-live");
     printf("  total time         %.1f ms\n", num(mig, "total_ms"));
-    printf("  downtime           %.2f ms measured (source pause to destination running)\n",
-           num(mig, "downtime_ms"));
+    const char *bound = json_string_value(json_object_get(mig, "downtime_bound_reason"));
+    if (bound)
+        printf("  downtime           at most %.2f ms (an upper bound, not measured: %s)\n",
+               num(mig, "downtime_ms"), bound);
+    else
+        printf("  downtime           %.2f ms measured (source pause to destination running)\n",
+               num(mig, "downtime_ms"));
     if (json_object_get(mig, "handover_ms"))
         printf("  handover           %.2f ms (source pause to RUNNING heard back)\n",
                num(mig, "handover_ms"));

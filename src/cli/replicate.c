@@ -134,9 +134,12 @@ int cmd_switchover(int argc, char **argv)
     if (ctl_call(argv[1], json_pack("{s:s}", "cmd", "switchover"), &resp))
         return 1;
     json_t *r = json_object_get(resp, "replication");
-    printf("switched over to %s: downtime %.2f ms (one checkpoint of %lld bytes)\n",
-           json_string_value(json_object_get(r, "uri")),
+    const char *bound = json_string_value(json_object_get(r, "switchover_downtime_bound_reason"));
+    /* Say what the figure is: measured, or an upper bound and why. */
+    printf("switched over to %s: downtime %s%.2f ms (%s%s; one checkpoint of %lld bytes)\n",
+           json_string_value(json_object_get(r, "uri")), bound ? "at most " : "",
            json_number_value(json_object_get(r, "switchover_downtime_ms")),
+           bound ? "an upper bound: " : "measured", bound ? bound : "",
            json_integer_value(json_object_get(r, "last_checkpoint_bytes")));
     json_decref(resp);
     return 0;

@@ -13,8 +13,10 @@
 #include "cpu/jit.h"
 #include "machine/machine.h"
 #include "machine/signals.h"
+#include "migrate/arbiter_etcd.h"
 #include "migrate/migration.h"
 #include "migrate/replication.h"
+#include "migrate/standby_state.h"
 #include "machine/vclock.h"
 #include "transport/tls.h"
 
@@ -53,9 +55,16 @@ static void run_usage(FILE *out)
             "                    take over when the primary dies or switches over\n"
             "  --fence CMD       with --standby: run CMD before taking over after a\n"
             "                    failure; do not take over if it fails\n"
+            "  --arbiter etcd://HOST:PORT[,HOST:PORT...]/KEY\n"
+            "                    replication arbiter (primary and --standby): only the\n"
+            "                    holder of KEY (a lease in this etcd cluster) runs the\n"
+            "                    guest and releases its output; numeric addresses\n"
+            "  --lease-ttl S     with --arbiter: the lease's TTL in seconds (default 3)\n"
             "  --heartbeat-timeout T\n"
             "                    with --standby: silence that means the primary is\n"
-            "                    gone (default 500ms)\n"
+            "                    gone (default 500ms). With --control, a standby\n"
+            "                    answers status, takeover (a manual failover, fenced)\n"
+            "                    and quit (end without taking over) from the start\n"
             "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
             "                    TLS 1.3 credentials for tls: addresses (--incoming,\n"
             "                    --standby, and migrate/replicate without their own):\n"
@@ -110,7 +119,7 @@ int cmd_run(int argc, char **argv)
     struct machine_config cfg = {0};
     const char *mem = NULL, *smp = NULL, *control = NULL, *incoming = NULL, *restore = NULL;
     const char *standby = NULL, *fence = NULL, *heartbeat = NULL, *max_mem = NULL;
-    const char *engine = NULL;
+    const char *engine = NULL, *arbiter_url = NULL, *lease_ttl = NULL;
     bool stats = false;
     struct tls_config tls;
     memset(&tls, 0, sizeof tls);
@@ -144,6 +153,8 @@ int cmd_run(int argc, char **argv)
         FLAG("--heartbeat-timeout", heartbeat)
         FLAG("--max-mem", max_mem)
         FLAG("--cpu", engine)
+        FLAG("--arbiter", arbiter_url)
+        FLAG("--lease-ttl", lease_ttl)
 #undef FLAG
         if ((r = cli_flag_value(argc, argv, &i, "--drive", &v)) != 0) {
             if (r < 0)
@@ -269,6 +280,26 @@ int cmd_run(int argc, char **argv)
         }
         heartbeat_ns = (uint64_t)ns;
     }
+    if (lease_ttl && !arbiter_url) {
+        cli_error("--lease-ttl only goes with --arbiter");
+        return EXIT_USAGE;
+    }
+    if (arbiter_url && (incoming || restore)) {
+        cli_error("--arbiter goes with a VM that boots here or a --standby");
+        return EXIT_USAGE;
+    }
+    struct arbiter *arbiter = NULL;
+    if (arbiter_url) {
+        char *end;
+        long ttl = lease_ttl ? strtol(lease_ttl, &end, 10) : ARBITER_DEFAULT_TTL_S;
+        if (lease_ttl && (*lease_ttl == '\0' || *end != '\0'))
+            ttl = -1;
+        if (arbiter_open(arbiter_url, ttl > 0 && ttl <= 3600 ? (unsigned)ttl : 0, &arbiter,
+                         &err) < 0) {
+            cli_error("%s", err.msg);
+            return EXIT_USAGE;
+        }
+    }
     if (incoming && strncmp(incoming, "tcp:", 4) != 0 && strncmp(incoming, "tls:", 4) != 0) {
         cli_error("--incoming must be tcp:ADDR:PORT or tls:ADDR:PORT, not '%s'", incoming);
         return EXIT_USAGE;
@@ -310,12 +341,23 @@ int cmd_run(int argc, char **argv)
             cli_error("%s", err.msg);
             return 1;
         }
+        if (control && standby) {
+            /* A standby answers status, takeover and quit from the start
+             * (migrate/standby_state.h), long before it has a guest. */
+            standby_state_begin(standby, heartbeat_ns, fence != NULL, arbiter_url);
+            if (ctl_start(&m, control, &ctl, &err) < 0) {
+                standby_state_end();
+                cli_error("%s", err.msg);
+                return 1;
+            }
+        }
         if (ctl)
             signals_set_control_path(control);
         if (standby) {
-            struct standby_params sp = {standby, fence, heartbeat_ns};
+            struct standby_params sp = {standby, fence, heartbeat_ns, arbiter};
             rc = standby_run(&m, &cfg, &sp, &err);
             if (rc > 0) {
+                ctl_stop(ctl, 0);
                 fprintf(stderr, "ferry: %s\n", err.msg);
                 return 0;
             }
@@ -324,13 +366,32 @@ int cmd_run(int argc, char **argv)
         } else {
             rc = machine_init(&m, &cfg, &err);
         }
+        if (rc == 0 && arbiter && !standby && !arbiter_current()) {
+            /* A primary runs the guest only holding the arbiter's key. */
+            rc = arbiter_take(arbiter, "primary", &err);
+            if (rc < 0)
+                machine_destroy(&m);
+        }
         if (rc < 0) {
             ctl_stop(ctl, 0);
+            arbiter_close(arbiter);
             cli_error("%s", err.msg);
             return 1;
         }
-        if (ctl) {
+        if (arbiter) {
+            arbiter_set_machine(arbiter, &m);
+            if (arbiter_keep(arbiter, &err) < 0) {
+                ctl_stop(ctl, 0);
+                machine_destroy(&m);
+                arbiter_close(arbiter);
+                cli_error("%s", err.msg);
+                return 1;
+            }
+        }
+        if (ctl && !standby) {
             ctl_serve(ctl, &m);
+        } else if (ctl) {
+            /* served since the start */
         } else if (control && ctl_start(&m, control, &ctl, &err) < 0) {
             cli_error("%s", err.msg);
             machine_destroy(&m);
@@ -344,6 +405,8 @@ int cmd_run(int argc, char **argv)
         signals_set_machine(&m);
         status = machine_run(&m);
         signals_set_machine(NULL);
+        if (arbiter)
+            arbiter_set_machine(arbiter, NULL);
         ctl_stop(ctl, m.stop == MACHINE_MIGRATED ? 5000 : 0);
         signals_set_control_path(NULL);
         migration_join(&m);
@@ -377,6 +440,7 @@ int cmd_run(int argc, char **argv)
         standby = NULL;
         cfg.no_boot = false;
     }
+    arbiter_close(arbiter);
     if (stats) {
         /* Wall-clock MIPS, and MIPS per second of CPU time the process got
          * (the latter is what a loaded host does not distort). */

@@ -18,6 +18,9 @@
 #include "migrate/postcopy.h"
 #include "migrate/replication.h"
 #include "ctl/request.h"
+#include "ctl/standby_ctl.h"
+#include "migrate/arbiter_etcd.h"
+#include "migrate/standby_state.h"
 
 #define MAX_LINE 65536
 
@@ -123,6 +126,11 @@ static json_t *migration_json(const struct migration_status *st)
             "fault_p99_ms", (double)st->fault_p99_ns / 1e6,
             "fault_max_ms", (double)st->fault_max_ns / 1e6,
             "recoveries", (json_int_t)st->postcopy_pauses));
+    if (st->state == MIG_COMPLETED && st->handover_ns) {
+        json_object_set_new(o, "downtime_measured", json_boolean(!st->downtime_bound[0]));
+        if (st->downtime_bound[0])
+            json_object_set_new(o, "downtime_bound_reason", json_string(st->downtime_bound));
+    }
     if (st->paused_at_ns)
         json_object_set_new(o, "paused_at_monotonic_ns", json_integer((json_int_t)st->paused_at_ns));
     if (st->error[0])
@@ -160,6 +168,15 @@ static json_t *replication_json(const struct replication_status *st)
         "switchover_downtime_ms", (double)st->switchover_downtime_ns / 1e6,
         "held_frames", (json_int_t)st->held_frames);
     json_object_set_new(o, "protected", json_boolean(st->state == REPL_PROTECTED));
+    if (st->switchover_handover_ns) {
+        json_object_set_new(o, "switchover_handover_ms",
+                            json_real((double)st->switchover_handover_ns / 1e6));
+        json_object_set_new(o, "switchover_downtime_measured",
+                            json_boolean(!st->switchover_downtime_bound[0]));
+        if (st->switchover_downtime_bound[0])
+            json_object_set_new(o, "switchover_downtime_bound_reason",
+                                json_string(st->switchover_downtime_bound));
+    }
     if (st->error[0])
         json_object_set_new(o, "error", json_string(st->error));
     return o;
@@ -203,6 +220,9 @@ static json_t *cmd_status(struct machine *m)
     replication_get_status(m, &rs);
     if (rs.state != REPL_NONE)
         json_object_set_new(o, "replication", replication_json(&rs));
+    json_t *arb = arbiter_json();
+    if (arb)
+        json_object_set_new(o, "arbiter", arb);
     return o;
 }
 
@@ -233,6 +253,9 @@ static json_t *cmd_migrate(struct machine *m, const struct migration_params *p, 
 static json_t *ctl_execute(struct machine *m, const struct ctl_request *req)
 {
     struct error err;
+    /* A standby has no running machine to act on until it takes over. */
+    if (standby_state_active())
+        return standby_ctl_execute(req);
     switch (req->cmd) {
     case CTL_STATUS:
         return cmd_status(m);
@@ -280,6 +303,8 @@ static json_t *ctl_execute(struct machine *m, const struct ctl_request *req)
         machine_request_stop(m, MACHINE_QUIT, 0);
         machine_resume(m);
         return ok();
+    case CTL_TAKEOVER:
+        return fail("this VM is not a standby: nothing to take over");
     }
     return fail("unknown command");
 }

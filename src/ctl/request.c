@@ -18,13 +18,14 @@ static const struct {
     {"migrate-cancel", CTL_MIGRATE_CANCEL}, {"replicate", CTL_REPLICATE},
     {"replicate-stop", CTL_REPLICATE_STOP}, {"switchover", CTL_SWITCHOVER},
     {"replication-status", CTL_REPLICATION_STATUS}, {"quit", CTL_QUIT},
+    {"takeover", CTL_TAKEOVER},
     {"migrate-resume", CTL_MIGRATE_RESUME},
 };
 
 bool ctl_cmd_is_priority(enum ctl_cmd cmd)
 {
     return cmd == CTL_STATUS || cmd == CTL_MIGRATE_STATUS || cmd == CTL_MIGRATE_CANCEL ||
-           cmd == CTL_QUIT;
+           cmd == CTL_QUIT || cmd == CTL_TAKEOVER;
 }
 
 /* A JSON number, finite, within [min, max]; *out untouched when absent.

@@ -104,6 +104,12 @@ struct repl_hooks {
                         void *opaque);
     /* Output units waiting for an acknowledgement (status); NULL if none. */
     size_t (*held)(const struct virtio_dev *dev);
+    /* Held frames of exactly `epoch` (a switchover's last checkpoint
+     * carries them: the new host sends them after its announcement), and
+     * forgetting them here instead of sending; NULL if none. */
+    int (*epoch_frames)(struct virtio_dev *dev, uint64_t epoch,
+                        int (*fn)(void *opaque, const uint8_t *frame, size_t len), void *opaque);
+    void (*drop)(struct virtio_dev *dev, uint64_t epoch);
 };
 
 struct virtio_dev {

@@ -529,12 +529,38 @@ static int net_repl_commit(struct virtio_dev *dev, uint64_t epoch)
     return 0;
 }
 
+static int net_repl_epoch_frames(struct virtio_dev *dev, uint64_t epoch,
+                                 int (*fn)(void *, const uint8_t *, size_t), void *opaque)
+{
+    struct vnet *n = vnet_of(dev);
+    return n ? frame_hold_epoch_frames(&n->out, epoch, fn, opaque) : 0;
+}
+
+static void net_repl_drop(struct virtio_dev *dev, uint64_t epoch)
+{
+    struct vnet *n = vnet_of(dev);
+    if (n)
+        frame_hold_drop(&n->out, epoch);
+}
+
 static const struct repl_hooks net_repl = {
     .hold = virtio_net_hold_output,
     .set_epoch = virtio_net_set_epoch,
     .commit = net_repl_commit,
     .held = virtio_net_held_frames,
+    .epoch_frames = net_repl_epoch_frames,
+    .drop = net_repl_drop,
 };
+
+size_t virtio_net_max_frame(void) { return NET_HDR_LEN + NET_MAX_FRAME; }
+
+int virtio_net_send_frame(struct virtio_dev *dev, const uint8_t *frame, size_t len)
+{
+    struct vnet *n = vnet_of(dev);
+    if (!n || len <= NET_HDR_LEN || len > NET_HDR_LEN + NET_MAX_FRAME)
+        return -1;
+    return vnet_sink(n, frame, len, true) ? 0 : -1;
+}
 
 static const struct virtio_device_ops net_ops = {
     .quiesce = virtio_net_quiesce,

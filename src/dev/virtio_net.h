@@ -38,6 +38,13 @@ void virtio_net_resume(struct virtio_dev *dev);
  * frames sent (>0) or -1 if none could be written. */
 int virtio_net_announce(struct virtio_dev *dev);
 
+/* Writes one frame as held output has it (virtio_net_hdr + Ethernet
+ * frame) to the tap: a switchover's carried frames, sent by the new host
+ * after its announcement. 0, or -1 if it is malformed or was not sent. */
+int virtio_net_send_frame(struct virtio_dev *dev, const uint8_t *frame, size_t len);
+/* The largest frame virtio_net_send_frame takes. */
+size_t virtio_net_max_frame(void);
+
 /* The card's MAC address (6 bytes). */
 void virtio_net_mac(const struct virtio_dev *dev, uint8_t mac[6]);
 

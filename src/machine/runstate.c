@@ -17,7 +17,7 @@ _Static_assert(sizeof state_names / sizeof state_names[0] == RUN_STATE_COUNT,
 
 static const char *const owner_names[HOLD_OWNERS] = {
     [HOLD_OPERATOR] = "operator", [HOLD_MIGRATION] = "migration", [HOLD_SAVE] = "save",
-    [HOLD_REPLICATION] = "replication",
+    [HOLD_REPLICATION] = "replication", [HOLD_ARBITER] = "arbiter",
 };
 
 const char *runstate_name(enum run_state s)

@@ -50,6 +50,7 @@ enum hold_owner {
     HOLD_MIGRATION,
     HOLD_SAVE,
     HOLD_REPLICATION,
+    HOLD_ARBITER,     /* the replication arbiter's lease is not surely valid */
     HOLD_OWNERS,
 };
 

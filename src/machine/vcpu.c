@@ -123,10 +123,15 @@ static bool vcpu_should_exit(const struct machine *m)
 #define TIMER_WAIT_MAX_NS 1000000000ull
 
 /* Under cpu_lock, parked in WFI: sleeps until woken or until the hart's
- * timer is due, then raises STIP itself (outside the lock: a raise may
- * notify, which locks). A timer already due has raised STIP already (it
- * is re-evaluated after every slice): it cannot wake the hart again, so the
- * hart sleeps until something else does. */
+ * timer is due, then raises STIP itself. A timer already due has raised
+ * STIP already (it is re-evaluated after every slice): it cannot wake the
+ * hart again, so the hart sleeps until something else does.
+ *
+ * The raise happens under cpu_lock (on its own thread a raise notifies no
+ * one, so it takes no lock) and only while no hold is on: a paused hart's
+ * state is frozen. Otherwise a hart whose timed sleep ran out just after a
+ * migration paused the guest would set STIP after its state was sent, and
+ * the source would differ from what the destination loaded. */
 static void vcpu_wait_for_interrupt(struct machine *m, struct hart *h)
 {
     struct vcpu *v = vcpu_of(m, h);
@@ -148,9 +153,8 @@ static void vcpu_wait_for_interrupt(struct machine *m, struct hart *h)
                               .tv_nsec = (long)(wake % 1000000000u)};
         pthread_cond_timedwait(&v->cond, &m->cpu_lock, &ts);
     }
-    pthread_mutex_unlock(&m->cpu_lock);
-    machine_update_hart_timer(m, h);
-    pthread_mutex_lock(&m->cpu_lock);
+    if (!m->harts_hold)
+        machine_update_hart_timer(m, h);
 }
 
 bool machine_hart_enter(struct machine *m, struct hart *h)

@@ -65,3 +65,21 @@ int handover_await_go(struct stream *s, const struct peer *peer, struct error *e
     size_t len;
     return stream_expect(s, REC_GO, peer, &body, &len, err);
 }
+
+uint64_t handover_downtime_ns(const struct handover *h, uint64_t t_pause)
+{
+    if (!h->running_took_ns || h->t_go < t_pause || h->t_running < h->t_go)
+        return 0;
+    uint64_t rtt = h->t_running - h->t_go;
+    rtt = rtt > h->running_took_ns ? rtt - h->running_took_ns : 0;
+    return h->t_go - t_pause + rtt / 2 + h->running_took_ns;
+}
+
+const char *handover_bound_reason(uint64_t estimate, uint64_t handover)
+{
+    if (!estimate)
+        return "the receiver reported no durations: pause to RUNNING heard back";
+    if (estimate > handover)
+        return "the estimate exceeded pause to RUNNING heard back (a late wakeup): that bounds it";
+    return NULL;
+}

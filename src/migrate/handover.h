@@ -57,6 +57,16 @@ int handover_wait_ready(struct stream *s, struct handover *h, struct error *err)
  * leaves the handover uncertain: the receiver may be running the guest. */
 int handover_go(struct stream *s, struct handover *h, struct error *err);
 
+/* Downtime (pause to the receiver resuming the guest) from GO's round
+ * trip: pause to GO sent (our clock), half of GO -> RUNNING less the
+ * receiver's own work, and the receiver's GO -> resumed. 0 when the
+ * receiver reported no duration. */
+uint64_t handover_downtime_ns(const struct handover *h, uint64_t t_pause);
+/* NULL when `estimate` is a measured downtime to report; otherwise why the
+ * handover time (pause to RUNNING heard, `handover` ns) is reported instead,
+ * as an upper bound. */
+const char *handover_bound_reason(uint64_t estimate, uint64_t handover);
+
 /* Receiving side of a migration: waits for GO after READY was sent. */
 int handover_await_go(struct stream *s, const struct peer *peer, struct error *err);
 

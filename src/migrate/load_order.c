@@ -76,6 +76,15 @@ int load_order_record(struct load_order *o, uint32_t type, const uint8_t *body, 
             return out_of_order(o, "disk write", err);
         o->phase = LOAD_DISK;
         return 0;
+    case REC_HELD_FRAME:
+        /* A switchover's last checkpoint: after the state, with the disk
+         * writes. */
+        if (!o->checkpoint)
+            return error_set(err, "held frame record in a migration stream");
+        if (o->phase != LOAD_CLOCKED && o->phase != LOAD_DISK)
+            return out_of_order(o, "held frame", err);
+        o->phase = LOAD_DISK;
+        return 0;
     case REC_END:
         if (o->phase == LOAD_PAGES || o->phase == LOAD_DEVICES) {
             /* Name what is missing: a device (hart) or just the clock. */

@@ -66,6 +66,9 @@ struct migration_status {
     uint64_t total_ns;          /* start to end */
     uint64_t downtime_ns;       /* source pause to destination resume, measured */
     uint64_t handover_ns;       /* source pause to RUNNING heard back */
+    /* Empty: downtime_ns was measured. Otherwise it is an upper bound
+     * (the handover time) and this says why it could not be measured. */
+    char downtime_bound[160];
     uint64_t paused_at_ns;      /* when the guest paused here (CLOCK_MONOTONIC) */
     uint64_t predicted_downtime_ns;
     uint64_t wire_bytes;

@@ -45,19 +45,7 @@
 struct machine;
 struct migration_in;
 
-/* Record types (docs/migration-stream.md). Source to destination: */
-#define REC_POSTCOPY_ADVISE 0x40u  /* u32 flags: this migration may switch to post-copy */
-#define REC_POSTCOPY 0x41u         /* u64 npages, bitmap: the pages the destination lacks */
-#define REC_POSTCOPY_END 0x42u     /* u32 flags, u64 hash: every missing page was sent */
-#define REC_POSTCOPY_RESUME 0x43u  /* first record of a recovery connection */
-#define REC_POSTCOPY_DISCARD 0x44u /* u64 npages, bitmap: pages the destination will lack
-                                    * (sent before the pause, so dropping them is not
-                                    * downtime); no PAGES after it */
-/* Destination to source: */
-#define REC_PAGE_REQ 0x140u        /* u64 page: something waits for it */
-#define REC_POSTCOPY_DONE 0x141u   /* u64 x6: figures (struct postcopy_figures), no page missing */
-#define REC_POSTCOPY_MISSING 0x142u /* u64 npages, bitmap: after RESUME, the pages still lacking */
-
+/* Record types: REC_POSTCOPY_* and REC_PAGE_REQ in stream.h. */
 #define POSTCOPY_FLAG_VERIFY 1u
 
 /* Pages per background record: small, so that a requested page never

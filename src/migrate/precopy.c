@@ -576,12 +576,14 @@ static void *migration_thread(void *arg)
     }
     /* Hearing RUNNING bounds it from above (a late wakeup for READY can
      * make half the round trip look longer than GO's trip was). */
-    if (!downtime || downtime > t_end - t_pause)
+    const char *bound = ep.is_file ? NULL : handover_bound_reason(downtime, t_end - t_pause);
+    if (bound)
         downtime = t_end - t_pause;
     migration_trace_flush();
     pthread_mutex_lock(&mig->job.lock);
     mig->st.downtime_ns = ep.is_file ? 0 : downtime;
     mig->st.handover_ns = ep.is_file ? 0 : t_end - t_pause;
+    snprintf(mig->st.downtime_bound, sizeof mig->st.downtime_bound, "%s", bound ? bound : "");
     mig->st.total_ns = vclock_host_ns() - t0;
     mig->st.wire_bytes = wire_before + s.bytes_written;
     codec_publish(&mig->st, &s);

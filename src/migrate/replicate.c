@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "machine/machine.h"
+#include "migrate/arbiter_etcd.h"
 #include "migrate/handover.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
@@ -85,6 +86,34 @@ static void commit_epoch(struct virtio_dev *d, const struct repl_hooks *h, uint6
         fprintf(stderr, "ferry: replication: releasing held output failed: %s\n", strerror(-rc));
 }
 
+/* A switchover's last epoch: its frames travelled in the checkpoint and go
+ * out from the new host after its announcement, never from here, where
+ * the answers they draw would be lost once the LAN moves. Disk writes
+ * commit as usual. */
+static void commit_final_epoch(struct virtio_dev *d, const struct repl_hooks *h, uint64_t epoch)
+{
+    if (h->drop)
+        h->drop(d, epoch);
+    else
+        commit_epoch(d, h, epoch);
+}
+
+struct frame_capture {
+    struct stream *s;
+    uint32_t slot;
+    struct error *err;
+};
+
+static int capture_frame(void *opaque, const uint8_t *frame, size_t len)
+{
+    struct frame_capture *c = opaque;
+    uint8_t head[4];
+    put_u32(head, c->slot);
+    const void *parts[2] = {head, frame};
+    size_t lens[2] = {sizeof head, len};
+    return stream_put_iov(c->s, REC_HELD_FRAME, parts, lens, 2, c->err);
+}
+
 struct disk_capture {
     struct stream *s;
     uint32_t slot;
@@ -104,7 +133,7 @@ static int capture_write(void *opaque, uint64_t offset, const void *data, size_t
 
 /* Stages checkpoint `epoch` while the guest is paused. */
 static int stage_checkpoint(struct replication *r, struct stream *cs, uint64_t epoch,
-                            uint64_t committed, uint64_t *bitmap, uint64_t *scratch,
+                            uint64_t committed, bool final, uint64_t *bitmap, uint64_t *scratch,
                             struct error *err)
 {
     struct machine *m = r->job.m;
@@ -128,6 +157,14 @@ static int stage_checkpoint(struct replication *r, struct stream *cs, uint64_t e
             continue;
         struct disk_capture dc = {cs, d->instance, err};
         if (d->repl->epoch_writes(d->vdev, epoch, capture_write, &dc) < 0)
+            return -1;
+    }
+    for (unsigned i = 0; final && i < m->devices.n; i++) {
+        const struct device_entry *d = &m->devices.dev[i];
+        if (!d->repl || !d->repl->epoch_frames)
+            continue;
+        struct frame_capture fc = {cs, d->instance, err};
+        if (d->repl->epoch_frames(d->vdev, epoch, capture_frame, &fc) < 0)
             return -1;
     }
     return stream_put(cs, REC_END, NULL, 0, err);
@@ -231,7 +268,11 @@ static int initial_copy(struct replication *r, struct stream *s, uint64_t *bitma
 static bool wait_epoch_end(struct replication *r, uint64_t next, bool *switching)
 {
     pthread_mutex_lock(&r->job.lock);
-    while (!r->stop_requested && !r->switch_requested && now_ns() < next) {
+    /* A switchover does not cut the epoch short: clients answered at the
+     * last commit get their requests in before the final pause, instead
+     * of into this host's tap while the guest is paused (lost, and
+     * recovered only by a TCP retransmission). */
+    while (!r->stop_requested && now_ns() < next) {
         uint64_t t = next, tnow = now_ns();
         if (t <= tnow)
             continue; /* the deadline passed meanwhile: no unsigned wrap */
@@ -275,6 +316,29 @@ static void publish_epoch(struct replication *r, bool switching, uint64_t epoch,
     r->st.last_ack_age_ns = 0;
     pthread_cond_broadcast(&r->job.cond);
     pthread_mutex_unlock(&r->job.lock);
+}
+
+/* Protection ended while the arbiter's lease was not surely valid: what
+ * is held may go out only if the lease is renewed after all (the key never
+ * left us). Waits for that (true), or for the lease to be lost or the job
+ * to be stopped (false: what is held is never released). */
+static bool await_arbiter(struct replication *r)
+{
+    for (;;) {
+        if (arbiter_may_release()) {
+            fprintf(stderr, "ferry: replication: the arbiter's lease was renewed: releasing "
+                    "what was held\n");
+            return true;
+        }
+        struct arbiter_status a;
+        arbiter_get_status(&a);
+        bool stop = atomic_load(&r->job.cancel);
+        if (stop || a.state == ARBITER_LOST || a.state == ARBITER_RELEASED ||
+            a.state == ARBITER_NONE)
+            return false;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static int flush_locked(void *opaque, struct stream *s, struct error *err)
@@ -337,7 +401,7 @@ static void *replication_thread(void *arg)
             runstate_transition(m, RUN_STATE_PAUSED, RUN_STATE_COMPLETING, &err) < 0)
             goto fail;
         cs.wlen = 0;
-        if (stage_checkpoint(r, &cs, epoch, acked, bitmap, scratch, &err) < 0)
+        if (stage_checkpoint(r, &cs, epoch, acked, switching, bitmap, scratch, &err) < 0)
             goto fail;
         if (!holding) {
             /* Protection starts here: from now on output waits for acks. */
@@ -366,7 +430,18 @@ static void *replication_thread(void *arg)
             goto fail;
         set_deadline(r, &s, NULL, 0);
         acked = epoch;
-        for_each_output(m, commit_epoch, epoch);
+        /* With an arbiter, output goes out only while its lease is surely
+         * ours: a primary that may have been replaced releases nothing
+         * (what it holds waits for a later epoch, or for ever). */
+        if (!arbiter_may_release()) {
+            /* Protection ends here: the standby, hearing nothing more,
+             * takes over once it holds the key (or never, without a
+             * quorum); this side stays paused by the arbiter. */
+            error_set(&err, "the arbiter's lease is not surely valid: releasing nothing, "
+                      "ending protection so that the standby can take over");
+            goto fail;
+        }
+        for_each_output(m, switching ? commit_final_epoch : commit_epoch, epoch);
         uint64_t t_ack = now_ns();
         publish_epoch(r, switching, epoch, cs.wlen, t_pause, t_resume, last_cp);
         last_cp = t_pause;
@@ -377,6 +452,11 @@ static void *replication_thread(void *arg)
         if (switching) {
             /* The standby holds the final state: hand the guest over. */
             struct error rs_err;
+            /* With an arbiter the standby may run the guest only once it
+             * holds the key: give it up first (the gate closes). */
+            struct arbiter *arb = arbiter_current();
+            if (arb && arbiter_release(arb, &err) < 0)
+                goto fail;
             runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_HANDOVER, &rs_err);
             set_deadline(r, &s, "switchover (RUNNING after GO)", RUNNING_DEADLINE_MS);
             if (handover_go(&s, &h, &err) < 0) {
@@ -394,7 +474,12 @@ static void *replication_thread(void *arg)
             }
             pthread_mutex_lock(&r->job.lock);
             r->st.state = REPL_SWITCHED;
-            r->st.switchover_downtime_ns = h.t_running - t_pause;
+            uint64_t handover = h.t_running - t_pause, down = handover_downtime_ns(&h, t_pause);
+            const char *bound = handover_bound_reason(down, handover);
+            r->st.switchover_downtime_ns = bound ? handover : down;
+            r->st.switchover_handover_ns = handover;
+            snprintf(r->st.switchover_downtime_bound, sizeof r->st.switchover_downtime_bound,
+                     "%s", bound ? bound : "");
             r->switch_rc = 0;
             pthread_mutex_unlock(&r->job.lock);
             runstate_transition(m, RUN_STATE_HANDOVER, RUN_STATE_MIGRATED, &rs_err);
@@ -412,7 +497,13 @@ static void *replication_thread(void *arg)
 
 fail:
     heartbeat_end(r);
-    /* The standby is gone or broken: never hold the guest hostage. */
+    /* The standby is gone or broken: never hold the guest hostage, unless
+     * the arbiter's lease may have ended (the standby may run the guest). */
+    if (holding && !arbiter_may_release()) {
+        fprintf(stderr, "ferry: replication: the arbiter's lease is not valid: nothing held is "
+                "released\n");
+        holding = await_arbiter(r);
+    }
     if (holding)
         for_each_output(m, hold_off, 0);
     if (paused) {
@@ -422,7 +513,10 @@ fail:
         if (runstate_release(m, HOLD_REPLICATION, &rs_err) < 0)
             fprintf(stderr, "ferry: replication: %s\n", rs_err.msg);
     }
-    fprintf(stderr, "ferry: replication: %s; the guest runs on UNPROTECTED\n", err.msg);
+    if (arbiter_may_release())
+        fprintf(stderr, "ferry: replication: %s; the guest runs on UNPROTECTED\n", err.msg);
+    else
+        fprintf(stderr, "ferry: replication: %s; the guest stays paused (arbiter)\n", err.msg);
     pthread_mutex_lock(&r->job.lock);
     r->st.state = REPL_UNPROTECTED;
     snprintf(r->st.error, sizeof r->st.error, "%s", err.msg);

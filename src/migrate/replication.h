@@ -42,6 +42,8 @@ struct replication_status {
     uint64_t last_ack_age_ns;
     uint64_t held_frames;         /* network output waiting for an ack */
     uint64_t switchover_downtime_ns;
+    uint64_t switchover_handover_ns;  /* pause to RUNNING heard back */
+    char switchover_downtime_bound[160]; /* empty: measured; else why it is a bound */
     char error[512];
 };
 
@@ -58,10 +60,12 @@ void replication_get_status(struct machine *m, struct replication_status *out);
  * until the primary dies (failover: after `fence` succeeds, if given) or
  * switches over; returns 0 with the machine ready to run the last
  * acknowledged checkpoint, or -1 (the process exits non-zero). */
+struct arbiter;
 struct standby_params {
     const char *uri;
     const char *fence;            /* shell command run before taking over */
     uint64_t heartbeat_timeout_ns;
+    struct arbiter *arbiter;      /* take its key before taking over (NULL: none) */
 };
 int standby_run(struct machine *m, struct machine_config *cfg, const struct standby_params *p,
                 struct error *err);

@@ -15,11 +15,14 @@
 #include <sys/wait.h>
 
 #include "dev/virtio_blk.h"
+#include "dev/virtio_net.h"
 #include "machine/machine.h"
+#include "migrate/arbiter_etcd.h"
 #include "migrate/load_order.h"
 #include "migrate/mstate.h"
 #include "migrate/receive.h"
 #include "migrate/replication.h"
+#include "migrate/standby_state.h"
 
 struct staged {
     uint32_t type;
@@ -35,7 +38,17 @@ struct pending_write {
     uint8_t *record;   /* the DISK_WRITE body: u32 slot, u64 offset, data */
 };
 
+/* A frame the primary held in the applied checkpoint's epoch and did not
+ * send (a switchover's last one): this host sends it after announcing. */
+struct carried_frame {
+    uint32_t slot;
+    size_t len;
+    uint8_t *record;   /* the HELD_FRAME body: u32 slot, frame */
+};
+
 struct standby {
+    struct carried_frame *frames;
+    size_t nframes;
     struct staged *recs;
     size_t nrecs, cap;
     uint64_t staged_bytes, stage_limit;
@@ -86,6 +99,29 @@ static int stage(struct standby *sb, uint32_t type, const uint8_t *body, size_t 
     return 0;
 }
 
+static void frames_clear(struct standby *sb)
+{
+    for (size_t i = 0; i < sb->nframes; i++)
+        free(sb->frames[i].record);
+    free(sb->frames);
+    sb->frames = NULL;
+    sb->nframes = 0;
+}
+
+/* Checks one HELD_FRAME record: its slot holds a network card and the
+ * frame's size is one that card could have sent. */
+static int check_held_frame(struct machine *m, const struct staged *r, struct error *err)
+{
+    if (r->len < 4)
+        return error_set(err, "held frame record has %zu bytes", r->len);
+    uint32_t slot = get_u32(r->body);
+    if (slot >= MEMMAP_VIRTIO_SLOTS || !virtio_net_is(&m->virtio[slot]))
+        return error_set(err, "held frame for slot %u, which has no network card", slot);
+    if (r->len - 4 > virtio_net_max_frame())
+        return error_set(err, "held frame of %zu bytes: larger than a card sends", r->len - 4);
+    return 0;
+}
+
 /* Drops the pending writes the primary has written to the shared disk. */
 static void prune_writes(struct standby *sb, uint64_t committed)
 {
@@ -132,7 +168,7 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
                          (unsigned long long)*epoch, (unsigned long long)sb->applied_epoch);
     struct load_order order;
     load_order_begin(&order, m, true);
-    size_t nwrites = 0;
+    size_t nwrites = 0, nframes = 0;
     for (size_t i = 1; i < sb->nrecs; i++) {
         struct staged *r = &sb->recs[i];
         if (load_order_record(&order, r->type, r->body, r->len, err) < 0)
@@ -152,6 +188,10 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
             rc = check_disk_write(m, r, err);
             nwrites++;
             break;
+        case REC_HELD_FRAME:
+            rc = check_held_frame(m, r, err);
+            nframes++;
+            break;
         default:
             if (!(r->type & REC_OPTIONAL))
                 rc = error_set(err, "unknown record 0x%x in a checkpoint", r->type);
@@ -169,6 +209,11 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
         sb->writes = n;
         sb->wcap = cap;
     }
+    /* The carried frames are the applied checkpoint's only: the primary
+     * sent those of every earlier epoch itself. */
+    frames_clear(sb);
+    if (nframes && !(sb->frames = calloc(nframes, sizeof *sb->frames)))
+        return error_set(err, "out of memory");
     return 0;
 }
 
@@ -178,6 +223,7 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
  * A disk write keeps its staged record's buffer. */
 static int apply_checkpoint(struct standby *sb, struct machine *m, struct error *err)
 {
+    uint64_t bytes = sb->staged_bytes;
     uint64_t epoch = 0;
     if (validate_checkpoint(sb, m, &epoch, err) < 0)
         return -1;
@@ -195,6 +241,11 @@ static int apply_checkpoint(struct standby *sb, struct machine *m, struct error 
                 epoch, get_u32(r->body), get_u64(r->body + 4), r->len - 12, r->body};
             r->body = NULL; /* now the pending write's */
             break;
+        case REC_HELD_FRAME:
+            sb->frames[sb->nframes++] = (struct carried_frame){get_u32(r->body), r->len - 4,
+                                                               r->body};
+            r->body = NULL;
+            break;
         default:
             break;
         }
@@ -205,14 +256,29 @@ static int apply_checkpoint(struct standby *sb, struct machine *m, struct error 
     }
     prune_writes(sb, committed);
     sb->applied_epoch = epoch;
+    standby_state_applied(epoch, bytes, sb->nwrites);
     return 0;
 }
 
-static int take_over(struct standby *sb, struct machine *m, const char *fence, bool planned,
-                     struct error *err)
+static int take_over(struct standby *sb, struct machine *m, const struct standby_params *p,
+                     bool planned, struct error *err)
 {
+    const char *fence = p->fence;
     if (!sb->applied_epoch)
         return error_set(err, "no complete checkpoint arrived yet: nothing to take over");
+    if (p->arbiter) {
+        /* Only the holder of the arbiter's key may run the guest: wait
+         * until the primary's lease ended (expired, or revoked by a
+         * switchover). Its revision is the fencing token. */
+        fprintf(stderr, "ferry: standby: taking the arbiter's key before taking over\n");
+        if (arbiter_take_wait(p->arbiter, "standby", standby_quit_requested, err) < 0)
+            return -1; /* the operator gave up (quit): the guest never ran here */
+        uint64_t token = arbiter_token(p->arbiter);
+        standby_state_token(token);
+        char tok[24];
+        snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
+        setenv("FERRY_FENCING_TOKEN", tok, 1);
+    }
     if (!planned && fence) {
         /* Fencing: make sure the old primary cannot run (or write the
          * shared disk) any more before this copy starts. */
@@ -232,14 +298,31 @@ static int take_over(struct standby *sb, struct machine *m, const char *fence, b
             virtio_blk_flush_backend(&m->virtio[i]);
     receive_loaded(m);
     vclock_resume(&m->clock);
+    /* The LAN learns that the guest is here before anything it said in
+     * the last epoch goes out: the answers those frames draw must come
+     * here, not to the old host. */
+    size_t sent = 0;
+    for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
+        if (virtio_net_is(&m->virtio[i]) && virtio_net_announce(&m->virtio[i]) < 0)
+            fprintf(stderr, "ferry: standby: could not announce the guest's MAC on the tap\n");
+    for (size_t i = 0; i < sb->nframes; i++) {
+        struct carried_frame *f = &sb->frames[i];
+        if (virtio_net_send_frame(&m->virtio[f->slot], f->record + 4, f->len) == 0)
+            sent++;
+    }
     fprintf(stderr, "ferry: standby: %s from checkpoint %llu\n",
             planned ? "switchover: taking over" : "primary lost: failing over",
             (unsigned long long)sb->applied_epoch);
+    if (sb->nframes)
+        fprintf(stderr, "ferry: standby: sent %zu of the %zu frames held in checkpoint %llu, "
+                "after announcing the guest\n", sent, sb->nframes,
+                (unsigned long long)sb->applied_epoch);
     return 0;
 }
 
 static void standby_free(struct standby *sb)
 {
+    frames_clear(sb);
     staged_clear(sb);
     free(sb->recs);
     for (size_t i = 0; i < sb->nwrites; i++)
@@ -251,8 +334,10 @@ int standby_run(struct machine *m, struct machine_config *cfg, const struct stan
                 struct error *err)
 {
     struct migration_in *in;
-    if (receive_open(&in, m, cfg, p->uri, "primary to replicate", err) < 0)
+    if (receive_open(&in, m, cfg, p->uri, "primary to replicate", err) < 0) {
+        standby_state_end();
         return -1;
+    }
     return standby_serve(in, m, p, err);
 }
 
@@ -260,6 +345,7 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
                   struct error *err)
 {
     runstate_transition(m, RUN_STATE_INCOMING, RUN_STATE_STANDBY, err);
+    standby_state_connected(in->ep.fd);
     struct standby sb = {.stage_limit = STAGE_RAM_MULTIPLE * m->bus.ram.size + STAGE_EXTRA_BYTES};
     bool in_checkpoint = false, planned = false;
     /* A checkpoint was refused: the primary was told and runs on
@@ -276,8 +362,17 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
         if (stream_get(&in->s, &type, &body, &len, &rerr) < 0) {
             /* Link lost, primary silent, or a corrupt record: whatever was
              * staged is dropped, the last applied checkpoint stands. */
-            fprintf(stderr, "ferry: standby: %s\n", rerr.msg);
             staged_clear(&sb);
+            if (standby_quit_requested()) {
+                error_set(err, "the operator asked the standby to quit: not taking over");
+                rc = 1;
+                goto fail_quiet;
+            }
+            if (standby_takeover_requested()) {
+                fprintf(stderr, "ferry: standby: the operator asked for a takeover\n");
+                break;
+            }
+            fprintf(stderr, "ferry: standby: %s\n", rerr.msg);
             if (refused) {
                 error_set(err, "not taking over: a checkpoint was refused and the primary "
                           "runs on unprotected (this standby's copy is checkpoint %llu)",
@@ -286,6 +381,7 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
             }
             break;
         }
+        standby_state_record(len, sb.staged_bytes);
         if (type == REC_HEARTBEAT)
             continue;
         if (type == REC_CHECKPOINT) {
@@ -329,6 +425,7 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
                      * counting on us) and wait for it to hang up. */
                     staged_clear(&sb);
                     refused = true;
+                    standby_state_phase(STANDBY_REFUSED);
                     error_set(err, "checkpoint refused: %s; nothing of it was applied, the "
                               "standby keeps checkpoint %llu", rerr.msg,
                               (unsigned long long)sb.applied_epoch);
@@ -358,6 +455,7 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
                 goto fail;
         } else if (type == REC_GO) {
             planned = true;
+            in->t_go = vclock_host_ns(); /* RUNNING reports GO -> resumed */
             break;
         } else if (type == REC_STOP) {
             error_set(err, "the primary stopped replication");
@@ -368,14 +466,17 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
             goto fail;
         }
     }
-    if (take_over(&sb, m, p->fence, planned, err) < 0)
+    standby_state_phase(STANDBY_TAKING_OVER);
+    if (take_over(&sb, m, p, planned, err) < 0)
         goto fail;
+    standby_state_end();
     standby_free(&sb);
     m->incoming = in; /* migration_receive_started() sends RUNNING and frees it */
     return 0;
 fail:
     rc = -1;
 fail_quiet:
+    standby_state_end();
     standby_free(&sb);
     receive_fail(in, m, err->msg);
     return rc;

@@ -1,7 +1,7 @@
 /* Writes the fuzzers' seed corpus (tests/fuzz/README.md): small but
  * complete streams made by ferry's own writers, so nothing binary lives in
  * git and the seeds follow the format as it changes.
- *   make-seeds DIR    creates DIR/{restore,incoming,standby,ctl}/... */
+ *   make-seeds DIR    creates DIR/{restore,incoming,standby,ctl,http}/... */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,6 +213,19 @@ int main(int argc, char **argv)
         char name[32];
         snprintf(name, sizeof name, "request-%zu", i);
         write_file(dir, "ctl", name, requests[i], strlen(requests[i]));
+    }
+    /* etcd's answers as the arbiter sees them (plain and chunked). */
+    static const char *answers[] = {
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n"
+        "{\"header\":{\"revision\":\"2\"},\"ID\":\"2324035855422580485\",\"TTL\":\"3\"}",
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "31\r\n{\"result\":{\"ID\":\"2324035855422580487\",\"TTL\":\"3\"}}\r\n0\r\n\r\n",
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}",
+    };
+    for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "answer-%zu", i);
+        write_file(dir, "http", name, answers[i], strlen(answers[i]));
     }
     return 0;
 }

@@ -9,7 +9,7 @@ set -euo pipefail
 mode=$1 dir=$2 seconds=$3
 here=$(cd "$(dirname "$0")" && pwd)
 status=0
-for name in restore incoming standby ctl; do
+for name in restore incoming standby ctl http; do
     bin=$dir/fuzz_$name
     seeds=$dir/seeds/$name
     if [[ $mode == smoke ]]; then

@@ -69,6 +69,12 @@ def check_downtime(rep, dst):
     heard RUNNING only after the resume."""
     truth = (dst.status()["resumed_at_monotonic_ns"] - rep["paused_at_monotonic_ns"]) / 1e6
     down, handover = rep["downtime_ms"], rep["handover_ms"]
+    # The figure says what it is: measured, or (a late wakeup on a loaded
+    # host) the handover time as an upper bound, with the reason.
+    if rep.get("downtime_measured") is not True:
+        assert rep.get("downtime_measured") is False and rep.get("downtime_bound_reason"), rep
+        assert rep["downtime_ms"] == rep["handover_ms"], rep
+        print(f"downtime reported as a bound: {rep['downtime_bound_reason']}", flush=True)
     assert 0 < truth <= handover, f"pause->resume {truth:.3f} ms, handover {handover:.3f} ms"
     assert 0 < down <= handover, f"downtime {down:.3f} ms, handover {handover:.3f} ms"
     assert abs(down - truth) <= max(1.0, truth / 2), (
