@@ -21,6 +21,9 @@ struct disk_ops {
     int (*write)(struct disk *d, const void *buf, size_t len, uint64_t offset);
     int (*flush)(struct disk *d);
     void (*close)(struct disk *d);
+    /* Optional: true if [offset, offset+len) is known to read as zeros
+     * without reading it (a hole in a sparse file). False when unknown. */
+    bool (*is_hole)(struct disk *d, uint64_t offset, uint64_t len);
 };
 
 struct disk {
@@ -35,6 +38,9 @@ struct disk {
  *   nbd://HOST:PORT/EXPORT[,readonly=on]
  * On failure returns -1 with a one-line message. */
 int disk_open(const char *spec, struct disk **out, struct error *err);
+/* An image a storage copy is still being received into (or that a failed
+ * one left): disk_open refuses a file= path ending so. */
+#define DISK_PARTIAL_SUFFIX ".partial"
 void disk_close(struct disk *d);
 
 /* Backend constructors used by disk_open (src/backend/disk_file.c and

@@ -79,6 +79,16 @@ static int file_flush(struct disk *d)
     return 0;
 }
 
+static bool file_is_hole(struct disk *d, uint64_t offset, uint64_t len)
+{
+    /* The next data at or after offset lies past the range (or there is
+     * none: ENXIO). Anything else, including errors, says "not known". */
+    off_t data = lseek(file_fd(d), (off_t)offset, SEEK_DATA);
+    if (data < 0)
+        return errno == ENXIO;
+    return (uint64_t)data >= offset + len;
+}
+
 static void file_close(struct disk *d)
 {
     struct disk_file *f = (struct disk_file *)d;
@@ -92,6 +102,7 @@ static const struct disk_ops file_ops = {
     .write = file_write,
     .flush = file_flush,
     .close = file_close,
+    .is_hole = file_is_hole,
 };
 
 int disk_file_open(const char *path, bool readonly, struct disk **out, struct error *err)

@@ -29,7 +29,12 @@ static void migrate_usage(FILE *out)
             "  --non-live          pause the guest first, then copy (no pre-copy rounds)\n"
             "  --max-downtime T    cap on the pause, e.g. 5ms (default), 300ms, 1s\n"
             "  --bandwidth LIMIT   cap on the copy rate in bytes/s, e.g. 100M, 1G\n"
-            "  --verify            compare a hash of all RAM and device state\n"
+            "  --verify            compare a hash of all RAM and device state (and, with\n"
+            "                      --copy-storage, a SHA-256 of each disk image)\n"
+            "  --copy-storage      copy the VM's local disks in the stream: the\n"
+            "                      destination receives each into its own --drive\n"
+            "                      file=PATH (as PATH.partial, created sparse; renamed to\n"
+            "                      PATH when the guest runs there)\n"
             "  --no-auto-converge  never throttle the guest: give up instead when pre-copy\n"
             "                      cannot meet --max-downtime (--auto-converge: the default)\n"
             "  --max-throttle P    most of the time the vCPUs may sleep, e.g. 99%% (default)\n"
@@ -99,6 +104,11 @@ static void print_report(json_t *mig)
                "max %.3f ms\n", num(pc, "on_demand_pages"), num(pc, "fault_median_ms"),
                num(pc, "fault_p99_ms"), num(pc, "fault_max_ms"));
     }
+    json_t *st = json_object_get(mig, "storage");
+    if (st)
+        printf("  storage            %.0f disk(s): %.0f blocks sent (%.0f zero blocks as flags), "
+               "%.1f MiB of data\n", num(st, "disks"), num(st, "blocks"), num(st, "zero_blocks"),
+               num(st, "bytes") / 1048576.0);
     if (json_is_true(json_object_get(mig, "verified")))
         printf("  verified           state hash matched on the destination\n");
     json_t *rounds = json_object_get(mig, "round_table");
@@ -137,6 +147,7 @@ int cmd_migrate(int argc, char **argv)
 {
     const char *path = NULL, *uri = NULL;
     bool live = true, verify = false, as_json = false, progress_json = false;
+    bool copy_storage = false;
     bool auto_converge = true, postcopy = false, resume = false;
     int max_throttle = 99, postcopy_after = 0;
     double downtime_ns = 5e6;
@@ -159,6 +170,8 @@ int cmd_migrate(int argc, char **argv)
             live = false;
         } else if (strcmp(argv[i], "--verify") == 0) {
             verify = true;
+        } else if (strcmp(argv[i], "--copy-storage") == 0) {
+            copy_storage = true;
         } else if (strcmp(argv[i], "--json") == 0) {
             as_json = true;
         } else if (strcmp(argv[i], "--progress-json") == 0) {
@@ -250,12 +263,12 @@ int cmd_migrate(int argc, char **argv)
         if (uri)
             json_object_set_new(req, "uri", json_string(uri));
     } else {
-        req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b, s:b, s:i, s:o, s:s, s:b, s:i}", "cmd",
+        req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b, s:b, s:i, s:o, s:s, s:b, s:i, s:b}", "cmd",
                         "migrate", "uri", uri, "live", live, "max_downtime_ms",
                         downtime_ns / 1e6, "bandwidth", (json_int_t)bandwidth, "verify",
                         verify, "auto_converge", auto_converge, "max_throttle", max_throttle,
                         "tls", cli_tls_json(&tls), "compress", compress, "postcopy", postcopy,
-                        "postcopy_after", postcopy_after);
+                        "postcopy_after", postcopy_after, "copy_storage", copy_storage);
     }
     json_t *resp = ctl_ask(fd, req, &err);
     json_decref(req);

@@ -22,7 +22,7 @@ static void print_replication(json_t *r)
 int cmd_replicate(int argc, char **argv)
 {
     const char *path = NULL, *uri = NULL;
-    bool stop = false, status = false;
+    bool stop = false, status = false, copy_storage = false;
     double interval_ms = 25;
     struct tls_config tls;
     memset(&tls, 0, sizeof tls);
@@ -37,6 +37,9 @@ int cmd_replicate(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: ferry replicate PATH tcp:HOST:PORT|tls:HOST:PORT [--interval 25ms]\n"
                    "         [--tls-cert FILE --tls-key FILE --tls-ca FILE | --tls-psk FILE]\n"
+                   "         [--copy-storage]  the standby keeps its own copy of the disks\n"
+                   "                           (into its --drive file=PATH, as PATH.partial\n"
+                   "                           until it takes over)\n"
                    "       ferry replicate PATH --stop | --status\n"
                    "The standby runs: ferry run --standby tcp:ADDR:PORT [--fence CMD]\n"
                    "(tls: on both sides; without --tls-* here the VM's own credentials,\n"
@@ -46,6 +49,8 @@ int cmd_replicate(int argc, char **argv)
             stop = true;
         } else if (strcmp(argv[i], "--status") == 0) {
             status = true;
+        } else if (strcmp(argv[i], "--copy-storage") == 0) {
+            copy_storage = true;
         } else if ((r = cli_flag_value(argc, argv, &i, "--interval", &v)) != 0) {
             double ns;
             if (r < 0)
@@ -89,8 +94,9 @@ int cmd_replicate(int argc, char **argv)
     }
     if (!tls_config_empty(&tls) && cli_tls_check(uri, &tls) < 0)
         return EXIT_USAGE;
-    if (ctl_call(path, json_pack("{s:s, s:s, s:f, s:o}", "cmd", "replicate", "uri", uri,
-                                 "interval_ms", interval_ms, "tls", cli_tls_json(&tls)), &resp))
+    if (ctl_call(path, json_pack("{s:s, s:s, s:f, s:o, s:b}", "cmd", "replicate", "uri", uri,
+                                 "interval_ms", interval_ms, "tls", cli_tls_json(&tls),
+                                 "copy_storage", copy_storage), &resp))
         return 1;
     json_decref(resp);
     /* Wait until the first checkpoint is acknowledged (or it fails). */

@@ -137,6 +137,13 @@ static json_t *migration_json(const struct migration_status *st)
         json_object_set_new(o, "error", json_string(st->error));
     if (st->channel[0])
         json_object_set_new(o, "channel", json_string(st->channel));
+    if (st->copy_storage)
+        json_object_set_new(o, "storage", json_pack(
+            "{s:i, s:I, s:I, s:I, s:I}", "disks", (int)st->storage.disks,
+            "blocks", (json_int_t)st->storage.blocks,
+            "zero_blocks", (json_int_t)st->storage.zero_blocks,
+            "bytes", (json_int_t)st->storage.bytes,
+            "remaining_bytes", (json_int_t)st->storage_remaining));
     const struct pagecodec_stats *z = &st->codec;
     json_object_set_new(o, "compress", json_pack(
         "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b}",

@@ -143,6 +143,7 @@ static int parse_migrate(json_t *req, bool save, struct migration_params *p, str
         bool_field(req, "verify", &p->verify, err) < 0 ||
         bool_field(req, "postcopy", &p->postcopy, err) < 0 ||
         number_field(req, "postcopy_after", 0, 30, "rounds", &after, err) < 0 ||
+        bool_field(req, "copy_storage", &p->copy_storage, err) < 0 ||
         number_field(req, "stream_version", 1, 1000, "a stream version", &version, err) < 0)
         return -1;
     if (version != (double)(uint32_t)version)
@@ -197,7 +198,8 @@ static int parse_replicate(json_t *req, struct replication_params *p, struct err
         return error_set(err, "uri is too long (at most %zu bytes)", sizeof p->uri - 1);
     snprintf(p->uri, sizeof p->uri, "%s", uri);
     if (number_field(req, "interval_ms", CTL_INTERVAL_MS_MIN, CTL_INTERVAL_MS_MAX,
-                     "milliseconds", &ms, err) < 0)
+                     "milliseconds", &ms, err) < 0 ||
+        bool_field(req, "copy_storage", &p->copy_storage, err) < 0)
         return -1;
     p->interval_ns = (uint64_t)(ms * 1e6);
     return tls_from_json(req, &p->tls, err);

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "backend/disk.h"
+#include "backend/disk_dirty.h"
 #include "backend/disk_hold.h"
 #include "dev/virtio_devices.h"
 
@@ -43,7 +44,8 @@
 struct blk {
     struct virtio_dev *vdev;
     struct disk *disk;             /* the filter below, as a struct disk */
-    struct disk_hold *hold;        /* replication's held writes, around the backend */
+    struct disk_hold *hold;        /* replication's held writes, around the log */
+    struct disk_dirty *dirty;      /* storage migration's dirty-block log, around the backend */
     uint64_t capacity;             /* sectors */
     uint8_t config[CONFIG_SIZE];   /* struct virtio_blk_config, little-endian */
     uint8_t id[VIRTIO_BLK_ID_BYTES];
@@ -433,7 +435,9 @@ int virtio_blk_attach(struct virtio_dev *slot, struct disk *disk, struct error *
         disk_close(disk);
         return error_set(err, "out of memory");
     }
-    if (disk_hold_wrap(disk, VIRTIO_BLK_HOLD_LIMIT_DEFAULT, &b->hold, err) < 0) {
+    /* Below the hold: held writes are logged when they reach the image. */
+    if (disk_dirty_wrap(disk, &b->dirty, err) < 0 ||
+        disk_hold_wrap(&b->dirty->disk, VIRTIO_BLK_HOLD_LIMIT_DEFAULT, &b->hold, err) < 0) {
         free(b);
         free(bounce);
         return -1;
@@ -553,4 +557,9 @@ void virtio_blk_set_hold_limit(struct virtio_dev *dev, uint64_t bytes)
         return;
     disk_hold_set_limit(((struct blk *)dev->opaque)->hold,
                         bytes ? bytes : VIRTIO_BLK_HOLD_LIMIT_DEFAULT);
+}
+
+struct disk_dirty *virtio_blk_dirty_log(struct virtio_dev *dev)
+{
+    return virtio_blk_is(dev) ? ((struct blk *)dev->opaque)->dirty : NULL;
 }

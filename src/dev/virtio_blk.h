@@ -97,4 +97,11 @@ int virtio_blk_flush_backend(struct virtio_dev *dev);
 uint64_t virtio_blk_held_bytes(const struct virtio_dev *dev);
 void virtio_blk_set_hold_limit(struct virtio_dev *dev, uint64_t bytes);
 
+/* ---- storage migration ----
+ * The disk's dirty-block log (src/backend/disk_dirty.h), which sits right
+ * above the backend: its `inner` is the backend (reads see the image as
+ * written, without held writes). NULL if dev is not a virtio-blk disk. */
+struct disk_dirty;
+struct disk_dirty *virtio_blk_dirty_log(struct virtio_dev *dev);
+
 #endif

@@ -10,6 +10,7 @@
 #include "base/escape.h"
 #include "dev/virtio_net.h"
 #include "machine/machine.h"
+#include "migrate/blockcopy.h"
 #include "migrate/handover.h"
 #include "migrate/load_order.h"
 #include "migrate/migration.h"
@@ -49,6 +50,7 @@ void incoming_free(struct migration_in *in)
     postcopy_recv_free(in);
     stream_free(&in->s);
     free(in->zbuf);
+    blockcopy_in_free(in->storage);
     transport_close(&in->ep);
     free(in);
 }
@@ -57,7 +59,8 @@ void incoming_free(struct migration_in *in)
 static int receive_state(struct machine *m, struct migration_in *in, struct error *err)
 {
     bool have_verify = false;
-    uint64_t verify = 0, round_ms = stream_copy_deadline_ms(m->bus.ram.size, 0);
+    uint64_t verify = 0;
+    uint64_t round_ms = stream_copy_deadline_ms(m->bus.ram.size + blockcopy_in_bytes(in->storage), 0);
     unsigned rounds = 0;
     struct load_order order;
     load_order_begin(&order, m, false);
@@ -77,6 +80,14 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
         switch (type) {
         case REC_PAGES:
             if (mstate_load_pages(m, body, len, err) < 0)
+                return -1;
+            break;
+        case REC_BLOCKS:
+            if (blockcopy_load(in->storage, m, body, len, false, err) < 0)
+                return -1;
+            break;
+        case REC_DISK_VERIFY:
+            if (blockcopy_check_verify(in->storage, m, body, len, err) < 0)
                 return -1;
             break;
         case REC_DEVICE:
@@ -123,7 +134,11 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
             return 0;
         case REC_PING:
             /* The source measures what we have applied, not what sits in
-             * socket buffers: answer once everything before is in RAM. */
+             * socket buffers: answer once everything before is in RAM
+             * (and the round's disk blocks are on the disk: the fsync
+             * before READY is then only the final copy's). */
+            if (blockcopy_in_flush(in->storage, m, err) < 0)
+                return -1;
             if (!in->ep.is_file &&
                 (stream_put(&in->s, REC_PONG, body, len > 8 ? 8 : len, err) < 0 ||
                  stream_flush(&in->s, err) < 0))
@@ -194,6 +209,19 @@ int receive_handshake(struct migration_in *in, struct machine *m, struct machine
     }
     if (mstate_parse_machine(body, len, &desc, err) < 0)
         goto fail;
+    /* --copy-storage: the disks come next; their images are created (as
+     * .partial) before the machine opens them. */
+    if (desc.flags & MDESC_STORAGE) {
+        if (stream_get(&in->s, &type, &body, &len, err) < 0)
+            goto fail;
+        if (type != REC_STORAGE) {
+            error_set(err, "the machine record announces a storage record, record 0x%x came",
+                      type);
+            goto fail;
+        }
+        if (blockcopy_in_prepare(&in->storage, body, len, cfg, err) < 0)
+            goto fail;
+    }
     stream_deadline(&in->s, NULL, 0);
     /* Before any allocation: the peer chooses the size. */
     uint64_t max_ram = cfg->max_ram_size ? cfg->max_ram_size : receive_default_max_ram();
@@ -281,6 +309,9 @@ int incoming_complete(struct migration_in *in, struct machine *m, struct error *
     if (receive_state(m, in, err) < 0)
         goto fail;
     receive_loaded(m);
+    /* Received disks are durable before the source may commit to us. */
+    if (blockcopy_in_flush(in->storage, m, err) < 0)
+        goto fail;
     migration_trace("dst: state loaded", in->t_end);
     if (!in->ep.is_file) {
         /* Complete and verified: tell the source, then wait for GO. The
@@ -300,6 +331,11 @@ int incoming_complete(struct migration_in *in, struct machine *m, struct error *
         in->t_go = vclock_host_ns();
         migration_trace("dst: GO", in->t_end);
     }
+    /* The guest runs here now: its disks are complete, put them in place
+     * (the open images stay the same files). */
+    struct error cerr;
+    if (blockcopy_in_commit(in->storage, &cerr) < 0)
+        fprintf(stderr, "ferry: %s; the guest runs on it anyway\n", cerr.msg);
     vclock_resume(&m->clock);
     m->incoming = in;
     return 0;

@@ -40,6 +40,18 @@ int load_order_record(struct load_order *o, uint32_t type, const uint8_t *body, 
         if (o->discarded)
             return error_set(err, "pages record after the post-copy discard");
         return 0;
+    case REC_BLOCKS: /* disk blocks travel with the pages */
+        if (o->phase != LOAD_PAGES)
+            return out_of_order(o, "blocks", err);
+        return 0;
+    case REC_DISK_VERIFY:
+        if (o->checkpoint)
+            return error_set(err, "disk verify record inside a checkpoint");
+        if (o->phase != LOAD_CLOCKED && o->phase != LOAD_VERIFIED)
+            return out_of_order(o, "disk verify", err);
+        return 0;
+    case REC_STORAGE:
+        return error_set(err, "a second storage record: it comes once, after the machine");
     case REC_PING:
         if (o->checkpoint)
             return error_set(err, "ping record inside a checkpoint");

@@ -1,8 +1,10 @@
 /* The order and completeness rules a receiver enforces on the state part
  * of a stream (docs/migration-stream.md, "Order and completeness"):
  *
- *   PAGES*  DEVICE*  CLOCK  [VERIFY]  END          (migration, save)
+ *   PAGES*  DEVICE*  CLOCK  [VERIFY]  [DISK_VERIFY*]  END   (migration, save)
  *   CHECKPOINT PAGES*  DEVICE*  CLOCK  DISK_WRITE*  END   (replication)
+ *
+ * BLOCKS records (--copy-storage) go where PAGES records may.
  *
  * with exactly one DEVICE record for every hart ("cpu" 0..n-1) and device
  * of the machine, all before the CLOCK. Optional records (ROUND, HEARTBEAT)

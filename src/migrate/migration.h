@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "migrate/blockcopy.h"
 #include "migrate/pagecodec.h"
 #include "transport/tls.h"
 
@@ -34,6 +35,7 @@ struct migration_params {
     unsigned max_throttle;      /* percent of time they may sleep, <= 99 */
     bool postcopy;              /* may switch to post-copy rather than fail (postcopy.h) */
     uint32_t postcopy_after;    /* switch after this many rounds (0: only rather than fail) */
+    bool copy_storage;          /* send the local disks too (blockcopy.h) */
 };
 
 enum migration_state {
@@ -98,6 +100,9 @@ struct migration_status {
     uint64_t postcopy_pauses;   /* connection breaks recovered from */
     uint64_t fault_pages;       /* pages the destination's guest or devices waited for */
     uint64_t fault_median_ns, fault_p99_ns, fault_max_ns;
+    bool copy_storage;
+    struct blockcopy_counters storage; /* with copy_storage */
+    uint64_t storage_remaining;   /* disk bytes due for the next round */
 };
 
 /* Source side: starts a migration (or, for a file: URI, save) job. Fails

@@ -17,11 +17,17 @@ _Static_assert(MEMMAP_VIRTIO_SLOTS <= MSTATE_MAX_SLOTS, "a MACHINE record descri
 
 int mstate_put_machine(struct stream *s, const struct machine *m, struct error *err)
 {
+    return mstate_put_machine_flags(s, m, 0, err);
+}
+
+int mstate_put_machine_flags(struct stream *s, const struct machine *m, uint32_t flags,
+                             struct error *err)
+{
     uint8_t b[MACHINE_BODY_SIZE];
     put_u64(b, m->bus.ram.base);
     put_u64(b + 8, m->bus.ram.size);
     put_u32(b + 16, m->nharts);
-    put_u32(b + 20, (m->sbi ? MDESC_SBI : 0) | (m->has_tohost ? MDESC_TOHOST : 0));
+    put_u32(b + 20, (m->sbi ? MDESC_SBI : 0) | (m->has_tohost ? MDESC_TOHOST : 0) | flags);
     put_u64(b + 24, m->tohost_addr);
     put_u32(b + 32, MEMMAP_VIRTIO_SLOTS);
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
@@ -52,7 +58,7 @@ int mstate_parse_machine(const uint8_t *b, size_t len, struct mstate_desc *d, st
     if (d->nharts < 1 || d->nharts > MACHINE_MAX_HARTS)
         return error_set(err, "stream describes %u harts (1..%d supported)", d->nharts,
                          MACHINE_MAX_HARTS);
-    if (d->flags & ~(MDESC_SBI | MDESC_TOHOST))
+    if (d->flags & ~(MDESC_SBI | MDESC_TOHOST | MDESC_STORAGE))
         return error_set(err, "stream machine flags 0x%x unknown", d->flags);
     return 0;
 }

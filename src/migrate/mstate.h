@@ -28,8 +28,12 @@ struct mstate_desc {
 };
 #define MDESC_SBI 1u
 #define MDESC_TOHOST 2u
+#define MDESC_STORAGE 4u  /* a STORAGE record follows (--copy-storage, blockcopy.h) */
 
 int mstate_put_machine(struct stream *s, const struct machine *m, struct error *err);
+/* The same with flags added (MDESC_STORAGE). */
+int mstate_put_machine_flags(struct stream *s, const struct machine *m, uint32_t flags,
+                             struct error *err);
 int mstate_parse_machine(const uint8_t *body, size_t len, struct mstate_desc *d,
                          struct error *err);
 /* Checks that a machine built from local options matches the stream's

@@ -300,11 +300,12 @@ static bool auto_decide(struct page_encoder *e, const void *const *parts, const 
     return link < e->zstd_rate * (1.0 - ratio);
 }
 
-static int put_plain(struct page_encoder *e, struct stream *s, const void *const *parts,
-                     const size_t *lens, unsigned nparts, size_t raw_len, struct error *err)
+static int put_plain(struct page_encoder *e, struct stream *s, uint32_t type,
+                     const void *const *parts, const size_t *lens, unsigned nparts,
+                     size_t raw_len, struct error *err)
 {
     uint64_t t0 = vclock_host_ns();
-    if (stream_put_iov(s, REC_PAGES, parts, lens, nparts, err) < 0)
+    if (stream_put_iov(s, type, parts, lens, nparts, err) < 0)
         return -1;
     uint64_t ns = vclock_host_ns() - t0;
     /* Time spent in a put is time waiting for the link (the buffer
@@ -318,8 +319,10 @@ static int put_plain(struct page_encoder *e, struct stream *s, const void *const
     return 0;
 }
 
-int page_encoder_put_record(struct page_encoder *e, struct stream *s, const void *const *parts,
-                            const size_t *lens, unsigned nparts, struct error *err)
+/* A record of plain_type, or z_type when zstd pays (PAGES or BLOCKS). */
+static int put_record(struct page_encoder *e, struct stream *s, uint32_t plain_type,
+                      uint32_t z_type, const void *const *parts, const size_t *lens,
+                      unsigned nparts, struct error *err)
 {
     size_t raw_len = 0;
     for (unsigned i = 0; i < nparts; i++)
@@ -329,7 +332,7 @@ int page_encoder_put_record(struct page_encoder *e, struct stream *s, const void
     if (e->mode == COMPRESS_AUTO)
         e->zstd_on = auto_decide(e, parts, lens, nparts);
     if (!e->zstd_on)
-        return put_plain(e, s, parts, lens, nparts, raw_len, err);
+        return put_plain(e, s, plain_type, parts, lens, nparts, raw_len, err);
 
     if (e->raw_cap < raw_len) {
         free(e->raw);
@@ -362,11 +365,11 @@ int page_encoder_put_record(struct page_encoder *e, struct stream *s, const void
     if (n + 4 >= raw_len) {
         const void *one[1] = {e->raw};
         size_t one_len[1] = {raw_len};
-        return put_plain(e, s, one, one_len, 1, raw_len, err);
+        return put_plain(e, s, plain_type, one, one_len, 1, raw_len, err);
     }
     put_u32(e->packed, (uint32_t)raw_len);
     uint64_t t1 = vclock_host_ns();
-    if (stream_put(s, REC_PAGES_Z, e->packed, n + 4, err) < 0)
+    if (stream_put(s, z_type, e->packed, n + 4, err) < 0)
         return -1;
     uint64_t put_ns = vclock_host_ns() - t1;
     if (put_ns > 20000) {
@@ -376,6 +379,18 @@ int page_encoder_put_record(struct page_encoder *e, struct stream *s, const void
     e->st.zstd_records++;
     e->st.sent_record_bytes += n + 4;
     return 0;
+}
+
+int page_encoder_put_record(struct page_encoder *e, struct stream *s, const void *const *parts,
+                            const size_t *lens, unsigned nparts, struct error *err)
+{
+    return put_record(e, s, REC_PAGES, REC_PAGES_Z, parts, lens, nparts, err);
+}
+
+int page_encoder_put_blocks(struct page_encoder *e, struct stream *s, const void *const *parts,
+                            const size_t *lens, unsigned nparts, struct error *err)
+{
+    return put_record(e, s, REC_BLOCKS, REC_BLOCKS_Z, parts, lens, nparts, err);
 }
 
 void page_encoder_stats(const struct page_encoder *e, struct pagecodec_stats *out)
@@ -421,10 +436,10 @@ int pagecodec_inflate(const uint8_t *body, size_t len, uint8_t **buf, size_t *ca
 int pagecodec_record(uint32_t *type, const uint8_t **body, size_t *len, uint8_t **buf,
                      size_t *cap, struct error *err)
 {
-    if (*type != REC_PAGES_Z)
+    if (*type != REC_PAGES_Z && *type != REC_BLOCKS_Z)
         return 0;
     if (pagecodec_inflate(*body, *len, buf, cap, body, len, err) < 0)
         return -1;
-    *type = REC_PAGES;
+    *type = *type == REC_PAGES_Z ? REC_PAGES : REC_BLOCKS;
     return 0;
 }

@@ -71,6 +71,10 @@ void page_encoder_zero(struct page_encoder *e, uint64_t page);
 /* Appends the batch as one PAGES record or, when zstd pays, a PAGES_Z. */
 int page_encoder_put_record(struct page_encoder *e, struct stream *s, const void *const *parts,
                             const size_t *lens, unsigned nparts, struct error *err);
+/* The same for a BLOCKS record (--copy-storage): BLOCKS or BLOCKS_Z. The
+ * figures count it with the page records. */
+int page_encoder_put_blocks(struct page_encoder *e, struct stream *s, const void *const *parts,
+                            const size_t *lens, unsigned nparts, struct error *err);
 void page_encoder_stats(const struct page_encoder *e, struct pagecodec_stats *out);
 
 /* ---- Receiver side ---- */
@@ -78,8 +82,9 @@ void page_encoder_stats(const struct page_encoder *e, struct pagecodec_stats *ou
  * bounded by STREAM_MAX_RECORD; free it when done). */
 int pagecodec_inflate(const uint8_t *body, size_t len, uint8_t **buf, size_t *cap,
                       const uint8_t **out, size_t *out_len, struct error *err);
-/* Turns a PAGES_Z record into the PAGES record it carries (other records
- * pass unchanged): for receivers, before anything looks at the record. */
+/* Turns a PAGES_Z (BLOCKS_Z) record into the PAGES (BLOCKS) record it
+ * carries (other records pass unchanged): for receivers, before anything
+ * looks at the record. */
 int pagecodec_record(uint32_t *type, const uint8_t **body, size_t *len, uint8_t **buf,
                      size_t *cap, struct error *err);
 

@@ -79,6 +79,7 @@ struct migration {
     struct postcopy_send pc;     /* its source side (postcopy.h) */
     char resume_uri[256];        /* under job.lock: --resume asked to reconnect here */
     bool resume_asked, quit;     /* under job.lock, with job.cond */
+    struct blockcopy_out *storage; /* --copy-storage: the disks' copy */
 };
 
 static void set_state(struct migration *mig, enum migration_state state)
@@ -127,6 +128,14 @@ static void codec_publish(struct migration_status *st, const struct stream *s)
         page_encoder_stats(s->pages, &st->codec);
 }
 
+static void storage_publish(struct migration *mig, uint64_t remaining)
+{
+    pthread_mutex_lock(&mig->job.lock);
+    blockcopy_stats(mig->storage, &mig->st.storage);
+    mig->st.storage_remaining = remaining;
+    pthread_mutex_unlock(&mig->job.lock);
+}
+
 /* Status publishing: one round's figures, for migrate-status. */
 static void publish_round(struct migration *mig, const struct round_stats *rs,
                           const struct page_counters *c, const struct converge_decision *d,
@@ -168,8 +177,13 @@ static int precopy_send_round(struct migration *mig, struct stream *s, bool to_f
     c->progress = &mig->progress;
     if (!to_file)
         stream_deadline(s, "pre-copy round",
-                        stream_copy_deadline_ms(mig->job.m->bus.ram.size, mig->p.bandwidth));
+                        stream_copy_deadline_ms(mig->job.m->bus.ram.size +
+                                                blockcopy_out_bytes(mig->storage),
+                                                mig->p.bandwidth));
     if (mstate_put_pages(s, mig->job.m, bitmap, c, mig->p.bandwidth, &mig->job.cancel, err) < 0)
+        return -1;
+    if (mig->storage &&
+        blockcopy_put_blocks(mig->storage, s, mig->p.bandwidth, &mig->job.cancel, err) < 0)
         return -1;
     if (!to_file) {
         /* Round trip: the round counts as done when the destination has
@@ -251,6 +265,8 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
     if (dirty_reader_harvest(&mig->reader, scratch, err) < 0)
         return -1;
     set_all(bitmap, ram->npages);
+    if (mig->storage && blockcopy_start(mig->storage, err) < 0)
+        return -1;
     set_state(mig, MIG_ACTIVE);
     const struct converge_params cp = {mig->p.max_downtime_ns, ram->npages, RAM_PAGE_SIZE,
                                        device_state_bytes(m), mig->p.auto_converge,
@@ -268,6 +284,12 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
         if (dirty < 0)
             return -1;
         rs.dirty_pages = (uint64_t)dirty;
+        if (mig->storage) {
+            /* Dirty blocks weigh in the prediction as the pages they fill. */
+            uint64_t disk_due = blockcopy_harvest(mig->storage);
+            rs.dirty_pages += disk_due / RAM_PAGE_SIZE;
+            storage_publish(mig, disk_due);
+        }
         total->pages += c.pages;
         total->zero_pages += c.zero_pages;
         total->bytes += c.bytes;
@@ -433,6 +455,8 @@ static void *migration_thread(void *arg)
     if (p->compress != COMPRESS_NONE &&
         !(s.pages = page_encoder_new(p->compress, ram->npages, p->bandwidth, &err)))
         goto fail;
+    if (p->copy_storage && blockcopy_out_open(&mig->storage, m, &err) < 0)
+        goto fail;
     pthread_mutex_lock(&mig->job.lock);
     mig->fd = ep.fd;
     snprintf(mig->st.channel, sizeof mig->st.channel, "%s", transport_describe(&ep));
@@ -440,7 +464,9 @@ static void *migration_thread(void *arg)
     s.timeout_ms = HANDSHAKE_TIMEOUT_MS;
     /* Sent at once: the destination allows the handshake 10 s, and a
      * bandwidth-paced first round may fill the buffer slowly. */
-    if (stream_write_header(&s, version, &err) < 0 || mstate_put_machine(&s, m, &err) < 0 ||
+    if (stream_write_header(&s, version, &err) < 0 ||
+        mstate_put_machine_flags(&s, m, mig->storage ? MDESC_STORAGE : 0, &err) < 0 ||
+        (mig->storage && blockcopy_put_storage(mig->storage, &s, &err) < 0) ||
         (p->live && !ep.is_file && postcopy_allowed(p) && postcopy_advise(&s, p, &err) < 0) ||
         (!ep.is_file && stream_flush(&s, &err) < 0))
         goto fail;
@@ -455,7 +481,8 @@ static void *migration_thread(void *arg)
     mig->st.paused_at_ns = t_pause;
     pthread_mutex_unlock(&mig->job.lock);
     if (!ep.is_file)
-        stream_deadline(&s, "final copy", stream_copy_deadline_ms(ram->size, 0));
+        stream_deadline(&s, "final copy",
+                        stream_copy_deadline_ms(ram->size + blockcopy_out_bytes(mig->storage), 0));
     /* The job's own hold: an operator's pause or resume meanwhile neither
      * runs the guest during the copy nor is undone by the job. */
     if (runstate_hold(m, mig->hold, &err) < 0) {
@@ -474,12 +501,20 @@ static void *migration_thread(void *arg)
         for (size_t i = 0; i < ram->dirty_words; i++)
             bitmap[i] |= scratch[i];
         migration_trace("dirty log synced", t_pause);
+        if (mig->storage)
+            blockcopy_harvest(mig->storage);
     } else {
         set_all(bitmap, ram->npages);
+        if (mig->storage && blockcopy_start(mig->storage, &err) < 0)
+            goto fail;
     }
     struct page_counters c = {0};
     if (mig->postcopy) {
-        /* No pages in the pause: the destination fetches them later. */
+        /* No pages in the pause: the destination fetches them later. The
+         * disk blocks first: the switch record ends the stream's pages. */
+        if (mig->storage &&
+            blockcopy_put_blocks(mig->storage, &s, 0, &mig->job.cancel, &err) < 0)
+            goto fail;
         if (postcopy_send_switch(&mig->pc, m, &s, bitmap, p->bandwidth, p->verify, &err) < 0)
             goto fail;
         pthread_mutex_lock(&mig->job.lock);
@@ -489,6 +524,9 @@ static void *migration_thread(void *arg)
     } else if (mstate_put_pages(&s, m, bitmap, &c, 0, &mig->job.cancel, &err) < 0) {
         goto fail;
     }
+    /* The devices are quiesced: every write the guest made is logged. */
+    if (mig->storage && !mig->postcopy && blockcopy_put_blocks(mig->storage, &s, 0, &mig->job.cancel, &err) < 0)
+        goto fail;
     migration_trace("pages queued", t_pause);
     if (mstate_put_devices(&s, m, version, &err) < 0)
         goto fail;
@@ -502,6 +540,8 @@ static void *migration_thread(void *arg)
             goto fail;
         put_u64(hb, hash);
         if (stream_put(&s, REC_VERIFY, hb, 8, &err) < 0)
+            goto fail;
+        if (mig->storage && blockcopy_put_verify(mig->storage, &s, &err) < 0)
             goto fail;
     }
     if (stream_put(&s, REC_END, NULL, 0, &err) < 0 || stream_flush(&s, &err) < 0)
@@ -595,7 +635,11 @@ static void *migration_thread(void *arg)
         snprintf(mig->st.error, sizeof mig->st.error, "post-copy verification failed on the "
                  "destination: its state hash differs from this host's");
     mig->st.state = MIG_COMPLETED;
+    blockcopy_stats(mig->storage, &mig->st.storage);
+    mig->st.storage_remaining = 0;
     pthread_mutex_unlock(&mig->job.lock);
+    blockcopy_out_free(mig->storage);
+    mig->storage = NULL;
     page_encoder_free(s.pages);
     s.pages = NULL;
     stream_free(&s);
@@ -623,6 +667,7 @@ fail:
     throttle_set(&m->throttle, 0);
     pthread_mutex_lock(&mig->job.lock);
     mig->st.state = atomic_load(&mig->job.cancel) ? MIG_CANCELLED : MIG_FAILED;
+    blockcopy_stats(mig->storage, &mig->st.storage);
     mig->st.total_ns = vclock_host_ns() - t0;
     mig->st.wire_bytes = s.bytes_written;
     codec_publish(&mig->st, &s);
@@ -652,6 +697,8 @@ fail:
     free(bitmap);
     free(scratch);
     dirty_reader_close(&mig->reader);
+    blockcopy_out_free(mig->storage);
+    mig->storage = NULL;
     if (paused && handed_over) {
         /* Only someone who checked the destination may run it here. */
         runstate_hand_to_operator(m, mig->hold, RUN_STATE_HANDOVER, &rs_err);
@@ -703,6 +750,8 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
                               p->stream_version > STREAM_VERSION))
         return error_set(err, "stream version %u is not supported", p->stream_version);
     bool save = strncmp(p->uri, "file:", 5) == 0;
+    if (save && p->copy_storage)
+        return error_set(err, "--copy-storage is for a migration to another host, not a save");
     if (job_check_idle(m, save ? JOB_SAVE : JOB_MIGRATE, err) < 0)
         return -1;
     enum run_state rs = runstate_get(m);
@@ -724,6 +773,7 @@ int migration_start(struct machine *m, const struct migration_params *p, struct 
     mig->st.auto_converge = p->auto_converge;
     progress_init(&mig->progress);
     mig->st.compress = p->compress;
+    mig->st.copy_storage = p->copy_storage;
     snprintf(mig->st.uri, sizeof mig->st.uri, "%s", p->uri);
     /* The job slot refuses a second job. */
     if (job_start(m, &mig->job, migration_thread, err) < 0) {

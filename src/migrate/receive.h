@@ -22,6 +22,7 @@ struct migration_in {
     size_t zcap;
     struct postcopy_recv *pc; /* post-copy's part (postcopy_recv.c), or NULL */
     char uri[256];   /* where it listened: post-copy recovery listens there again */
+    struct blockcopy_in *storage; /* --copy-storage: the disks received (blockcopy.h) */
 };
 
 /* Listens on uri, accepts one sender, reads the header and MACHINE record,

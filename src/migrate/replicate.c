@@ -16,6 +16,7 @@
 
 #include "machine/machine.h"
 #include "migrate/arbiter_etcd.h"
+#include "migrate/blockcopy.h"
 #include "migrate/handover.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
@@ -47,6 +48,9 @@ struct replication {
     pthread_mutex_t send_lock;
     struct stream *hb_stream;
     struct dirty_reader reader;     /* registered while the job runs */
+    /* --copy-storage: the disks' initial copy, until the first checkpoint
+     * (from then on the held writes of each epoch travel as DISK_WRITE). */
+    struct blockcopy_out *storage;
 };
 
 static uint64_t now_ns(void) { return vclock_host_ns(); }
@@ -147,8 +151,17 @@ static int stage_checkpoint(struct replication *r, struct stream *cs, uint64_t e
     put_u64(cp + 8, committed);
     struct page_counters c = {0};
     if (stream_put(cs, REC_CHECKPOINT, cp, sizeof cp, err) < 0 ||
-        mstate_put_pages(cs, m, bitmap, &c, 0, NULL, err) < 0 ||
-        mstate_put_devices(cs, m, STREAM_VERSION, err) < 0)
+        mstate_put_pages(cs, m, bitmap, &c, 0, NULL, err) < 0)
+        return -1;
+    if (r->storage) {
+        /* The disks' last dirty blocks, then the log is done. */
+        blockcopy_harvest(r->storage);
+        if (blockcopy_put_blocks(r->storage, cs, 0, NULL, err) < 0)
+            return -1;
+        blockcopy_out_free(r->storage);
+        r->storage = NULL;
+    }
+    if (mstate_put_devices(cs, m, STREAM_VERSION, err) < 0)
         return -1;
     memset(bitmap, 0, ram->dirty_words * 8);
     for (unsigned i = 0; i < m->devices.n; i++) {
@@ -247,12 +260,18 @@ static int initial_copy(struct replication *r, struct stream *s, uint64_t *bitma
     memset(bitmap, 0xff, ram->dirty_words * 8);
     if (ram->npages % 64)
         bitmap[ram->dirty_words - 1] = (1ull << (ram->npages % 64)) - 1;
+    if (r->storage && blockcopy_start(r->storage, err) < 0)
+        return -1;
     for (int round = 0; round < INITIAL_ROUNDS; round++) {
         struct page_counters c = {0};
         /* A standby reading a trickle must not hold this thread forever. */
         stream_deadline(s, "initial copy round", stream_copy_deadline_ms(ram->size, 0));
-        if (mstate_put_pages(s, m, bitmap, &c, 0, NULL, err) < 0 || stream_flush(s, err) < 0)
+        if (mstate_put_pages(s, m, bitmap, &c, 0, NULL, err) < 0 ||
+            (r->storage && blockcopy_put_blocks(r->storage, s, 0, NULL, err) < 0) ||
+            stream_flush(s, err) < 0)
             return -1;
+        if (r->storage)
+            blockcopy_harvest(r->storage);
         /* Records go straight to the socket from here on only under
          * send_lock; the heartbeat thread starts after the bulk copy. */
         if (dirty_reader_harvest(&r->reader, bitmap, err) < 0)
@@ -375,7 +394,11 @@ static void *replication_thread(void *arg)
     uint64_t ack_timeout = r->p.interval_ns * 20 > MIN_ACK_TIMEOUT_NS ? r->p.interval_ns * 20
                                                                        : MIN_ACK_TIMEOUT_NS;
     s.timeout_ms = (int)(ack_timeout / 1000000);
-    if (stream_write_header(&s, STREAM_VERSION, &err) < 0 || mstate_put_machine(&s, m, &err) < 0)
+    if (r->p.copy_storage && blockcopy_out_open(&r->storage, m, &err) < 0)
+        goto fail;
+    if (stream_write_header(&s, STREAM_VERSION, &err) < 0 ||
+        mstate_put_machine_flags(&s, m, r->storage ? MDESC_STORAGE : 0, &err) < 0 ||
+        (r->storage && blockcopy_put_storage(r->storage, &s, &err) < 0))
         goto fail;
 
     if (initial_copy(r, &s, bitmap, scratch, &err) < 0 || heartbeat_start(r, &s, &err) < 0)
@@ -527,6 +550,8 @@ fail:
     pthread_mutex_unlock(&r->job.lock);
 out:
     heartbeat_end(r);
+    blockcopy_out_free(r->storage);
+    r->storage = NULL;
     stream_free(&s);
     stream_free(&cs);
     transport_close(&ep);

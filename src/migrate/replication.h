@@ -21,6 +21,7 @@ struct replication_params {
     char uri[256];            /* tcp:HOST:PORT or tls:HOST:PORT of the standby */
     struct tls_config tls;    /* for tls: (empty: the process's defaults) */
     uint64_t interval_ns;     /* epoch length */
+    bool copy_storage;        /* the standby keeps its own disks (blockcopy.h) */
 };
 
 enum replication_state {

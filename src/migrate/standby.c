@@ -18,6 +18,7 @@
 #include "dev/virtio_net.h"
 #include "machine/machine.h"
 #include "migrate/arbiter_etcd.h"
+#include "migrate/blockcopy.h"
 #include "migrate/load_order.h"
 #include "migrate/mstate.h"
 #include "migrate/receive.h"
@@ -55,6 +56,9 @@ struct standby {
     struct pending_write *writes;
     size_t nwrites, wcap;
     uint64_t applied_epoch;
+    /* --copy-storage: this standby keeps its own disks; each checkpoint's
+     * blocks and disk writes go into them as it is applied. */
+    struct blockcopy_in *storage;   /* in->storage's, not owned */
 };
 
 static void staged_clear(struct standby *sb)
@@ -188,6 +192,9 @@ static int validate_checkpoint(struct standby *sb, struct machine *m, uint64_t *
             rc = check_disk_write(m, r, err);
             nwrites++;
             break;
+        case REC_BLOCKS:
+            rc = blockcopy_load(sb->storage, m, r->body, r->len, true, err);
+            break;
         case REC_HELD_FRAME:
             rc = check_held_frame(m, r, err);
             nframes++;
@@ -236,7 +243,16 @@ static int apply_checkpoint(struct standby *sb, struct machine *m, struct error 
         case REC_PAGES: rc = mstate_load_pages(m, r->body, r->len, err); break;
         case REC_DEVICE: rc = mstate_load_device(m, r->body, r->len, err); break;
         case REC_CLOCK: rc = mstate_load_clock(m, r->body, r->len, err); break;
+        case REC_BLOCKS: rc = blockcopy_load(sb->storage, m, r->body, r->len, false, err); break;
         case REC_DISK_WRITE:
+            if (sb->storage) {
+                /* Our own disk: the epoch's writes land with its memory. */
+                rc = virtio_blk_apply_write(&m->virtio[get_u32(r->body)], get_u64(r->body + 4),
+                                            r->body + 12, r->len - 12);
+                if (rc < 0)
+                    rc = error_set(err, "writing the standby's disk: %s", strerror(-rc));
+                break;
+            }
             sb->writes[sb->nwrites++] = (struct pending_write){
                 epoch, get_u32(r->body), get_u64(r->body + 4), r->len - 12, r->body};
             r->body = NULL; /* now the pending write's */
@@ -253,6 +269,11 @@ static int apply_checkpoint(struct standby *sb, struct machine *m, struct error 
             error_prefix(err, "applying checkpoint %llu", (unsigned long long)epoch);
             return -2;
         }
+    }
+    /* Durable before the ACK lets the primary release the epoch's output. */
+    if (blockcopy_in_flush(sb->storage, m, err) < 0) {
+        error_prefix(err, "applying checkpoint %llu", (unsigned long long)epoch);
+        return -2;
     }
     prune_writes(sb, committed);
     sb->applied_epoch = epoch;
@@ -296,6 +317,9 @@ static int take_over(struct standby *sb, struct machine *m, const struct standby
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++)
         if (virtio_blk_is(&m->virtio[i]))
             virtio_blk_flush_backend(&m->virtio[i]);
+    /* Our own disks hold the applied epoch: put them in place. */
+    if (blockcopy_in_commit(sb->storage, err) < 0)
+        return -1;
     receive_loaded(m);
     vclock_resume(&m->clock);
     /* The LAN learns that the guest is here before anything it said in
@@ -346,7 +370,8 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
 {
     runstate_transition(m, RUN_STATE_INCOMING, RUN_STATE_STANDBY, err);
     standby_state_connected(in->ep.fd);
-    struct standby sb = {.stage_limit = STAGE_RAM_MULTIPLE * m->bus.ram.size + STAGE_EXTRA_BYTES};
+    struct standby sb = {.stage_limit = STAGE_RAM_MULTIPLE * m->bus.ram.size + STAGE_EXTRA_BYTES,
+                         .storage = in->storage};
     bool in_checkpoint = false, planned = false;
     /* A checkpoint was refused: the primary was told and runs on
      * unprotected, so losing it is no reason to take over. */
@@ -452,6 +477,9 @@ int standby_serve(struct migration_in *in, struct machine *m, const struct stand
         if (type == REC_PAGES && !sb.applied_epoch && !refused) {
             /* Initial copy before the first checkpoint. */
             if (mstate_load_pages(m, body, len, err) < 0)
+                goto fail;
+        } else if (type == REC_BLOCKS && !sb.applied_epoch && !refused) {
+            if (blockcopy_load(sb.storage, m, body, len, false, err) < 0)
                 goto fail;
         } else if (type == REC_GO) {
             planned = true;

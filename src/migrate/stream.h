@@ -34,6 +34,9 @@ enum record_type {
     REC_DISK_WRITE = 10, /* replication: u32 slot, u64 offset, data */
     REC_STOP = 11,       /* replication: protection ends, the standby exits */
     REC_PING = 12,       /* u32 token: answer with PONG once everything before is applied */
+    REC_STORAGE = 13,    /* --copy-storage: the disks that follow (blockcopy.h) */
+    REC_BLOCKS = 14,     /* a batch of disk blocks */
+    REC_DISK_VERIFY = 15, /* u32 slot, SHA-256 of the image at the pause */
     REC_HELD_FRAME = 0x40, /* replication: u32 slot, a frame held in the checkpoint's epoch */
     REC_PAGES_Z = 0x20,  /* a PAGES body compressed: u32 its length, a zstd frame (pagecodec.h) */
     /* Post-copy (postcopy.h, docs/postcopy.md). */
@@ -42,6 +45,7 @@ enum record_type {
     REC_POSTCOPY_END = 0x52,     /* u32 flags, u64 hash: every missing page was sent */
     REC_POSTCOPY_RESUME = 0x53,  /* first record of a recovery connection */
     REC_POSTCOPY_DISCARD = 0x54, /* u64 npages, bitmap: drop these before the pause */
+    REC_BLOCKS_Z = 0x21, /* a BLOCKS body compressed, as PAGES_Z */
     /* Return path, destination to source. */
     REC_READY = 0x100,   /* state received and verified; waiting for GO */
     REC_GO = 0x101,      /* source: the destination may run the guest */

@@ -47,6 +47,8 @@ REC_DEVICE = 3
 REC_CLOCK = 4
 REC_VERIFY = 5
 REC_END = 6
+REC_BLOCKS = 14
+REC_BLOCKS_Z = 0x21
 REC_READY = 0x100
 REC_GO = 0x101
 REC_RUNNING = 0x102
@@ -689,13 +691,17 @@ class StreamProxy(RecordRelay):
       drop="go"       pass READY on, but when the source sends GO, close
                       both sides instead (the destination never hears it)
       on_bytes=(N, f) call f() (in the relay thread) once N bytes went by
+      cut_in=(TYPE, N) pass N records of TYPE on, then cut in the middle of
+                      the next one (e.g. REC_BLOCKS: during a disk copy)
 
     .forwarded counts bytes relayed to the destination, .events describes
     what happened (for assertion messages), .done is set when it ended."""
 
     def __init__(self, dest_port, rate=None, cut_after=None, corrupt=None, drop=None,
-                 on_bytes=None):
+                 on_bytes=None, cut_in=None):
         super().__init__(dest_port)
+        self.cut_in, self._cut_seen = cut_in, 0
+        self.types = {}   # record type -> how many were relayed to the destination
         self.rate, self.cut_after, self.corrupt, self.drop = rate, cut_after, corrupt, drop
         self.on_bytes = on_bytes
         self.corrupted = False
@@ -754,6 +760,16 @@ class StreamProxy(RecordRelay):
             rtype, rlen = struct.unpack("<II", rh)
             rest = self._recv_exact(src, rlen + 4) or b""
             rec = bytearray(rh + rest)
+            self.types[rtype] = self.types.get(rtype, 0) + 1
+            if self.cut_in and rtype == self.cut_in[0]:
+                self._cut_seen += 1
+                if self._cut_seen > self.cut_in[1]:
+                    half = bytes(rec[:len(rec) // 2])
+                    self._event(f"cutting in record {self._cut_seen} of type {rtype:#x} "
+                                f"after {self.forwarded + len(half)} bytes")
+                    self._send(dst, half)
+                    self.close()
+                    return
             if rtype == REC_GO:
                 self._event("source sent GO")
                 if self.drop == "go":

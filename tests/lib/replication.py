@@ -216,12 +216,12 @@ class ControlledStandby(StandbyVM):
 # ferry replicate / switchover
 # --------------------------------------------------------------------------
 
-def replicate(control, uri, interval="25ms", topo=None, timeout=180):
-    """`ferry replicate CONTROL URI --interval I` (inside host-a's namespace
-    with topo); it returns once the standby holds a first checkpoint. Raises
-    unless it exits 0 saying `protected`."""
+def replicate(control, uri, interval="25ms", topo=None, timeout=180, opts=()):
+    """`ferry replicate CONTROL URI --interval I OPTS...` (inside host-a's
+    namespace with topo); it returns once the standby holds a first
+    checkpoint. Raises unless it exits 0 saying `protected`."""
     argv = [*_ns_prefix(topo, "a"), harness.ferry(), "replicate", control, uri,
-            "--interval", interval]
+            "--interval", interval, *opts]
     res = harness.run_cmd(argv, timeout=timeout)
     harness.assert_no_sanitizer(res.stdout + res.stderr, "ferry replicate output")
     if res.rc != 0 or "protected" not in res.stdout:
