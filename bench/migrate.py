@@ -21,8 +21,11 @@ Cases (all -smp 1, everything on 127.0.0.1):
               "qemu-postcopy": postcopy-ram, max-postcopy-bandwidth 32 MB/s,
               migrate-start-postcopy after the first full pass). The guest
               also runs stallmon (its longest gap between two clock readings
-              during the migration is "guest stall"). ferry has no post-copy
-              yet: it must converge by throttling or fail.
+              during the migration is "guest stall"). ferry runs twice:
+              "ferry" with auto-converge, "ferry-postcopy" with
+              `--postcopy-after 1` (post-copy after the first full pass, as
+              QEMU's), reporting the post-copy fault latency (fault to page
+              installed, measured on the destination).
 
 Each run (`--runs` times per case and machine, ferry and QEMU alternating
 which goes first) boots a fresh source and starts a fresh destination
@@ -276,7 +279,7 @@ def check_destination(dst, md, before):
 # One run
 # --------------------------------------------------------------------------
 
-def run_ferry(ferry, guest, case, target_ms):
+def run_ferry(ferry, guest, case, target_ms, postcopy=False):
     spec = CASES[case]
     env = {"FERRY_GUEST_DIR": str(guest)}
     rec = {}
@@ -292,6 +295,8 @@ def run_ferry(ferry, guest, case, target_ms):
             src.run("true")
         link = ["--bandwidth", f"{spec['link_mb_s']}M"] if spec.get("link_mb_s") else []
         stall_lines = start_stallmon(src) if link else None
+        if postcopy:
+            link += ["--postcopy-after", "1"]
         dst.wait_listening()
         res = harness.run_cmd([ferry, "migrate", src.control, dst.uri, *link,
                                "--max-downtime", f"{target_ms:g}ms", "--json"],
@@ -310,6 +315,11 @@ def run_ferry(ferry, guest, case, target_ms):
                    predicted_downtime_ms=rep.get("predicted_downtime_ms"),
                    max_downtime_ms=rep.get("max_downtime_ms"),
                    throttle_max_percent=rep.get("throttle_max_percent"), report=rep)
+        pc = rep.get("postcopy_stats")
+        if pc:
+            rec.update(postcopy_ms=pc["time_ms"], fault_pages=pc["on_demand_pages"],
+                       fault_median_ms=pc["fault_median_ms"], fault_p99_ms=pc["fault_p99_ms"],
+                       fault_max_ms=pc["fault_max_ms"])
         dst.wait_resumed(60)
         # Both VMs run on this host: the source's pause and the
         # destination's resume on one CLOCK_MONOTONIC, as QEMU's events.
@@ -572,22 +582,34 @@ def capped_report(results, args):
                          summ(runs, "total_ms").fmt(0), summ(runs, "wire_bytes", 1 << 20).fmt(1),
                          summ(runs, "throttle_max_percent").fmt(0),
                          summ(runs, "guest_stall_ms").fmt(1),
+                         fault_cell(runs),
                          f"{hon:.0f} %" if hon is not None else "n/a",
                          f"{len(runs)}/{n_all}"])
     if not rows:
         return
     header = ["case", "vmm", "downtime ms", "total ms", "wire MiB", "throttle %",
-              "guest stall ms", f"<= {target:g} ms", "completed"]
+              "guest stall ms", "fault ms med/p99/max", f"<= {target:g} ms", "completed"]
     notes = ["link capped at 32 MB/s (capped-64-link8: 8 MB/s) on both (ferry --bandwidth, QEMU max-bandwidth and "
-             "max-postcopy-bandwidth); ferry: auto-converge (no post-copy yet); qemu: auto-converge "
-             "capability; qemu-postcopy: postcopy-ram, switched after the first full pass.",
+             "max-postcopy-bandwidth); ferry: auto-converge; ferry-postcopy: --postcopy-after 1; "
+             "qemu: auto-converge capability; qemu-postcopy: postcopy-ram, switched after the "
+             "first full pass.",
              "guest stall: stallmon's longest gap between two CLOCK_MONOTONIC readings in the guest "
              "during the migration (throttle sleeps, post-copy faults, host scheduling; the final "
              "pause itself is invisible to the guest clock on both VMMs).",
-             "post-copy fault latency: not measured (ferry has no post-copy; QEMU 7.2 reports only "
-             "a request count)."]
+             "post-copy fault latency (ferry-postcopy): the median over runs of each run's median, "
+             "p99 and max, from the fault to the page installed on the destination (loopback); "
+             "QEMU 7.2 reports only a request count."]
     bl.print_table("capped link: the downtime cap under a guest that dirties faster than the link",
                    header, rows, notes)
+
+
+def fault_cell(runs):
+    """Post-copy fault latency: medians over runs of median/p99/max."""
+    runs = [r for r in runs if r.get("fault_median_ms") is not None]
+    if not runs:
+        return "-"
+    return "/".join(summ(runs, k).fmt(3) for k in ("fault_median_ms", "fault_p99_ms",
+                                                   "fault_max_ms"))
 
 
 def plot(results, args, out_dir):
@@ -677,10 +699,13 @@ def main():
 
 
 def machines_for(case, machines):
-    """The capped cases also run QEMU with post-copy."""
+    """The capped cases also run ferry and QEMU with post-copy."""
+    out = list(machines)
+    if CASES[case].get("link_mb_s") and "ferry" in machines:
+        out.append("ferry-postcopy")
     if CASES[case].get("link_mb_s") and "qemu" in machines:
-        return machines + ["qemu-postcopy"]
-    return machines
+        out.append("qemu-postcopy")
+    return out
 
 
 def measure_all(args, guest, ferry, qemu, cases):
@@ -712,8 +737,9 @@ def measure_all(args, guest, ferry, qemu, cases):
                 t0 = time.monotonic()
                 rec = {"case": case, "vmm": vmm, "run": i + 1, "ok": False}
                 try:
-                    if vmm == "ferry":
-                        rec.update(run_ferry(ferry, guest, case, args.max_downtime))
+                    if vmm in ("ferry", "ferry-postcopy"):
+                        rec.update(run_ferry(ferry, guest, case, args.max_downtime,
+                                             postcopy=vmm == "ferry-postcopy"))
                     else:
                         rec.update(run_qemu(qemu, guest, case, args.max_downtime,
                                             args.qemu_converge_timeout,

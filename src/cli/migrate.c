@@ -16,6 +16,7 @@ static void migrate_usage(FILE *out)
 {
     fprintf(out,
             "usage: ferry migrate PATH tcp:HOST:PORT|tls:HOST:PORT [options]\n"
+            "       ferry migrate --resume PATH [tcp:HOST:PORT|tls:HOST:PORT]\n"
             "\n"
             "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
             "                      TLS credentials for a tls: destination (both sides\n"
@@ -37,6 +38,13 @@ static void migrate_usage(FILE *out)
             "  --no-auto-converge  never throttle the guest: give up instead when pre-copy\n"
             "                      cannot meet --max-downtime (--auto-converge: the default)\n"
             "  --max-throttle P    most of the time the vCPUs may sleep, e.g. 99%% (default)\n"
+            "  --postcopy          when pre-copy cannot meet --max-downtime (after\n"
+            "                      auto-converge), switch to post-copy: the guest moves\n"
+            "                      at once and fetches its remaining pages on demand\n"
+            "  --postcopy-after N  switch to post-copy after N pre-copy rounds (N >= 1)\n"
+            "  --resume            finish a post-copy whose connection broke\n"
+            "                      (postcopy-paused), to the destination's --incoming\n"
+            "                      address again or the one given\n"
             "  --json              print the final report as JSON\n"
             "  --progress-json     progress as JSON lines (several a second), then the\n"
             "                      final report as one line {\"type\": \"report\", ...}\n"
@@ -44,7 +52,11 @@ static void migrate_usage(FILE *out)
             "--max-downtime is a cap: the guest is never stopped for a final copy predicted\n"
             "to take longer. When rounds do not converge, auto-converge throttles the vCPUs\n"
             "(20 %%, then +10 %% a round); otherwise the migration fails with the guest\n"
-            "running here and says what would have converged.\n");
+            "running here and says what would have converged.\n"
+            "\n"
+            "During post-copy the source keeps its copy of every page and never runs the\n"
+            "guest again; if the source host dies before post-copy ends, the VM is lost\n"
+            "(docs/postcopy.md).\n");
 }
 
 static double num(json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }
@@ -53,7 +65,10 @@ static void print_report(json_t *mig)
 {
     const char *state = json_string_value(json_object_get(mig, "state"));
     printf("migration %s: %s\n", state, json_string_value(json_object_get(mig, "uri")));
-    printf("  mode               %s\n", json_is_true(json_object_get(mig, "live")) ? "live (pre-copy)" : "non-live");
+    bool postcopy = json_is_true(json_object_get(mig, "postcopy"));
+    printf("  mode               %s\n", postcopy ? "live (pre-copy, then post-copy)"
+                                    : json_is_true(json_object_get(mig, "live")) ? "live (pre-copy)"
+                                                                                : "non-live");
     printf("  total time         %.1f ms\n", num(mig, "total_ms"));
     const char *bound = json_string_value(json_object_get(mig, "downtime_bound_reason"));
     if (bound)
@@ -67,7 +82,8 @@ static void print_report(json_t *mig)
                num(mig, "handover_ms"));
     printf("  predicted downtime %.2f ms (target %.2f ms)%s\n", num(mig, "predicted_downtime_ms"),
            num(mig, "max_downtime_ms"),
-           state && strcmp(state, "completed") == 0 && json_is_true(json_object_get(mig, "live")) &&
+           postcopy ? " - switched to post-copy: the pause sent no pages"
+           : state && strcmp(state, "completed") == 0 && json_is_true(json_object_get(mig, "live")) &&
                    !json_is_true(json_object_get(mig, "converged"))
                ? " - pre-copy did not converge; stopped and copied anyway" : "");
     if (json_is_true(json_object_get(mig, "live")))
@@ -78,6 +94,16 @@ static void print_report(json_t *mig)
            num(mig, "wire_bytes") / 1048576.0);
     printf("  pages sent         %.0f (%.0f zero pages skipped as flags; RAM has %.0f)\n",
            num(mig, "pages"), num(mig, "zero_pages"), num(mig, "ram_pages"));
+    json_t *pc = json_object_get(mig, "postcopy_stats");
+    if (pc) {
+        printf("  post-copy          %.1f ms; %.0f of %.0f pages sent (%.0f asked for by the "
+               "destination)%s\n", num(pc, "time_ms"), num(pc, "sent"), num(pc, "pages"),
+               num(pc, "requested"),
+               num(pc, "recoveries") > 0 ? ", recovered from a broken connection" : "");
+        printf("  fault latency      %.0f pages fetched on demand: median %.3f ms, p99 %.3f ms, "
+               "max %.3f ms\n", num(pc, "on_demand_pages"), num(pc, "fault_median_ms"),
+               num(pc, "fault_p99_ms"), num(pc, "fault_max_ms"));
+    }
     json_t *st = json_object_get(mig, "storage");
     if (st)
         printf("  storage            %.0f disk(s): %.0f blocks sent (%.0f zero blocks as flags), "
@@ -122,8 +148,8 @@ int cmd_migrate(int argc, char **argv)
     const char *path = NULL, *uri = NULL;
     bool live = true, verify = false, as_json = false, progress_json = false;
     bool copy_storage = false;
-    bool auto_converge = true;
-    int max_throttle = 99;
+    bool auto_converge = true, postcopy = false, resume = false;
+    int max_throttle = 99, postcopy_after = 0;
     double downtime_ns = 5e6;
     uint64_t bandwidth = 0;
     struct tls_config tls;
@@ -154,6 +180,20 @@ int cmd_migrate(int argc, char **argv)
             auto_converge = true;
         } else if (strcmp(argv[i], "--no-auto-converge") == 0) {
             auto_converge = false;
+        } else if (strcmp(argv[i], "--postcopy") == 0) {
+            postcopy = true;
+        } else if (strcmp(argv[i], "--resume") == 0) {
+            resume = true;
+        } else if ((r = cli_flag_value(argc, argv, &i, "--postcopy-after", &v)) != 0) {
+            char *end;
+            if (r < 0)
+                return EXIT_USAGE;
+            long n = strtol(v, &end, 10);
+            if (!isdigit((unsigned char)*v) || *end || n < 1 || n > 30) {
+                cli_error("--postcopy-after must be a number of rounds from 1 to 30, not '%s'", v);
+                return EXIT_USAGE;
+            }
+            postcopy_after = (int)n;
         } else if ((r = cli_flag_value(argc, argv, &i, "--max-throttle", &v)) != 0) {
             char *end;
             if (r < 0)
@@ -201,11 +241,11 @@ int cmd_migrate(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (!path || !uri) {
+    if (!path || (!uri && !resume)) {
         cli_error("usage: ferry migrate PATH tcp:HOST:PORT [options]");
         return EXIT_USAGE;
     }
-    if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "tls:", 4) != 0) {
+    if (uri && strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "tls:", 4) != 0) {
         cli_error("destination must be tcp:HOST:PORT or tls:HOST:PORT, not '%s'", uri);
         return EXIT_USAGE;
     }
@@ -217,12 +257,19 @@ int cmd_migrate(int argc, char **argv)
         cli_error("%s", err.msg);
         return 1;
     }
-    json_t *req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b, s:b, s:i, s:o, s:s, s:b}", "cmd",
-                            "migrate", "uri", uri, "live", live, "max_downtime_ms",
-                            downtime_ns / 1e6, "bandwidth", (json_int_t)bandwidth, "verify",
-                            verify, "auto_converge", auto_converge, "max_throttle", max_throttle,
-                            "tls", cli_tls_json(&tls), "compress", compress,
-                            "copy_storage", copy_storage);
+    json_t *req;
+    if (resume) {
+        req = json_pack("{s:s}", "cmd", "migrate-resume");
+        if (uri)
+            json_object_set_new(req, "uri", json_string(uri));
+    } else {
+        req = json_pack("{s:s, s:s, s:b, s:f, s:I, s:b, s:b, s:i, s:o, s:s, s:b, s:i, s:b}", "cmd",
+                        "migrate", "uri", uri, "live", live, "max_downtime_ms",
+                        downtime_ns / 1e6, "bandwidth", (json_int_t)bandwidth, "verify",
+                        verify, "auto_converge", auto_converge, "max_throttle", max_throttle,
+                        "tls", cli_tls_json(&tls), "compress", compress, "postcopy", postcopy,
+                        "postcopy_after", postcopy_after, "copy_storage", copy_storage);
+    }
     json_t *resp = ctl_ask(fd, req, &err);
     json_decref(req);
     if (!resp || !json_is_true(json_object_get(resp, "ok"))) {
@@ -251,7 +298,8 @@ int cmd_migrate(int argc, char **argv)
         mig = json_incref(json_object_get(st, "migration"));
         json_decref(st);
         const char *state = json_string_value(json_object_get(mig, "state"));
-        if (!state || (strcmp(state, "setup") && strcmp(state, "active") && strcmp(state, "completing")))
+        if (!state || (strcmp(state, "setup") && strcmp(state, "active") &&
+                       strcmp(state, "completing") && strcmp(state, "postcopy-active")))
             break;
         /* Within a round too: the status carries the round's progress. */
         if (tty) {

@@ -16,7 +16,10 @@ static void migrate_phase(json_t *mig, char *buf, size_t size)
     const char *state = json_string_value(json_object_get(mig, "state"));
     json_t *prog = json_object_get(mig, "progress");
     double throttle = num(mig, "throttle_percent");
-    if (state && strcmp(state, "completing") == 0)
+    json_t *pc = json_object_get(mig, "postcopy_stats");
+    if (state && strcmp(state, "postcopy-active") == 0 && pc)
+        snprintf(buf, size, "post-copy %.0f %% received", num(pc, "received_percent"));
+    else if (state && strcmp(state, "completing") == 0)
         snprintf(buf, size, "stop-and-copy");
     else if (state && strcmp(state, "active") == 0 && prog && throttle > 0)
         snprintf(buf, size, "pre-copy round %.0f, throttled %.0f %%", num(prog, "round"),

@@ -424,6 +424,7 @@ int cmd_run(int argc, char **argv)
         ctl_stop(ctl, m.stop == MACHINE_MIGRATED ? 5000 : 0);
         signals_set_control_path(NULL);
         migration_join(&m);
+        migration_receive_stop(&m);
         instructions += machine_instructions(&m);
         for (unsigned i = 0; i < m.nharts; i++) {
             set_timer_calls += m.harts[i].sbi_set_timer_calls;

@@ -15,6 +15,7 @@
 
 #include "machine/machine.h"
 #include "migrate/migration.h"
+#include "migrate/postcopy.h"
 #include "migrate/replication.h"
 #include "ctl/request.h"
 #include "ctl/standby_ctl.h"
@@ -66,8 +67,8 @@ struct ctl_server {
 static const char *state_name(enum migration_state s)
 {
     static const char *names[] = {"none", "setup", "active", "completing", "completed",
-                                  "failed", "cancelled"};
-    return s <= MIG_CANCELLED ? names[s] : "unknown";
+                                  "failed", "cancelled", "postcopy-active", "postcopy-paused"};
+    return s <= MIG_POSTCOPY_PAUSED ? names[s] : "unknown";
 }
 
 static json_t *migration_json(const struct migration_status *st)
@@ -110,6 +111,21 @@ static json_t *migration_json(const struct migration_status *st)
     }
     if (st->handover_ns)
         json_object_set_new(o, "handover_ms", json_real((double)st->handover_ns / 1e6));
+    json_object_set_new(o, "postcopy", json_boolean(st->postcopy));
+    if (st->postcopy)
+        json_object_set_new(o, "postcopy_stats", json_pack(
+            "{s:f, s:I, s:I, s:I, s:f, s:I, s:I, s:f, s:f, s:f, s:I}",
+            "time_ms", (double)st->postcopy_ns / 1e6,
+            "pages", (json_int_t)st->postcopy_pages, "sent", (json_int_t)st->postcopy_sent,
+            "requested", (json_int_t)st->postcopy_requested,
+            "received_percent", st->postcopy_pages
+                ? (double)st->postcopy_sent * 100.0 / (double)st->postcopy_pages : 100.0,
+            "fault_pages", (json_int_t)st->fault_pages,
+            "on_demand_pages", (json_int_t)st->fault_pages,
+            "fault_median_ms", (double)st->fault_median_ns / 1e6,
+            "fault_p99_ms", (double)st->fault_p99_ns / 1e6,
+            "fault_max_ms", (double)st->fault_max_ns / 1e6,
+            "recoveries", (json_int_t)st->postcopy_pauses));
     if (st->state == MIG_COMPLETED && st->handover_ns) {
         json_object_set_new(o, "downtime_measured", json_boolean(!st->downtime_bound[0]));
         if (st->downtime_bound[0])
@@ -197,6 +213,11 @@ static json_t *cmd_status(struct machine *m)
         if (runstate_holds(m, (enum hold_owner)i))
             json_array_append_new(holds, json_string(hold_owner_name((enum hold_owner)i)));
     json_object_set_new(o, "paused_by", holds);
+    uint64_t pc_missing, pc_total;
+    if (postcopy_recv_progress(&pc_missing, &pc_total))
+        json_object_set_new(o, "postcopy_incoming", json_pack(
+            "{s:I, s:I}", "missing_pages", (json_int_t)pc_missing,
+            "pages", (json_int_t)pc_total));
     /* Auto-converge's share of time the vCPUs sleep (0: running freely). */
     json_object_set_new(o, "throttle_percent", json_integer(throttle_get(&m->throttle)));
     uint64_t resumed_at = __atomic_load_n(&m->resumed_at_ns, __ATOMIC_RELAXED);
@@ -263,6 +284,8 @@ static json_t *ctl_execute(struct machine *m, const struct ctl_request *req)
     case CTL_MIGRATE_CANCEL:
         migration_cancel(m);
         return ok();
+    case CTL_MIGRATE_RESUME:
+        return migration_resume_postcopy(m, req->mig.uri, &err) < 0 ? fail(err.msg) : ok();
     case CTL_REPLICATE:
         return replication_start(m, &req->repl, &err) < 0 ? fail(err.msg) : ok();
     case CTL_REPLICATE_STOP:

@@ -19,6 +19,7 @@ static const struct {
     {"replicate-stop", CTL_REPLICATE_STOP}, {"switchover", CTL_SWITCHOVER},
     {"replication-status", CTL_REPLICATION_STATUS}, {"quit", CTL_QUIT},
     {"takeover", CTL_TAKEOVER},
+    {"migrate-resume", CTL_MIGRATE_RESUME},
 };
 
 bool ctl_cmd_is_priority(enum ctl_cmd cmd)
@@ -129,7 +130,7 @@ static int parse_migrate(json_t *req, bool save, struct migration_params *p, str
             return error_set(err, "uri is too long (at most %zu bytes)", sizeof p->uri - 1);
         snprintf(p->uri, sizeof p->uri, "%s", uri);
     }
-    double ms = 5, bw = 0, version = 0, throttle = 99;
+    double ms = 5, bw = 0, version = 0, throttle = 99, after = 0;
     const char *compress = NULL;
     if (bool_field(req, "live", &p->live, err) < 0 ||
         bool_field(req, "auto_converge", &p->auto_converge, err) < 0 ||
@@ -140,6 +141,8 @@ static int parse_migrate(json_t *req, bool save, struct migration_params *p, str
         number_field(req, "bandwidth", 0, CTL_BANDWIDTH_MAX, "bytes per second (0 = unlimited)",
                      &bw, err) < 0 ||
         bool_field(req, "verify", &p->verify, err) < 0 ||
+        bool_field(req, "postcopy", &p->postcopy, err) < 0 ||
+        number_field(req, "postcopy_after", 0, 30, "rounds", &after, err) < 0 ||
         bool_field(req, "copy_storage", &p->copy_storage, err) < 0 ||
         number_field(req, "stream_version", 1, 1000, "a stream version", &version, err) < 0)
         return -1;
@@ -148,6 +151,9 @@ static int parse_migrate(json_t *req, bool save, struct migration_params *p, str
     if (throttle != (double)(unsigned)throttle)
         return error_set(err, "max_throttle must be a whole percentage from 1 to 99");
     p->max_throttle = (unsigned)throttle;
+    if (after != (double)(uint32_t)after)
+        return error_set(err, "postcopy_after must be a whole number of rounds");
+    p->postcopy_after = (uint32_t)after;
     if (compress && compress_mode_parse(compress, &p->compress) < 0)
         return error_set(err, "compress must be \"auto\", \"zstd\" or \"none\"");
     if (!save && tls_from_json(req, &p->tls, err) < 0)
@@ -160,6 +166,20 @@ static int parse_migrate(json_t *req, bool save, struct migration_params *p, str
         if (bool_field(req, "keep_running", &p->keep_running, err) < 0)
             return -1;
     }
+    return 0;
+}
+
+/* migrate-resume: an optional new uri for the destination. */
+static int parse_resume(json_t *req, struct migration_params *p, struct error *err)
+{
+    const char *uri;
+    if (string_field(req, "uri", &uri, err) < 0)
+        return -1;
+    if (uri && !net_uri(uri))
+        return error_set(err, "migrate-resume takes a tcp:HOST:PORT or tls:HOST:PORT uri");
+    if (uri && strlen(uri) >= sizeof p->uri)
+        return error_set(err, "uri is too long (at most %zu bytes)", sizeof p->uri - 1);
+    snprintf(p->uri, sizeof p->uri, "%s", uri ? uri : "");
     return 0;
 }
 
@@ -214,6 +234,8 @@ int ctl_parse_request(const char *line, struct ctl_request *out, struct error *e
         rc = parse_migrate(req, out->cmd == CTL_SAVE, &out->mig, err);
     else if (out->cmd == CTL_REPLICATE)
         rc = parse_replicate(req, &out->repl, err);
+    else if (out->cmd == CTL_MIGRATE_RESUME)
+        rc = parse_resume(req, &out->mig, err);
     else
         rc = 0;
 done:

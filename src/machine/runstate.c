@@ -10,6 +10,7 @@ static const char *const state_names[RUN_STATE_COUNT] = {
     [RUN_STATE_RUNNING] = "running",   [RUN_STATE_PAUSED] = "paused",
     [RUN_STATE_COMPLETING] = "completing", [RUN_STATE_HANDOVER] = "handing-over",
     [RUN_STATE_MIGRATED] = "migrated", [RUN_STATE_SHUTDOWN] = "shutdown",
+    [RUN_STATE_POSTCOPY] = "postcopy-active", [RUN_STATE_POSTCOPY_PAUSED] = "postcopy-paused",
 };
 _Static_assert(sizeof state_names / sizeof state_names[0] == RUN_STATE_COUNT,
                "every run state has a name");
@@ -145,6 +146,11 @@ int runstate_operator_resume(struct machine *m, struct error *err)
         rc = error_set(err, "resume refused: the VM is %s (a %s's final copy)", runstate_name(s),
                        m->rs.holds[HOLD_SAVE] ? "save" : m->rs.holds[HOLD_REPLICATION]
                                                              ? "replication" : "migration");
+    } else if ((s == RUN_STATE_POSTCOPY || s == RUN_STATE_POSTCOPY_PAUSED) &&
+               m->rs.holds[HOLD_MIGRATION]) {
+        rc = error_set(err, "resume refused: the VM is %s: its state is split between this host "
+                       "and the post-copy destination, so it must not run here (finish with "
+                       "ferry migrate --resume)", runstate_name(s));
     } else {
         for (unsigned i = 0; i < HOLD_OWNERS && rc == 0; i++)
             if (i != HOLD_OPERATOR && m->rs.holds[i])

@@ -34,6 +34,14 @@ enum run_state {
     RUN_STATE_HANDOVER,     /* the destination has the final state: never run here */
     RUN_STATE_MIGRATED,     /* runs elsewhere now, or was saved and stopped */
     RUN_STATE_SHUTDOWN,     /* powered off or quit */
+    /* Post-copy (src/migrate/postcopy.h). Source: the guest runs on the
+     * destination, which still lacks pages this host sends; never run
+     * here. Destination: the guest runs while its missing pages arrive. */
+    RUN_STATE_POSTCOPY,
+    /* Post-copy's connection broke: the state is split between the two
+     * hosts. The source keeps its pages and never runs the guest; the
+     * destination's guest is parked; `ferry migrate --resume` goes on. */
+    RUN_STATE_POSTCOPY_PAUSED,
     RUN_STATE_COUNT,
 };
 

@@ -83,6 +83,11 @@ struct converge_decision converge_decide(const struct converge_params *p,
         return d;
     }
     d.action = converge_escalate(p, s, r, first);
+    /* Post-copy: after the rounds the user asked for, or as the last step
+     * instead of giving up. Its pause sends no pages, so it meets the cap. */
+    if ((p->postcopy_after && r->round >= p->postcopy_after) ||
+        (p->postcopy && d.action == CONVERGE_FAIL))
+        d.action = CONVERGE_POSTCOPY;
     d.throttle = s->throttle;
     return d;
 }

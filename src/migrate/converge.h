@@ -7,8 +7,10 @@
  * predicted to take longer. When the rounds do not converge it escalates
  * in the order the user allows: auto-converge (throttle the vCPUs, gently
  * first, more while the guest dirties more than half of what the round
- * sent, as QEMU does), then failure with the source still running and a
- * message saying what would have converged (converge_explain). */
+ * sent, as QEMU does), then post-copy (if allowed: --postcopy, or at once
+ * after --postcopy-after rounds), then failure with the source still
+ * running and a message saying what would have converged
+ * (converge_explain). */
 #ifndef FERRY_MIGRATE_CONVERGE_H
 #define FERRY_MIGRATE_CONVERGE_H
 
@@ -46,6 +48,8 @@ struct converge_params {
     uint64_t device_bytes;      /* an upper bound of the final device state */
     bool auto_converge;         /* may throttle the vCPUs */
     unsigned max_throttle;      /* percent of time the vCPUs may sleep, <= 99 */
+    bool postcopy;              /* may switch to post-copy instead of failing */
+    uint32_t postcopy_after;    /* switch after this many rounds (0: only instead of failing) */
 };
 
 /* What one round measured. */
@@ -77,6 +81,7 @@ enum converge_action {
     CONVERGE_NEXT_ROUND,        /* (at decision.throttle) */
     CONVERGE_STOP_AND_COPY,     /* the predicted pause meets the cap */
     CONVERGE_FAIL,              /* cannot meet the cap: give up, the guest runs on here */
+    CONVERGE_POSTCOPY,          /* switch to post-copy: the pause sends no pages */
 };
 
 struct converge_decision {

@@ -16,6 +16,7 @@
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
 #include "migrate/pagecodec.h"
+#include "migrate/postcopy.h"
 #include "migrate/receive.h"
 #include "transport/transport.h"
 
@@ -46,6 +47,7 @@ static void tell_source(struct migration_in *in, const char *msg)
 
 void incoming_free(struct migration_in *in)
 {
+    postcopy_recv_free(in);
     stream_free(&in->s);
     free(in->zbuf);
     blockcopy_in_free(in->storage);
@@ -102,8 +104,22 @@ static int receive_state(struct machine *m, struct migration_in *in, struct erro
             verify = get_u64(body);
             have_verify = true;
             break;
+        case REC_POSTCOPY_ADVISE:
+            if (postcopy_recv_advise(in, m, body, len, err) < 0)
+                return -1;
+            break;
+        case REC_POSTCOPY_DISCARD:
+            if (postcopy_recv_discard(in, m, body, len, err) < 0)
+                return -1;
+            break;
+        case REC_POSTCOPY:
+            if (postcopy_recv_switch(in, m, body, len, err) < 0)
+                return -1;
+            break;
         case REC_END:
             in->t_end = vclock_host_ns();
+            if (postcopy_recv_switched(in))
+                return postcopy_recv_loaded(in, m, err); /* verified when the pages are in */
             if (have_verify) {
                 uint64_t mine;
                 if (mstate_hash(m, &mine, err) < 0)
@@ -284,6 +300,7 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
     struct migration_in *in;
     if (receive_open(&in, m, cfg, uri, "migration stream", err) < 0)
         return -1;
+    snprintf(in->uri, sizeof in->uri, "%s", uri);
     return incoming_complete(in, m, err);
 }
 
@@ -333,7 +350,9 @@ void migration_receive_started(struct machine *m)
     if (!in)
         return;
     struct error rs_err;
-    if (runstate_transition(m, RUN_STATE_INCOMING, RUN_STATE_RUNNING, &rs_err) < 0)
+    /* Post-copy: runs while the missing pages come (postcopy.h). */
+    enum run_state run = postcopy_recv_switched(in) ? RUN_STATE_POSTCOPY : RUN_STATE_RUNNING;
+    if (runstate_transition(m, RUN_STATE_INCOMING, run, &rs_err) < 0)
         runstate_transition(m, RUN_STATE_STANDBY, RUN_STATE_RUNNING, &rs_err);
     for (unsigned i = 0; i < MEMMAP_VIRTIO_SLOTS; i++) {
         struct virtio_dev *dev = &m->virtio[i];
@@ -357,6 +376,14 @@ void migration_receive_started(struct machine *m)
         migration_trace("dst: RUNNING sent", in->t_end);
         migration_trace_flush();
     }
-    incoming_free(in);
     m->incoming = NULL;
+    if (postcopy_recv_start(in, m))
+        return; /* its receiver owns `in` now */
+    incoming_free(in);
+}
+
+void migration_receive_stop(struct machine *m)
+{
+    (void)m;
+    postcopy_recv_stop_all();
 }

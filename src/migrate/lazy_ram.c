@@ -22,6 +22,14 @@ static uint64_t lazy_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void lazy_ram_for_each_asked(struct lazy_ram *l, void (*fn)(void *opaque, uint64_t page),
+                             void *opaque)
+{
+    for (uint64_t page = 0; page < l->npages; page++)
+        if (__atomic_load_n(&l->asked_at[page], __ATOMIC_ACQUIRE) && !lazy_ram_is_present(l, page))
+            fn(opaque, page);
+}
+
 bool lazy_ram_is_present(const struct lazy_ram *l, uint64_t page)
 {
     return (__atomic_load_n(&l->present[page >> 6], __ATOMIC_ACQUIRE) >> (page & 63)) & 1;
@@ -78,20 +86,30 @@ int lazy_ram_open(struct lazy_ram *l, uint8_t *host, uint64_t size, lazy_ram_req
 
 int lazy_ram_discard(struct lazy_ram *l, const uint64_t *missing, struct error *err)
 {
-    for (uint64_t page = 0; page < l->npages; page++) {
-        if (!((missing[page >> 6] >> (page & 63)) & 1))
+    /* Word by word: at the switch a few pages among hundreds of thousands
+     * are new, and this runs while the guest is paused. */
+    size_t words = (l->npages + 63) / 64;
+    for (size_t w = 0; w < words; w++) {
+        uint64_t drop = missing[w] & __atomic_load_n(&l->present[w], __ATOMIC_ACQUIRE);
+        if (w == words - 1 && l->npages % 64)
+            drop &= (1ull << (l->npages % 64)) - 1;
+        if (!drop)
             continue;
-        /* Runs of missing pages in one call. */
-        uint64_t end = page + 1;
-        while (end < l->npages && ((missing[end >> 6] >> (end & 63)) & 1))
-            end++;
-        if (madvise(l->host + page * LAZY_RAM_PAGE, (end - page) * LAZY_RAM_PAGE,
-                    MADV_DONTNEED) < 0)
-            return error_set(err, "cannot drop missing pages: %s", strerror(errno));
-        for (uint64_t p = page; p < end; p++)
-            __atomic_fetch_and(&l->present[p >> 6], ~(1ull << (p & 63)), __ATOMIC_RELEASE);
-        __atomic_fetch_add(&l->missing, end - page, __ATOMIC_RELAXED);
-        page = end;
+        /* Missing before dropped: a fault in between is then asked for,
+         * never filled with zeroes as a never-touched page. */
+        __atomic_fetch_and(&l->present[w], ~drop, __ATOMIC_RELEASE);
+        __atomic_fetch_add(&l->missing, (uint64_t)__builtin_popcountll(drop), __ATOMIC_RELAXED);
+        /* Runs of dropped pages in one call each. */
+        while (drop) {
+            unsigned first = (unsigned)__builtin_ctzll(drop);
+            uint64_t run = drop >> first;
+            unsigned len = ~run ? (unsigned)__builtin_ctzll(~run) : 64 - first;
+            uint64_t page = w * 64 + first;
+            if (madvise(l->host + page * LAZY_RAM_PAGE, (uint64_t)len * LAZY_RAM_PAGE,
+                        MADV_DONTNEED) < 0)
+                return error_set(err, "cannot drop missing pages: %s", strerror(errno));
+            drop &= len == 64 ? 0 : ~(((1ull << len) - 1) << first);
+        }
     }
     return 0;
 }
@@ -104,10 +122,17 @@ static void lazy_ram_fault(struct lazy_ram *l, uint64_t addr)
     if (page >= l->npages)
         return;
     if (lazy_ram_is_present(l, page)) {
-        /* Installed between the fault and now: the install's wake may have
-         * come before this thread slept; wake it again. */
-        struct uffdio_range r = {(uintptr_t)l->host + page * LAZY_RAM_PAGE, LAZY_RAM_PAGE};
-        ioctl(l->uffd, UFFDIO_WAKE, &r);
+        /* Not missing: either installed between the fault and now (the
+         * install's wake may have come before this thread slept), or a
+         * page this process never touched, which has no mapping yet and
+         * faults like a missing one: its content is zeroes. EEXIST: it
+         * is mapped now; wake the thread again. */
+        struct uffdio_zeropage z = {.range = {(uintptr_t)l->host + page * LAZY_RAM_PAGE,
+                                              LAZY_RAM_PAGE}};
+        if (ioctl(l->uffd, UFFDIO_ZEROPAGE, &z) < 0) {
+            struct uffdio_range r = {(uintptr_t)l->host + page * LAZY_RAM_PAGE, LAZY_RAM_PAGE};
+            ioctl(l->uffd, UFFDIO_WAKE, &r);
+        }
         return;
     }
     uint64_t zero = 0;

@@ -13,8 +13,8 @@
  * never visible half-written, and a page that is already there is never
  * overwritten (the request and the background push can both deliver it).
  *
- * Status: this module is tested on its own (tests/unit/test_lazy_ram.c);
- * the rest of post-copy is not built yet:
+ * Tested on its own (tests/unit/test_lazy_ram.c); post-copy uses it
+ * (postcopy.h, postcopy_recv.c). The plan it was built for:
  *  - policy: a CONVERGE_POSTCOPY action in converge_decide (--postcopy as
  *    the escalation after auto-converge, --postcopy-after N rounds);
  *  - stream: after the pause, a record with the bitmap of pages the
@@ -45,7 +45,7 @@
 #define LAZY_RAM_PAGE 4096ull
 
 /* Called on the fault thread, once per missing page that something
- * touched (again after lazy_ram_rerequest). Must not touch guest RAM. */
+ * touched. Must not touch guest RAM. */
 typedef void (*lazy_ram_request_fn)(void *opaque, uint64_t page);
 
 struct lazy_ram {
@@ -78,7 +78,8 @@ struct lazy_ram_stats {
 int lazy_ram_open(struct lazy_ram *l, uint8_t *host, uint64_t size, lazy_ram_request_fn request,
                   void *opaque, struct error *err);
 /* Before anything runs on it: drop the pages whose bit is set in `missing`
- * (npages bits); the next touch of each faults. */
+ * (npages bits) and that are not missing already; the next touch of each
+ * faults. May be called again with more pages. */
 int lazy_ram_discard(struct lazy_ram *l, const uint64_t *missing, struct error *err);
 /* Starts the fault thread. */
 int lazy_ram_start(struct lazy_ram *l, struct error *err);
@@ -87,6 +88,10 @@ int lazy_ram_start(struct lazy_ram *l, struct error *err);
  * was already there, -1 on error. Any thread. */
 int lazy_ram_install(struct lazy_ram *l, uint64_t page, const void *data, struct error *err);
 bool lazy_ram_is_present(const struct lazy_ram *l, uint64_t page);
+/* Calls fn for every page requested and still missing (to ask again over
+ * a new connection: the old one may have lost the requests). */
+void lazy_ram_for_each_asked(struct lazy_ram *l, void (*fn)(void *opaque, uint64_t page),
+                             void *opaque);
 void lazy_ram_stats(struct lazy_ram *l, struct lazy_ram_stats *out);
 /* Stops the fault thread and unregisters the range (pages still missing
  * then read as zeroes: call it when none is). */

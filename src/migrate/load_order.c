@@ -1,12 +1,14 @@
 /* Record order and completeness on the receiving side (see load_order.h). */
 #include "migrate/load_order.h"
 
+#include "migrate/postcopy.h"
 #include "migrate/stream.h"
 
 void load_order_begin(struct load_order *o, struct machine *m, bool checkpoint)
 {
     o->phase = LOAD_PAGES;
     o->checkpoint = checkpoint;
+    o->discarded = false;
     mstate_expect_init(&o->expect, m);
 }
 
@@ -35,6 +37,8 @@ int load_order_record(struct load_order *o, uint32_t type, const uint8_t *body, 
     case REC_PAGES:
         if (o->phase != LOAD_PAGES)
             return out_of_order(o, "pages", err);
+        if (o->discarded)
+            return error_set(err, "pages record after the post-copy discard");
         return 0;
     case REC_BLOCKS: /* disk blocks travel with the pages */
         if (o->phase != LOAD_PAGES)
@@ -103,6 +107,19 @@ int load_order_record(struct load_order *o, uint32_t type, const uint8_t *body, 
         if (o->phase == LOAD_ENDED)
             return out_of_order(o, "end", err);
         o->phase = LOAD_ENDED;
+        return 0;
+    case REC_POSTCOPY_ADVISE:
+    case REC_POSTCOPY_DISCARD:
+    case REC_POSTCOPY:
+        /* Among the pages; post-copy's switch ends them (postcopy.h). */
+        if (o->checkpoint)
+            return error_set(err, "post-copy record inside a checkpoint");
+        if (o->phase != LOAD_PAGES)
+            return out_of_order(o, "post-copy", err);
+        if (type == REC_POSTCOPY)
+            o->phase = LOAD_DEVICES;
+        if (type != REC_POSTCOPY_ADVISE)
+            o->discarded = true;
         return 0;
     case REC_MACHINE:
         return error_set(err, "a second machine record: it comes once, first");

@@ -35,6 +35,7 @@ enum load_phase {
 struct load_order {
     enum load_phase phase;
     bool checkpoint;          /* a replication checkpoint's rules */
+    bool discarded;           /* post-copy dropped pages: no PAGES may follow */
     struct mstate_expect expect;
 };
 

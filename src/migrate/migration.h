@@ -33,12 +33,16 @@ struct migration_params {
     bool keep_running;          /* save: resume the guest after writing */
     bool auto_converge;         /* may throttle the vCPUs to meet max_downtime_ns */
     unsigned max_throttle;      /* percent of time they may sleep, <= 99 */
+    bool postcopy;              /* may switch to post-copy rather than fail (postcopy.h) */
+    uint32_t postcopy_after;    /* switch after this many rounds (0: only rather than fail) */
     bool copy_storage;          /* send the local disks too (blockcopy.h) */
 };
 
 enum migration_state {
     MIG_NONE = 0, MIG_SETUP, MIG_ACTIVE, MIG_COMPLETING, MIG_COMPLETED, MIG_FAILED,
     MIG_CANCELLED,
+    MIG_POSTCOPY,               /* the guest runs on the destination; pages still go */
+    MIG_POSTCOPY_PAUSED,        /* post-copy's connection broke: waiting for --resume */
 };
 
 #define MIG_MAX_ROUNDS 64
@@ -87,6 +91,15 @@ struct migration_status {
     char channel[200];          /* plain TCP, or the TLS session's description */
     enum compress_mode compress;
     struct pagecodec_stats codec; /* with compress != none */
+    /* Post-copy (postcopy.h). */
+    bool postcopy;              /* switched to post-copy */
+    uint64_t postcopy_ns;       /* GO to the destination's DONE (or so far) */
+    uint64_t postcopy_pages;    /* pages the destination lacked at the switch */
+    uint64_t postcopy_sent;     /* of them sent so far */
+    uint64_t postcopy_requested; /* sent because the destination asked */
+    uint64_t postcopy_pauses;   /* connection breaks recovered from */
+    uint64_t fault_pages;       /* pages the destination's guest or devices waited for */
+    uint64_t fault_median_ns, fault_p99_ns, fault_max_ns;
     bool copy_storage;
     struct blockcopy_counters storage; /* with copy_storage */
     uint64_t storage_remaining;   /* disk bytes due for the next round */
@@ -102,6 +115,9 @@ void migration_trace(const char *step, uint64_t since_ns);
 void migration_trace_flush(void);
 void migration_get_status(struct machine *m, struct migration_status *out);
 void migration_cancel(struct machine *m);
+/* `ferry migrate --resume`: a post-copy paused by a broken connection
+ * reconnects to uri (empty: the same) and goes on. */
+int migration_resume_postcopy(struct machine *m, const char *uri, struct error *err);
 /* The running or latest migration/save job, referenced (job_put it), or
  * NULL; and the status of such a job. */
 struct job *migration_job(struct machine *m);
@@ -118,5 +134,8 @@ int migration_receive(struct machine *m, struct machine_config *cfg, const char 
                       struct error *err);
 /* After machine_run has begun running the guest: tell the source. */
 void migration_receive_started(struct machine *m);
+/* After machine_run returned, before machine_destroy: stops what still
+ * receives (a post-copy's pages). */
+void migration_receive_stop(struct machine *m);
 
 #endif

@@ -452,7 +452,8 @@ int mstate_load_clock(struct machine *m, const uint8_t *body, size_t len, struct
     return 0;
 }
 
-int mstate_hash(struct machine *m, uint64_t *out, struct error *err)
+/* Adds the serialized device state and the clock to st (all or nothing). */
+static int hash_devices(struct machine *m, XXH3_state_t *st, struct error *err)
 {
     struct dev_entry devs[MAX_DEVICES];
     unsigned n = collect_devices(m, devs);
@@ -462,17 +463,9 @@ int mstate_hash(struct machine *m, uint64_t *out, struct error *err)
         if (size > max)
             max = size;
     }
-    /* All or nothing: a device left out of the hash would verify a state
-     * that differs. */
-    XXH3_state_t *st = XXH3_createState();
     uint8_t *b = malloc(max ? max : 1);
-    if (!st || !b) {
-        XXH3_freeState(st);
-        free(b);
+    if (!b)
         return error_set(err, "out of memory hashing the state");
-    }
-    XXH3_64bits_reset(st);
-    XXH3_64bits_update(st, m->bus.ram.host, m->bus.ram.size);
     for (unsigned i = 0; i < n; i++) {
         size_t size = vmstate_size(devs[i].vs, devs[i].vs->version);
         prepare(&devs[i]);
@@ -481,8 +474,33 @@ int mstate_hash(struct machine *m, uint64_t *out, struct error *err)
     }
     uint64_t ns = vclock_ns(&m->clock);
     XXH3_64bits_update(st, &ns, sizeof ns);
-    *out = XXH3_64bits_digest(st);
-    XXH3_freeState(st);
     free(b);
     return 0;
+}
+
+int mstate_hash(struct machine *m, uint64_t *out, struct error *err)
+{
+    /* All or nothing: a device left out of the hash would verify a state
+     * that differs. */
+    XXH3_state_t *st = XXH3_createState();
+    if (!st)
+        return error_set(err, "out of memory hashing the state");
+    XXH3_64bits_reset(st);
+    XXH3_64bits_update(st, m->bus.ram.host, m->bus.ram.size);
+    int rc = hash_devices(m, st, err);
+    *out = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return rc;
+}
+
+int mstate_hash_devices(struct machine *m, uint64_t *out, struct error *err)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st)
+        return error_set(err, "out of memory hashing the state");
+    XXH3_64bits_reset(st);
+    int rc = hash_devices(m, st, err);
+    *out = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return rc;
 }

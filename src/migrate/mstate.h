@@ -96,5 +96,8 @@ int mstate_load_clock(struct machine *m, const uint8_t *body, size_t len, struct
 /* XXH3 of all RAM plus the serialized device state (for --verify). Fails
  * (rather than leave a device out) when memory runs out. */
 int mstate_hash(struct machine *m, uint64_t *out, struct error *err);
+/* The same without RAM: device state and clock only (post-copy's verify
+ * hashes RAM page by page as it arrives, see postcopy.h). */
+int mstate_hash_devices(struct machine *m, uint64_t *out, struct error *err);
 
 #endif

@@ -17,6 +17,7 @@
 #include "migrate/handover.h"
 #include "migrate/migration.h"
 #include "migrate/mstate.h"
+#include "migrate/postcopy.h"
 #include "migrate/progress.h"
 #include "migrate/vmstate.h"
 #include "transport/transport.h"
@@ -74,6 +75,10 @@ struct migration {
     enum hold_owner hold;        /* HOLD_MIGRATION or HOLD_SAVE */
     struct dirty_reader reader;  /* registered while the job runs */
     struct progress progress;    /* within the round, for migrate-status */
+    bool postcopy;               /* the policy switched to post-copy */
+    struct postcopy_send pc;     /* its source side (postcopy.h) */
+    char resume_uri[256];        /* under job.lock: --resume asked to reconnect here */
+    bool resume_asked, quit;     /* under job.lock, with job.cond */
     struct blockcopy_out *storage; /* --copy-storage: the disks' copy */
 };
 
@@ -204,6 +209,49 @@ static uint64_t ready_deadline_ms(const struct machine *m)
     return READY_DEADLINE_MS + (m->bus.ram.size >> 30) * 1000;
 }
 
+/* Post-copy's switch, before the pause: the destination drops the pages
+ * it will lack while the guest still runs here (POSTCOPY_DISCARD), again
+ * for those dirtied meanwhile while they are many (a loaded host makes the
+ * round trip long), so the pause leaves it few to drop. `bitmap` gains the
+ * pages dirtied meanwhile. */
+#define POSTCOPY_DISCARD_ROUNDS 4
+#define POSTCOPY_DISCARD_TAIL 256   /* pages: dropping them takes tens of microseconds */
+static int postcopy_prepare(struct migration *mig, struct stream *s, uint64_t *bitmap,
+                            uint64_t *scratch, struct error *err)
+{
+    struct machine *m = mig->job.m;
+    size_t words = m->bus.ram.dirty_words;
+    uint64_t *dropped = calloc(words, 8), *fresh = calloc(words, 8);
+    int rc = 0;
+    if (!dropped || !fresh) {
+        rc = error_set(err, "out of memory for the post-copy bitmaps");
+        goto out;
+    }
+    for (unsigned i = 0; i < POSTCOPY_DISCARD_ROUNDS; i++) {
+        uint64_t n = 0;
+        for (size_t w = 0; w < words; w++) {
+            fresh[w] = bitmap[w] & ~dropped[w];
+            n += (uint64_t)__builtin_popcountll(fresh[w]);
+        }
+        if (i > 0 && n <= POSTCOPY_DISCARD_TAIL)
+            break;
+        if ((rc = postcopy_send_discard(m, s, fresh, err)) < 0)
+            break;
+        for (size_t w = 0; w < words; w++)
+            dropped[w] |= fresh[w];
+        if (dirty_reader_harvest(&mig->reader, scratch, err) < 0) {
+            rc = -1;
+            break;
+        }
+        for (size_t w = 0; w < words; w++)
+            bitmap[w] |= scratch[w];
+    }
+out:
+    free(dropped);
+    free(fresh);
+    return rc;
+}
+
 /* Live pre-copy: rounds while the guest runs, until the convergence
  * policy says stop. `bitmap` then holds the pages still to send. */
 static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
@@ -222,7 +270,8 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
     set_state(mig, MIG_ACTIVE);
     const struct converge_params cp = {mig->p.max_downtime_ns, ram->npages, RAM_PAGE_SIZE,
                                        device_state_bytes(m), mig->p.auto_converge,
-                                       mig->p.max_throttle};
+                                       mig->p.max_throttle, mig->p.postcopy,
+                                       mig->p.postcopy_after};
     struct converge_state cs = {0};
     for (uint32_t round = 1;; round++) {
         struct page_counters c = {0};
@@ -254,12 +303,127 @@ static int precopy_rounds(struct migration *mig, struct stream *s, bool to_file,
         pthread_mutex_unlock(&mig->job.lock);
         if (d.action == CONVERGE_STOP_AND_COPY)
             return 0;
+        if (d.action == CONVERGE_POSTCOPY) {
+            /* The destination drops what this round left dirty while the
+             * guest still runs here; the pause adds only what it dirties
+             * meanwhile. */
+            mig->postcopy = true;
+            return to_file ? 0 : postcopy_prepare(mig, s, bitmap, scratch, err);
+        }
         if (d.action == CONVERGE_FAIL) {
             char why[400];
             converge_explain(&cp, &cs, &d, why, sizeof why);
             return error_set(err, "%s", why);
         }
     }
+}
+
+static bool postcopy_allowed(const struct migration_params *p)
+{
+    return p->postcopy || p->postcopy_after;
+}
+
+/* Tells the destination that this migration may switch to post-copy (and
+ * whether it will be verified), so that it hashes what it loads. */
+static int postcopy_advise(struct stream *s, const struct migration_params *p, struct error *err)
+{
+    uint8_t b[4];
+    put_u32(b, p->verify ? POSTCOPY_FLAG_VERIFY : 0);
+    return stream_put(s, REC_POSTCOPY_ADVISE, b, 4, err);
+}
+
+static void postcopy_publish(struct migration *mig, enum migration_state state, uint64_t t_pc,
+                             const char *error)
+{
+    pthread_mutex_lock(&mig->job.lock);
+    mig->st.state = state;
+    mig->st.postcopy_ns = vclock_host_ns() - t_pc;
+    mig->st.postcopy_sent = atomic_load(&mig->pc.sent);
+    mig->st.postcopy_requested = atomic_load(&mig->pc.requested);
+    mig->st.postcopy_pauses = mig->pc.fig.paused;
+    mig->st.fault_pages = mig->pc.fig.on_demand;
+    mig->st.fault_median_ns = mig->pc.fig.median_ns;
+    mig->st.fault_p99_ns = mig->pc.fig.p99_ns;
+    mig->st.fault_max_ns = mig->pc.fig.max_ns;
+    snprintf(mig->st.error, sizeof mig->st.error, "%s", error ? error : "");
+    pthread_cond_broadcast(&mig->job.cond);
+    pthread_mutex_unlock(&mig->job.lock);
+}
+
+/* After the destination resumed the guest: push and serve pages until it
+ * has them all. A broken connection pauses post-copy (this host keeps its
+ * pages and never runs the guest: the state is split) until --resume
+ * reconnects. Returns -1 only if the VM quit meanwhile. */
+static int postcopy_phase(struct migration *mig, struct endpoint *ep, struct stream *s,
+                          uint64_t *wire_before)
+{
+    struct machine *m = mig->job.m;
+    struct error err, rs_err;
+    uint64_t t_pc = vclock_host_ns();
+    if (runstate_transition(m, RUN_STATE_HANDOVER, RUN_STATE_POSTCOPY, &rs_err) < 0)
+        fprintf(stderr, "ferry: post-copy: %s\n", rs_err.msg);
+    postcopy_publish(mig, MIG_POSTCOPY, t_pc, NULL);
+    pthread_mutex_lock(&mig->job.lock);
+    snprintf(mig->resume_uri, sizeof mig->resume_uri, "%s", mig->p.uri);
+    pthread_mutex_unlock(&mig->job.lock);
+    for (;;) {
+        if (postcopy_send_run(&mig->pc, s, &mig->job.cancel, &err) == 0)
+            break;
+        /* Broken: keep everything, wait for --resume. */
+        *wire_before += s->bytes_written;
+        page_encoder_free(s->pages);
+        s->pages = NULL;
+        stream_free(s);
+        transport_close(ep);
+        pthread_mutex_lock(&mig->job.lock);
+        mig->fd = -1;
+        pthread_mutex_unlock(&mig->job.lock);
+        runstate_transition(m, RUN_STATE_POSTCOPY, RUN_STATE_POSTCOPY_PAUSED, &rs_err);
+        char msg[512];
+        snprintf(msg, sizeof msg, "post-copy interrupted (%s): the VM's state is split between "
+                 "this host and the destination, which runs the guest; this host keeps its "
+                 "pages and will not run the guest; finish with ferry migrate --resume once "
+                 "the destination listens again", err.msg);
+        fprintf(stderr, "ferry: %s\n", msg);
+        postcopy_publish(mig, MIG_POSTCOPY_PAUSED, t_pc, msg);
+        for (;;) {
+            pthread_mutex_lock(&mig->job.lock);
+            while (!mig->resume_asked && !mig->quit)
+                pthread_cond_wait(&mig->job.cond, &mig->job.lock);
+            bool quit = mig->quit;
+            mig->resume_asked = false;
+            char uri[256];
+            snprintf(uri, sizeof uri, "%s", mig->resume_uri);
+            pthread_mutex_unlock(&mig->job.lock);
+            if (quit)
+                return -1;
+            *ep = (struct endpoint){.fd = -1};
+            *s = (struct stream){0};
+            if (transport_open_out_tls(uri, &mig->p.tls, ep, &err) == 0 &&
+                stream_init(s, ep->fd, &err) == 0 &&
+                stream_write_header(s, s->version ? s->version : STREAM_VERSION, &err) == 0 &&
+                postcopy_send_reconnect(&mig->pc, s, &err) == 0)
+                break;
+            *wire_before += s->bytes_written;
+            stream_free(s);
+            transport_close(ep);
+            snprintf(msg, sizeof msg, "post-copy recovery failed (%s): the VM's state is still "
+                     "split; this host keeps its pages; try ferry migrate --resume again",
+                     err.msg);
+            fprintf(stderr, "ferry: %s\n", msg);
+            postcopy_publish(mig, MIG_POSTCOPY_PAUSED, t_pc, msg);
+        }
+        pthread_mutex_lock(&mig->job.lock);
+        mig->fd = ep->fd;
+        pthread_mutex_unlock(&mig->job.lock);
+        runstate_transition(m, RUN_STATE_POSTCOPY_PAUSED, RUN_STATE_POSTCOPY, &rs_err);
+        fprintf(stderr, "ferry: post-copy resumed\n");
+        postcopy_publish(mig, MIG_POSTCOPY, t_pc, NULL);
+    }
+    postcopy_publish(mig, MIG_POSTCOPY, t_pc, NULL);
+    /* Done: the normal end of a migration (HANDOVER -> MIGRATED). */
+    runstate_transition(m, RUN_STATE_POSTCOPY, RUN_STATE_HANDOVER, &rs_err);
+    return 0;
 }
 
 static void *migration_thread(void *arg)
@@ -303,6 +467,7 @@ static void *migration_thread(void *arg)
     if (stream_write_header(&s, version, &err) < 0 ||
         mstate_put_machine_flags(&s, m, mig->storage ? MDESC_STORAGE : 0, &err) < 0 ||
         (mig->storage && blockcopy_put_storage(mig->storage, &s, &err) < 0) ||
+        (p->live && !ep.is_file && postcopy_allowed(p) && postcopy_advise(&s, p, &err) < 0) ||
         (!ep.is_file && stream_flush(&s, &err) < 0))
         goto fail;
 
@@ -344,10 +509,23 @@ static void *migration_thread(void *arg)
             goto fail;
     }
     struct page_counters c = {0};
-    if (mstate_put_pages(&s, m, bitmap, &c, 0, &mig->job.cancel, &err) < 0)
+    if (mig->postcopy) {
+        /* No pages in the pause: the destination fetches them later. The
+         * disk blocks first: the switch record ends the stream's pages. */
+        if (mig->storage &&
+            blockcopy_put_blocks(mig->storage, &s, 0, &mig->job.cancel, &err) < 0)
+            goto fail;
+        if (postcopy_send_switch(&mig->pc, m, &s, bitmap, p->bandwidth, p->verify, &err) < 0)
+            goto fail;
+        pthread_mutex_lock(&mig->job.lock);
+        mig->st.postcopy = true;
+        mig->st.postcopy_pages = mig->pc.total;
+        pthread_mutex_unlock(&mig->job.lock);
+    } else if (mstate_put_pages(&s, m, bitmap, &c, 0, &mig->job.cancel, &err) < 0) {
         goto fail;
+    }
     /* The devices are quiesced: every write the guest made is logged. */
-    if (mig->storage && blockcopy_put_blocks(mig->storage, &s, 0, &mig->job.cancel, &err) < 0)
+    if (mig->storage && !mig->postcopy && blockcopy_put_blocks(mig->storage, &s, 0, &mig->job.cancel, &err) < 0)
         goto fail;
     migration_trace("pages queued", t_pause);
     if (mstate_put_devices(&s, m, version, &err) < 0)
@@ -355,7 +533,7 @@ static void *migration_thread(void *arg)
     migration_trace("devices queued", t_pause);
     total.pages += c.pages;
     total.zero_pages += c.zero_pages;
-    if (p->verify) {
+    if (p->verify && !mig->postcopy) { /* post-copy's comes with its END */
         uint8_t hb[8];
         uint64_t hash;
         if (mstate_hash(m, &hash, &err) < 0)
@@ -418,25 +596,44 @@ static void *migration_thread(void *arg)
         if (h.ready_took_ns && h.running_took_ns)
             downtime = h.t_go - t_pause + rtt / 2 + h.running_took_ns;
     }
-    uint64_t t_end = vclock_host_ns();
+    uint64_t t_end = vclock_host_ns(), wire_before = 0;
+    migration_trace("RUNNING", t_pause);
+    if (mig->postcopy) {
+        /* The downtime ended when the destination resumed: publish it now;
+         * the pages follow while the guest runs there. */
+        pthread_mutex_lock(&mig->job.lock);
+        mig->st.downtime_ns = downtime && downtime <= t_end - t_pause ? downtime : t_end - t_pause;
+        mig->st.handover_ns = t_end - t_pause;
+        pthread_mutex_unlock(&mig->job.lock);
+        if (postcopy_phase(mig, &ep, &s, &wire_before) < 0) {
+            /* Abandoned (the VM quit while paused): its state stays split. */
+            free(bitmap);
+            free(scratch);
+            dirty_reader_close(&mig->reader);
+            job_finish(&mig->job);
+            return NULL;
+        }
+    }
     /* Hearing RUNNING bounds it from above (a late wakeup for READY can
      * make half the round trip look longer than GO's trip was). */
     const char *bound = ep.is_file ? NULL : handover_bound_reason(downtime, t_end - t_pause);
     if (bound)
         downtime = t_end - t_pause;
-    migration_trace("RUNNING", t_pause);
     migration_trace_flush();
     pthread_mutex_lock(&mig->job.lock);
     mig->st.downtime_ns = ep.is_file ? 0 : downtime;
     mig->st.handover_ns = ep.is_file ? 0 : t_end - t_pause;
     snprintf(mig->st.downtime_bound, sizeof mig->st.downtime_bound, "%s", bound ? bound : "");
-    mig->st.total_ns = t_end - t0;
-    mig->st.wire_bytes = s.bytes_written;
+    mig->st.total_ns = vclock_host_ns() - t0;
+    mig->st.wire_bytes = wire_before + s.bytes_written;
     codec_publish(&mig->st, &s);
-    mig->st.pages = total.pages;
+    mig->st.pages = total.pages + mig->st.postcopy_sent;
     mig->st.zero_pages = total.zero_pages;
     mig->st.remaining_pages = 0;
-    mig->st.verified = p->verify;
+    mig->st.verified = p->verify && (!mig->postcopy || mig->pc.fig.verified == 1);
+    if (p->verify && mig->postcopy && mig->pc.fig.verified != 1)
+        snprintf(mig->st.error, sizeof mig->st.error, "post-copy verification failed on the "
+                 "destination: its state hash differs from this host's");
     mig->st.state = MIG_COMPLETED;
     blockcopy_stats(mig->storage, &mig->st.storage);
     mig->st.storage_remaining = 0;
@@ -449,6 +646,7 @@ static void *migration_thread(void *arg)
     transport_close(&ep);
     free(bitmap);
     free(scratch);
+    postcopy_send_free(&mig->pc);
     dirty_reader_close(&mig->reader);
     if (ep.is_file && p->keep_running) {
         if (runstate_transition(m, RUN_STATE_COMPLETING, RUN_STATE_PAUSED, &rs_err) < 0 ||
@@ -524,6 +722,9 @@ static void migration_stop_job(struct job *j)
         if (mig->fd >= 0)
             shutdown(mig->fd, SHUT_RDWR);
     }
+    /* A post-copy waiting for --resume gives up (its state stays split). */
+    mig->quit = true;
+    pthread_cond_broadcast(&mig->job.cond);
     pthread_mutex_unlock(&mig->job.lock);
 }
 
@@ -600,6 +801,39 @@ void migration_job_status(struct job *j, struct migration_status *out)
     out->round_sent = v.round_sent;
     out->rate = v.rate;
     out->round_eta_ns = v.eta_ns;
+    if (out->state == MIG_POSTCOPY) {
+        out->postcopy_sent = atomic_load(&mig->pc.sent);
+        out->postcopy_requested = atomic_load(&mig->pc.requested);
+        out->postcopy_ns = vclock_host_ns() - (out->paused_at_ns + out->handover_ns);
+    }
+}
+
+int migration_resume_postcopy(struct machine *m, const char *uri, struct error *err)
+{
+    struct job *j = job_get_running(m);
+    if (!j || job_family_of(j->kind) != JOB_FAMILY_MIGRATION) {
+        if (j)
+            job_put(j);
+        return error_set(err, "no post-copy migration is paused here");
+    }
+    struct migration *mig = (struct migration *)j;
+    int rc = 0;
+    pthread_mutex_lock(&mig->job.lock);
+    if (mig->st.state != MIG_POSTCOPY_PAUSED) {
+        rc = error_set(err, "no post-copy migration is paused here (the migration is %s)",
+                       mig->st.state == MIG_POSTCOPY ? "in post-copy, connected" : "not in post-copy");
+    } else {
+        if (uri && *uri)
+            snprintf(mig->resume_uri, sizeof mig->resume_uri, "%s", uri);
+        mig->resume_asked = true;
+        /* The CLI polls from here: it must not see the old break's state. */
+        mig->st.state = MIG_POSTCOPY;
+        mig->st.error[0] = 0;
+        pthread_cond_broadcast(&mig->job.cond);
+    }
+    pthread_mutex_unlock(&mig->job.lock);
+    job_put(j);
+    return rc;
 }
 
 void migration_get_status(struct machine *m, struct migration_status *out)

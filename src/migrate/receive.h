@@ -20,6 +20,8 @@ struct migration_in {
     uint64_t t_go;   /* when GO came (0: none, e.g. a standby's takeover) */
     uint8_t *zbuf;   /* a PAGES_Z record's PAGES body (pagecodec.h) */
     size_t zcap;
+    struct postcopy_recv *pc; /* post-copy's part (postcopy_recv.c), or NULL */
+    char uri[256];   /* where it listened: post-copy recovery listens there again */
     struct blockcopy_in *storage; /* --copy-storage: the disks received (blockcopy.h) */
 };
 

@@ -39,6 +39,12 @@ enum record_type {
     REC_DISK_VERIFY = 15, /* u32 slot, SHA-256 of the image at the pause */
     REC_HELD_FRAME = 0x40, /* replication: u32 slot, a frame held in the checkpoint's epoch */
     REC_PAGES_Z = 0x20,  /* a PAGES body compressed: u32 its length, a zstd frame (pagecodec.h) */
+    /* Post-copy (postcopy.h, docs/postcopy.md). */
+    REC_POSTCOPY_ADVISE = 0x50,  /* u32 flags: this migration may switch to post-copy */
+    REC_POSTCOPY = 0x51,         /* u64 npages, bitmap: the pages the destination lacks */
+    REC_POSTCOPY_END = 0x52,     /* u32 flags, u64 hash: every missing page was sent */
+    REC_POSTCOPY_RESUME = 0x53,  /* first record of a recovery connection */
+    REC_POSTCOPY_DISCARD = 0x54, /* u64 npages, bitmap: drop these before the pause */
     REC_BLOCKS_Z = 0x21, /* a BLOCKS body compressed, as PAGES_Z */
     /* Return path, destination to source. */
     REC_READY = 0x100,   /* state received and verified; waiting for GO */
@@ -47,6 +53,9 @@ enum record_type {
     REC_ERROR = 0x103,   /* text: why the destination gave up */
     REC_ACK = 0x104,     /* replication: checkpoint epoch N applied */
     REC_PONG = 0x105,    /* u32 token of the PING it answers */
+    REC_PAGE_REQ = 0x150,         /* post-copy: u64 page something waits for */
+    REC_POSTCOPY_DONE = 0x151,    /* post-copy: figures; no page is missing */
+    REC_POSTCOPY_MISSING = 0x152, /* post-copy recovery: u64 npages, bitmap still lacking */
 };
 
 #define PAGE_ENTRY_ZERO 1ull  /* the page is all zeros: no data follows */

@@ -25,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_report(ok, &err);
     if (ok) {
         migration_receive_started(&m);
+        migration_receive_stop(&m); /* a post-copy's receiver */
         machine_destroy(&m);
     }
     fuzz_feed_join(feeder);

@@ -20,7 +20,7 @@ static int failures, checks;
 #define MS 1000000ull
 #define PAGE 4096ull
 /* 1 GiB guest, 5 ms target, 64 KiB of device state. */
-static const struct converge_params params = {5 * MS, 262144, PAGE, 65536, false, 0};
+static const struct converge_params params = {5 * MS, 262144, PAGE, 65536, false, 0, false, 0};
 
 /* A round that sent `sent` pages at `mb_s` MB/s and left `dirty` behind. */
 static struct round_stats round_of(uint32_t n, uint64_t sent, uint64_t dirty, double mb_s)
@@ -151,6 +151,65 @@ static void test_cap_is_a_cap(void)
     CHECK(endless == 0, "%d runs past the round limit", endless);
 }
 
+/* Post-copy: --postcopy-after N switches after round N whatever the
+ * rounds say (unless they converged first); --postcopy is the step after
+ * auto-converge instead of failing. */
+static void test_postcopy(void)
+{
+    struct converge_params p = params;
+    p.ram_pages = 32768;
+    p.postcopy_after = 2;
+    struct converge_state s = {0};
+    struct converge_decision d = {0};
+    uint32_t n, switched = 0;
+    for (n = 1; n <= CONVERGE_MAX_ROUNDS; n++) {
+        struct round_stats r = guest_round(n, n == 1 ? p.ram_pages : 16384, 1000, 32, 16384, 0);
+        d = converge_decide(&p, &s, &r);
+        if (d.action != CONVERGE_NEXT_ROUND) {
+            switched = n;
+            break;
+        }
+    }
+    CHECK(switched == 2 && d.action == CONVERGE_POSTCOPY, "post-copy after round %u (action %d)",
+          switched, d.action);
+    /* An idle guest converges in round 1: no post-copy needed. */
+    s = (struct converge_state){0};
+    struct round_stats idle = round_of(1, 32768, 3, 1000);
+    d = converge_decide(&p, &s, &idle);
+    CHECK(d.action == CONVERGE_STOP_AND_COPY, "idle guest stops and copies (action %d)", d.action);
+
+    /* --postcopy with auto-converge up to 50 %: throttle first, then post-copy
+     * where it would have failed. */
+    p.postcopy_after = 0;
+    p.postcopy = true;
+    p.auto_converge = true;
+    p.max_throttle = 50;
+    s = (struct converge_state){0};
+    uint64_t sent = p.ram_pages;
+    unsigned highest = 0;
+    for (n = 1; n <= CONVERGE_MAX_ROUNDS; n++) {
+        struct round_stats r = guest_round(n, sent, 1000, 32, 16384, s.throttle);
+        d = converge_decide(&p, &s, &r);
+        highest = d.throttle > highest ? d.throttle : highest;
+        if (d.action != CONVERGE_NEXT_ROUND)
+            break;
+        sent = r.dirty_pages;
+    }
+    CHECK(highest == 50 && d.action == CONVERGE_POSTCOPY,
+          "post-copy after auto-converge reached %u %% (action %d)", highest, d.action);
+    /* Without auto-converge: post-copy where it would fail. */
+    p.auto_converge = false;
+    s = (struct converge_state){0};
+    for (n = 1; n <= CONVERGE_MAX_ROUNDS; n++) {
+        struct round_stats r = guest_round(n, n == 1 ? p.ram_pages : 16384, 1000, 32, 16384, 0);
+        d = converge_decide(&p, &s, &r);
+        if (d.action != CONVERGE_NEXT_ROUND)
+            break;
+    }
+    CHECK(d.action == CONVERGE_POSTCOPY && d.throttle == 0, "post-copy, unthrottled (action %d)",
+          d.action);
+}
+
 static void test_explain(void)
 {
     struct converge_params p = params;
@@ -191,7 +250,7 @@ int main(void)
           "shrinking: extra rounds until the set stops shrinking by 4x");
     /* With a 500 ms target everything converges: the extra rounds stop at
      * three although the set keeps shrinking fast. */
-    const struct converge_params lax = {500 * MS, 262144, PAGE, 65536, false, 0};
+    const struct converge_params lax = {500 * MS, 262144, PAGE, 65536, false, 0, false, 0};
     struct round_stats keep_shrinking[] = {
         round_of(1, 262144, 60000, 1000), round_of(2, 60000, 15000, 1000),
         round_of(3, 15000, 3700, 1000), round_of(4, 3700, 900, 1000), round_of(5, 900, 220, 1000),
@@ -297,6 +356,7 @@ int main(void)
     test_auto_converge();
     test_cap_is_a_cap();
     test_explain();
+    test_postcopy();
 
     printf("%s: %d checks, %d failures\n", __FILE__, checks, failures);
     return failures ? 1 : 0;

@@ -154,6 +154,26 @@ static void test_holds(void)
           "the hold moved to the operator");
     CHECK(!guest_runs(), "paused after the uncertain handover");
     CHECK(runstate_operator_resume(&m, &err) == 0 && guest_runs(), "the operator resumes");
+
+    /* Post-copy on the source: the guest runs on the destination; a broken
+     * connection splits the state; resume is refused throughout. */
+    CHECK(runstate_hold(&m, HOLD_MIGRATION, &err) == 0, "hold: %s", err.msg);
+    runstate_transition(&m, RUN_STATE_PAUSED, RUN_STATE_COMPLETING, &err);
+    runstate_transition(&m, RUN_STATE_COMPLETING, RUN_STATE_HANDOVER, &err);
+    CHECK(runstate_transition(&m, RUN_STATE_HANDOVER, RUN_STATE_POSTCOPY, &err) == 0,
+          "to postcopy-active: %s", err.msg);
+    CHECK(runstate_operator_resume(&m, &err) < 0 && strstr(err.msg, "split"),
+          "resume refused in post-copy (%s)", err.msg);
+    CHECK(runstate_transition(&m, RUN_STATE_POSTCOPY, RUN_STATE_POSTCOPY_PAUSED, &err) == 0 &&
+          runstate_get(&m) == RUN_STATE_POSTCOPY_PAUSED, "to postcopy-paused");
+    CHECK(runstate_operator_resume(&m, &err) < 0 && strstr(err.msg, "postcopy-paused") &&
+          !guest_runs(), "resume refused while post-copy is paused (%s)", err.msg);
+    CHECK(runstate_release(&m, HOLD_MIGRATION, &err) < 0, "no release in post-copy");
+    CHECK(strcmp(runstate_name(RUN_STATE_POSTCOPY), "postcopy-active") == 0 &&
+          strcmp(runstate_name(RUN_STATE_POSTCOPY_PAUSED), "postcopy-paused") == 0, "names");
+    /* Back to running for the tests after this one. */
+    runstate_transition(&m, RUN_STATE_POSTCOPY_PAUSED, RUN_STATE_PAUSED, &err);
+    CHECK(runstate_release(&m, HOLD_MIGRATION, &err) == 0 && guest_runs(), "running again");
 }
 
 static void test_dirty_readers(void)
