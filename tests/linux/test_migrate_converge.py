@@ -189,7 +189,10 @@ def test_auto_converge_meets_the_cap():
         r1 = [int(u[2]) for u in updates if u[0] == "1"]
         assert len(set(r1)) >= 3, f"round 1's line showed {sorted(set(r1))} pages sent:\n{head[-2000:]}"
         assert any(u[1] for u in updates), f"no update said throttled:\n{head[-3000:]}"
-        m = re.search(r"downtime\s+([\d.]+) ms measured", report)
+        # Measured, or (a late wakeup on a loaded host) an upper bound with
+        # its reason: either way the figure must be within the cap.
+        m = (re.search(r"downtime\s+([\d.]+) ms measured", report) or
+             re.search(r"downtime\s+at most ([\d.]+) ms \(an upper bound", report))
         assert m, f"no downtime in the report:\n{report}"
         downtime = float(m.group(1))
         assert 0 < downtime <= CAP_MS, f"downtime {downtime} ms over the {CAP_MS} ms cap:\n{report}"
