@@ -12,9 +12,12 @@ What it does, step by step (each step is printed as it happens):
     storage);
  2. boots the default guest on host-a (`ferry run --net tap=tap0 --drive
     file=DISK --control SOCK`), guest address 10.77.0.10;
- 3. starts two workloads in the guest: memdirty (rewrites and verifies
-    32 MiB of memory at 16 MB/s) and a TCP service on port 7000 that
-    streams numbered lines `N CHECK` forever, CHECK = N*2654435761 mod 2^32;
+ 3. starts three workloads in the guest: memdirty (rewrites and verifies
+    32 MiB of memory at 16 MB/s), stallmon (the guest's own view of how
+    long it was kept from running: the longest gap between two clock
+    readings, shown for before and from the migration on) and a TCP service
+    on port 7000 that streams numbered lines `N CHECK` forever,
+    CHECK = N*2654435761 mod 2^32;
  4. connects a client (in namespace client) that reads the stream and
     checks every line: consecutive numbers, correct check values; it also
     measures the longest pause between two arrivals of data;
@@ -63,6 +66,7 @@ from migration import IncomingVM, Memdirty, SourceVM  # noqa: E402
 GUEST_IP = netns.Topology.GUEST_IP
 MIGRATION_PORT = 4444
 SERVICE_PORT = 7000
+STALL_LOG = "/tmp/stallmon.log"
 MEMDIRTY = (32, 16)            # MiB, MB/s
 BEFORE_S = 3.0                 # client streaming before the migration
 AFTER_S = 3.0                  # ... and after it
@@ -295,6 +299,13 @@ def parse_report(text):
     return out
 
 
+def stallmon_gaps(vm):
+    """stallmon's per-second longest gaps so far (us), from its log in the
+    guest's tmpfs (which travels with the guest)."""
+    text = vm.run(f"cat {STALL_LOG}", timeout=30)
+    return [int(g) for g in re.findall(r"^stallmon: max_gap_us=(\d+)", text, re.M)]
+
+
 def kernel_trouble(vm):
     text = clean(vm.transcript)
     return [m.strip() for m in vm.KERNEL_TROUBLE if m in text]
@@ -350,6 +361,9 @@ def demo(stack, workdir):
     md = Memdirty(src, *MEMDIRTY)
     info(f"memdirty {MEMDIRTY[0]} {MEMDIRTY[1]} &   (rewrites and verifies {MEMDIRTY[0]} MiB "
          f"at {MEMDIRTY[1]} MB/s, log in /tmp/memdirty.log)")
+    src.run(f"stallmon </dev/null >{STALL_LOG} 2>&1 & echo stallmon started")
+    info(f"stallmon &   (the guest's own view: longest gap between two clock readings, "
+         f"log in {STALL_LOG})")
     src.run(f"( {SERVICE} ) </dev/null >/dev/null 2>&1 & echo service started")
     info(f"TCP service on port {SERVICE_PORT}: {SERVICE}")
     src.run(f"for i in $(seq 20); do netstat -ltn | grep -q ':{SERVICE_PORT} ' && break; "
@@ -399,6 +413,7 @@ def demo(stack, workdir):
             uri, *MIGRATE_OPTS]
     info("$ " + shown(argv[4:]))
     lines_at_start = client.lines()
+    stall_before = stallmon_gaps(src)
     t_mig0 = time.monotonic()
     res = harness.run_cmd(argv, timeout=120)
     t_mig1 = time.monotonic()
@@ -425,6 +440,11 @@ def demo(stack, workdir):
     gens = (f"gen {md_before[-1][0]} -> {md_after[-1][0]}, pages verified "
             f"{md_before[-1][1]} -> {md_after[-1][1]}")
     info(f"memdirty on host-b: still running, errors=0, {gens}")
+    stall_all = stallmon_gaps(dst)
+    if len(stall_all) <= len(stall_before):
+        raise DemoFailed("stallmon wrote nothing on host-b")
+    guest_gap_mig = max(stall_all[len(stall_before):]) / 1000
+    guest_gap_before = max(stall_before, default=0) / 1000
 
     step("8. powering the guest off on host-b")
     rc = dst.poweroff(timeout=60)
@@ -469,6 +489,10 @@ def demo(stack, workdir):
                            f"corrupt={final['corrupt']} duplicates={final['duplicates']}"),
         ("  longest pause", f"{stall_mig} while the guest moved; "
                             f"{stall_other} at other times"),
+        ("  guest's own view", f"longest gap {guest_gap_mig:.1f} ms from the migration's start "
+                               f"on (stallmon; {guest_gap_before:.1f} ms before it: the guest "
+                               f"clock stops during the pause, so this is time taken from a "
+                               f"running guest)"),
         ("memdirty on host-b", f"errors=0, {gens}, still running"),
         ("demo time", f"{time.monotonic() - t_start:.0f} s"),
     ]
