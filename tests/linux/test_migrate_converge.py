@@ -40,10 +40,13 @@ WORKING_SET = 8
 # working set, and a round of it takes 8 s, in which even a starved
 # memdirty (~1 MB/s) dirties it all again: the dirty set never shrinks.
 FAIL_LINK, FAIL_CAP = "1M", "50ms"
-# Converging: --verify's hashes fit in the cap; at 2 MB/s a round of the
-# working set takes 4 s, which memdirty dirties all over again unless
-# throttled.
-LINK = "2M"
+# Converging: --verify's hashes fit in the cap; at 8 MB/s a round of the
+# 32 MiB working set takes 4 s, which memdirty dirties all over again
+# unless throttled. The link must be faster than what 1 % of a vCPU
+# dirties (the throttle's 99 % ceiling): under the translator memdirty
+# writes ~300 MB/s, so 1 % is ~3 MB/s, and a 2 MB/s link never converged.
+CONVERGE_WORKING_SET = 32
+LINK = "8M"
 CAP_MS = 1000
 CAP = f"{CAP_MS}ms"
 
@@ -53,10 +56,10 @@ def source():
     return SourceVM(MEM)
 
 
-def start_dirtier(src):
+def start_dirtier(src, working_set=WORKING_SET):
     """Boot, start memdirty at full speed, wait for its reports."""
     src.boot(BOOT_TIMEOUT)
-    md = Memdirty(src, WORKING_SET, 0)
+    md = Memdirty(src, working_set, 0)
     md.wait_reports(src, 2)
     return md
 
@@ -173,7 +176,7 @@ def test_auto_converge_meets_the_cap():
     # the progress line is rewritten within rounds and cleared before the
     # report.
     with source() as src, IncomingVM() as dst:
-        md = start_dirtier(src)
+        md = start_dirtier(src, CONVERGE_WORKING_SET)
         dst.wait_listening()
         before = md.snapshot(src)
         rc, raw = run_on_pty([harness.ferry(), "migrate", src.control, dst.uri,
