@@ -117,7 +117,8 @@ struct hart {
     /* ---- translating CPU (src/cpu/jit*.c); host caches, never migrated ---- */
     struct jit *jit;         /* this hart's translation cache, or NULL */
     bool use_jit;            /* the machine runs this hart with jit_run */
-    uint64_t jit_limit;      /* instret at which the current run's budget is spent */
+    uint64_t jit_limit;      /* instret at which the current run ends (0: at once,
+                              * hart_end_jit_run); atomic */
     /* Each translated load's last TLB addend, a guess checked against the
      * TLB entry before use: any value is safe. */
     uintptr_t jit_load_slot[JIT_LOAD_SLOTS];
@@ -148,10 +149,21 @@ static inline uint64_t hart_mip(const struct hart *h)
     return __atomic_load_n(&h->mip, __ATOMIC_SEQ_CST);
 }
 
+/* Ends a run of translated code at its next exit (any thread): the exits
+ * compare instret with jit_limit only, so whoever sets interrupt_check or
+ * kicks the hart also sets the limit to 0. jit_run publishes the limit
+ * before it looks at both flags (seq_cst on either side): either it sees
+ * the flag, or this store comes after its own. */
+static inline void hart_end_jit_run(struct hart *h)
+{
+    __atomic_store_n(&h->jit_limit, 0, __ATOMIC_SEQ_CST);
+}
+
 /* Makes the hart look at its interrupts before its next instruction. */
 static inline void hart_note_interrupts(struct hart *h)
 {
     __atomic_store_n(&h->interrupt_check, true, __ATOMIC_SEQ_CST);
+    hart_end_jit_run(h);
 }
 
 /* Runs up to `budget` steps: an instruction executed, or a trap that

@@ -340,7 +340,12 @@ uint64_t jit_run(struct hart *h, uint64_t budget)
             x_patch(slot, b->code);
             slot = NULL;
         }
-        h->jit_limit = before + (budget - n);
+        /* The limit first, then the flags (hart_end_jit_run): a kick or
+         * interrupt from now on ends the run at its next exit. */
+        __atomic_store_n(&h->jit_limit, before + (budget - n), __ATOMIC_SEQ_CST);
+        if (unlikely(__atomic_load_n(kick, __ATOMIC_SEQ_CST) ||
+                     __atomic_load_n(&h->interrupt_check, __ATOMIC_SEQ_CST)))
+            continue;   /* the loop's top deals with them */
         slot = j->enter(h, b->code + j->exec_delta);
         uint64_t ran = h->instret - before;
         /* A CSR write to minstret moves instret arbitrarily: count 1. */
@@ -360,7 +365,7 @@ uint64_t jit_run(struct hart *h, uint64_t budget)
 const uint8_t *jit_next(struct hart *h, unsigned site)
 {
     struct jit *j = h->jit;
-    if (unlikely(h->instret >= h->jit_limit ||
+    if (unlikely(h->instret >= __atomic_load_n(&h->jit_limit, __ATOMIC_RELAXED) ||
                  __atomic_load_n(&h->interrupt_check, __ATOMIC_RELAXED) ||
                  __atomic_load_n(h->kick, __ATOMIC_RELAXED)))
         return NULL;

@@ -41,6 +41,9 @@ struct tctx {
     uint32_t dirty;         /* of those, written since the last write-back */
     uint64_t page;          /* virtual page of the block */
     uint64_t start;         /* guest pc of the block's first instruction */
+    uint64_t loop_end;      /* pc of the jump back to start ending a loop, or 0 */
+    uint32_t loop_written;  /* guest registers the loop may write */
+    int8_t instret_reg;     /* a loop's host register holding h->instret, or -1 */
     uint8_t *body;          /* code after the entry's register loads */
     uint8_t *bail;          /* xor eax, eax; jmp epilogue (0 = no chain slot) */
     struct stub stubs[JIT_MAX_INSNS];
@@ -107,12 +110,15 @@ static inline void emit_writeback(struct tctx *t, uint32_t dirty)
             x_store(&t->e, t->host[r], RBX, XR(r));
 }
 
-/* Loads every held register from struct hart (block entry, after C). */
+/* Loads every held register from struct hart (block entry, after C), and
+ * a loop's copy of instret. */
 static inline void emit_reload(struct tctx *t)
 {
     for (unsigned r = 1; r < 32; r++)
         if (t->allocated & (1u << r))
             x_load(&t->e, t->host[r], RBX, XR(r));
+    if (t->instret_reg >= 0)
+        x_load(&t->e, t->instret_reg, RBX, OFF(instret));
 }
 
 /* Before a call on the block's main path that may read or write guest

@@ -14,6 +14,7 @@
 #define JIT_BUCKETS 16384
 #define JIT_FAST 32768              /* direct-mapped vpc -> block cache */
 #define JIT_MAX_INSNS 128           /* guest instructions per block */
+#define JIT_LOOP_INSNS 24           /* a longer loop is not one block */
 #define JIT_BLOCK_ROOM (96u << 10)  /* more than the code of any one block */
 
 /* One translated block: guest code from virtual pc `vpc`, found at

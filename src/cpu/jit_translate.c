@@ -8,7 +8,11 @@
  * reloaded after a call. The others are loaded and stored per
  * instruction. Scratch: rax/rcx/rdx/rsi/rdi. A block runs from its first
  * instruction to a branch, jump, SYSTEM instruction other than an FP CSR
- * access, FENCE.I, the page's end, or JIT_MAX_INSNS.
+ * access, FENCE.I, the page's end, or JIT_MAX_INSNS; but when a branch or
+ * jump further on goes back to the block's first instruction (a loop),
+ * the conditional branches before it are side exits and the block is the
+ * whole loop, which jumps back to its own start without leaving generated
+ * code.
  *
  * instret: inside a block h->instret still holds its value at block entry;
  * each exit adds the instructions completed. A slow path adds the count so
@@ -33,23 +37,11 @@ _Static_assert(TLB_SIZE == 256, "TLB index mask assumes 256 entries");
 static const uint8_t alloc_regs[] = {RBP, R12, R13, R14, R15, R9, R10, R11};
 #define NALLOC (sizeof alloc_regs)
 
-/* Emits `cmp byte [rbx+interrupt_check], 0; jne` and `cmp dword [kick],
- * 0; jne`, storing the two jcc fields in out[]. */
-static void emit_pending_checks(struct emit *e, uint8_t **out)
-{
-    x_u8(e, 0x80);
-    x_modrm_mem(e, 7, RBX, OFF(interrupt_check));
-    x_u8(e, 0);
-    out[0] = x_jcc(e, CC_NE);
-    x_load(e, RAX, RBX, OFF(kick));
-    x_u8(e, 0x83); x_u8(e, 0x38); x_u8(e, 0x00); /* cmp dword [rax], 0 */
-    out[1] = x_jcc(e, CC_NE);
-}
-
 /* Leaves the block for guest pc rcx (h->pc and instret set): straight to
  * the block this exit went to last (its site) while the fetch TLB still
- * maps the target's page to the same physical page and nothing is
- * pending (the checks of a chained exit); else through jit_next, which
+ * maps the target's page to the same physical page and the run goes on
+ * (instret below jit_limit, which a kick or a pending interrupt sets to 0:
+ * hart_end_jit_run); else through jit_next, which
  * looks the block up (and fills the site), or back to the dispatcher. */
 static void emit_exit_lookup(struct tctx *t)
 {
@@ -58,7 +50,7 @@ static void emit_exit_lookup(struct tctx *t)
     unsigned k = t->j->next_site++ % JIT_EXIT_SITES;
     int32_t site = OFF(jit_exit_site) + (int32_t)(k * sizeof(struct jit_exit_site));
     int32_t fetch = OFF(tlb_fetch);
-    uint8_t *miss[6];
+    uint8_t *miss[4];
     x_alu_rm(e, ALU_CMP, true, RCX, RBX, site + (int32_t)offsetof(struct jit_exit_site, vpc));
     miss[0] = x_jcc(e, CC_NE);
     x_mov_rr(e, RAX, RCX);
@@ -75,10 +67,9 @@ static void emit_exit_lookup(struct tctx *t)
     x_load(e, RAX, RBX, OFF(instret));
     x_alu_rm(e, ALU_CMP, true, RAX, RBX, OFF(jit_limit));
     miss[3] = x_jcc(e, CC_AE);
-    emit_pending_checks(e, &miss[4]);
     x_u8(e, 0xff);                                /* jmp qword [site.code] */
     x_modrm_mem(e, 4, RBX, site + (int32_t)offsetof(struct jit_exit_site, code));
-    for (unsigned i = 0; i < 6 && !e->overflow; i++)
+    for (unsigned i = 0; i < 4 && !e->overflow; i++)
         x_patch(miss[i], e->p);
     x_mov_rr(e, RDI, RBX);
     x_mov_ri(e, RSI, k);
@@ -93,8 +84,8 @@ static void emit_exit_lookup(struct tctx *t)
 
 /* Leaves the block for guest pc `target` after `count` instructions. A
  * target in the block's page gets a chain slot the dispatcher can patch to
- * jump straight to the target's block; the inline checks keep the budget,
- * pending interrupts and kicks in force along chains. */
+ * jump straight to the target's block; the inline compare with jit_limit
+ * keeps the budget, pending interrupts and kicks in force along chains. */
 static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
 {
     struct emit *e = &t->e;
@@ -106,26 +97,37 @@ static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
         emit_exit_lookup(t);
         return;
     }
-    emit_writeback(t, t->dirty);
     bool self = target == t->start; /* a loop on this block: past its loads */
+    /* Around a loop the held registers stay where they are: the ones the
+     * loop writes count as dirty throughout (regalloc_block), so every
+     * other exit and slow path writes them back. */
+    bool loop = self && t->loop_end;
+    if (!loop)
+        emit_writeback(t, t->dirty);
     /* instret += count, compared from the register (no reload of the
-     * store just made) */
-    x_load(e, RAX, RBX, OFF(instret));
-    x_alu_ri(e, ALU_ADD, true, RAX, (int32_t)count);
-    x_store(e, RAX, RBX, OFF(instret));
-    x_alu_rm(e, ALU_CMP, true, RAX, RBX, OFF(jit_limit));
-    uint8_t *out1 = x_jcc(e, CC_AE);
-    uint8_t *pending[2];
-    emit_pending_checks(e, pending);
-    uint8_t *slot = x_jmp(e);
-    uint8_t *out = e->p;
-    if (!e->overflow) {
-        x_patch(out1, out);
-        x_patch(pending[0], out);
-        x_patch(pending[1], out);
-        /* unchained: falls through to the exit */
-        x_patch(slot, self ? t->body : out);
+     * store just made); a loop keeps it in a register of its own, which
+     * takes the load out of the chain from one iteration to the next. */
+    int count_reg = loop ? t->instret_reg : RAX;
+    if (!loop)
+        x_load(e, RAX, RBX, OFF(instret));
+    x_alu_ri(e, ALU_ADD, true, count_reg, (int32_t)count);
+    x_store(e, count_reg, RBX, OFF(instret));
+    x_alu_rm(e, ALU_CMP, true, count_reg, RBX, OFF(jit_limit));
+    uint8_t *slot = NULL;
+    if (self) {
+        uint8_t *again = x_jcc(e, CC_B);    /* the jump is direct: no slot */
+        if (!e->overflow)
+            x_patch(again, t->body);
+    } else {
+        uint8_t *out1 = x_jcc(e, CC_AE);
+        slot = x_jmp(e);
+        if (!e->overflow) {
+            x_patch(out1, e->p);
+            x_patch(slot, e->p);    /* unchained: falls through to the exit */
+        }
     }
+    if (loop)
+        emit_writeback(t, t->dirty);
     x_mov_ri(e, RAX, target);
     x_store(e, RAX, RBX, OFF(pc));
     if (self)
@@ -383,6 +385,14 @@ static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn
     case OP_BEQ: case OP_BNE: case OP_BLT: case OP_BGE: case OP_BLTU: case OP_BGEU: {
         int a = src_x(t, d->rs1, RAX), b = src_x(t, d->rs2, RCX);
         x_alu_rr(e, ALU_CMP, true, a, b);
+        if (cur < t->loop_end) {
+            /* Inside a loop: a side exit, the loop goes on. */
+            uint8_t *stay = x_jcc(e, (enum x86_cc)(branch_cc(d->op) ^ 1));  /* the opposite */
+            emit_exit(t, cur + (uint64_t)(int64_t)d->imm, count + 1);
+            if (!e->overflow)
+                x_patch(stay, e->p);
+            return false;
+        }
         uint8_t *taken = x_jcc(e, branch_cc(d->op));
         emit_exit(t, next, count + 1);
         if (!e->overflow)
@@ -421,6 +431,59 @@ static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn
     return false;
 }
 
+static bool op_is_branch(unsigned op)
+{
+    return op == OP_BEQ || op == OP_BNE || op == OP_BLT || op == OP_BGE || op == OP_BLTU ||
+           op == OP_BGEU;
+}
+
+/* Decodes the instruction at cur of the block's page; false if its second
+ * half is on the next page. */
+static bool fetch_decode(const uint8_t *host_page, uint64_t cur, uint32_t *insn,
+                         struct decoded *d)
+{
+    unsigned off = cur & 0xfff;
+    uint16_t lo;
+    memcpy(&lo, host_page + off, 2);
+    *insn = lo;
+    if ((lo & 3) == 3) {
+        if (off == 0xffe)
+            return false;
+        memcpy(insn, host_page + off, 4);
+    }
+    icache_decode(d, *insn);
+    return true;
+}
+
+/* The pc of the last branch or jump back to pc along the fall-through path
+ * from pc (within the page and JIT_LOOP_INSNS), the end of a loop that
+ * starts at pc; 0 if there is none. Only small loops: a large one gains
+ * little from staying in generated code, and translating an outer loop
+ * with its inner ones copies their code (F/D code is long): the hot code
+ * then outgrows the host's instruction cache (the 5-body loop of cpubench's
+ * fp phase ran 1.5x slower with loops up to JIT_MAX_INSNS). */
+static uint64_t find_loop_end(struct tctx *t, uint64_t pc, const uint8_t *host_page)
+{
+    uint64_t cur = pc, end = 0;
+    uint32_t written = 0;
+    t->loop_written = 0;
+    for (unsigned count = 0; count < JIT_LOOP_INSNS; count++) {
+        uint32_t insn;
+        struct decoded d;
+        if (!fetch_decode(host_page, cur, &insn, &d))
+            break;
+        written |= 1u << (d.rd & 31);     /* any rd field: a superset is harmless */
+        if ((op_is_branch(d.op) || d.op == OP_JAL) && cur + (uint64_t)(int64_t)d.imm == pc) {
+            end = cur;
+            t->loop_written = written;
+        }
+        if ((op_ends_block(d.op, insn) && !op_is_branch(d.op)) ||
+            ((cur += d.len) & ~0xfffull) != t->page)
+            break;
+    }
+    return end;
+}
+
 /* Chooses the guest registers held in host registers: the ones the
  * block's integer instructions name most often (at least twice), found by
  * decoding ahead the way jit_translate will. */
@@ -429,17 +492,10 @@ static void regalloc_block(struct tctx *t, uint64_t pc, const uint8_t *host_page
     unsigned uses[32] = {0};
     uint64_t cur = pc;
     for (unsigned count = 0; count < JIT_MAX_INSNS; count++) {
-        unsigned off = cur & 0xfff;
-        uint16_t lo;
-        memcpy(&lo, host_page + off, 2);
-        uint32_t insn = lo;
-        if ((lo & 3) == 3) {
-            if (off == 0xffe)
-                break;
-            memcpy(&insn, host_page + off, 4);
-        }
+        uint32_t insn;
         struct decoded d;
-        icache_decode(&d, insn);
+        if (!fetch_decode(host_page, cur, &insn, &d))
+            break;
         if (d.op != OP_FP && d.op != OP_FLW && d.op != OP_FLD && d.op != OP_AMO &&
             d.op != OP_SYSTEM) {
             uses[d.rs1 & 31]++;
@@ -448,15 +504,19 @@ static void regalloc_block(struct tctx *t, uint64_t pc, const uint8_t *host_page
         } else if (d.op == OP_FLW || d.op == OP_FLD) {
             uses[d.rs1 & 31]++;
         }
+        bool side_exit = op_is_branch(d.op) && cur < t->loop_end;
         cur += d.len;
-        if (op_ends_block(d.op, insn) || (cur & ~0xfffull) != t->page)
+        if ((op_ends_block(d.op, insn) && !side_exit) || (cur & ~0xfffull) != t->page)
             break;
     }
     uses[0] = 0;
     memset(t->host, -1, sizeof t->host);
     t->allocated = 0;
     t->dirty = 0;
-    for (unsigned n = 0; n < NALLOC; n++) {
+    /* A loop keeps instret in the last register (emit_exit). */
+    unsigned nalloc = t->loop_end ? NALLOC - 1 : NALLOC;
+    t->instret_reg = t->loop_end ? (int8_t)alloc_regs[NALLOC - 1] : -1;
+    for (unsigned n = 0; n < nalloc; n++) {
         unsigned best = 0;
         for (unsigned r = 1; r < 32; r++)
             if (uses[r] > uses[best])
@@ -467,6 +527,14 @@ static void regalloc_block(struct tctx *t, uint64_t pc, const uint8_t *host_page
         t->allocated |= 1u << best;
         uses[best] = 0;
     }
+}
+
+/* Where the block's body starts (after emit_reload): the held registers a
+ * loop writes are dirty from here on (see emit_exit). */
+static void start_body(struct tctx *t)
+{
+    t->body = t->e.p;
+    t->dirty = t->loop_end ? t->loop_written & t->allocated : 0;
 }
 
 enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t pc,
@@ -491,9 +559,10 @@ enum jit_translate_result jit_translate(struct jit *j, struct hart *h, uint64_t 
     emit_bail(t);
     uint8_t *entry = e->p;
     t->start = pc;
+    t->loop_end = find_loop_end(t, pc, host_page);
     regalloc_block(t, pc, host_page);
     emit_reload(t);
-    t->body = e->p;
+    start_body(t);
 
     unsigned count = 0;
     uint64_t cur = pc;

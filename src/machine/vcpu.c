@@ -68,6 +68,7 @@ static void vcpu_set_state(struct machine *m, struct vcpu *v, int state)
 void machine_hart_kick(struct machine *m, struct hart *h)
 {
     __atomic_store_n(&vcpu_of(m, h)->kick, 1, __ATOMIC_SEQ_CST);
+    hart_end_jit_run(h);
 }
 
 void machine_hart_notify(struct machine *m, struct hart *h)
