@@ -102,9 +102,12 @@ static inline int dst_x(struct tctx *t, unsigned rd)
     return t->host[rd] >= 0 ? t->host[rd] : RAX;
 }
 
-/* Writes the held registers in `dirty` back to struct hart. */
+/* Writes the held registers in `dirty` back to struct hart, and a loop's
+ * instret (which only its register holds while the loop runs). */
 static inline void emit_writeback(struct tctx *t, uint32_t dirty)
 {
+    if (t->instret_reg >= 0)
+        x_store(&t->e, t->instret_reg, RBX, OFF(instret));
     for (unsigned r = 1; r < 32; r++)
         if (dirty & (1u << r))
             x_store(&t->e, t->host[r], RBX, XR(r));

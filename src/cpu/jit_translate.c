@@ -14,7 +14,8 @@
  * whole loop, which jumps back to its own start without leaving generated
  * code.
  *
- * instret: inside a block h->instret still holds its value at block entry;
+ * instret: inside a block h->instret still holds its value at block entry
+ * (in a loop, a host register holds it, stored with the registers);
  * each exit adds the instructions completed. A slow path adds the count so
  * far before calling C (so a trap or a CSR read sees the exact value) and
  * takes it back if the block continues.
@@ -37,7 +38,8 @@ _Static_assert(TLB_SIZE == 256, "TLB index mask assumes 256 entries");
 static const uint8_t alloc_regs[] = {RBP, R12, R13, R14, R15, R9, R10, R11};
 #define NALLOC (sizeof alloc_regs)
 
-/* Leaves the block for guest pc rcx (h->pc and instret set): straight to
+/* Leaves the block for guest pc rcx (h->pc and instret set, registers
+ * written back): straight to
  * the block this exit went to last (its site) while the fetch TLB still
  * maps the target's page to the same physical page and the run goes on
  * (instret below jit_limit, which a kick or a pending interrupt sets to 0:
@@ -46,7 +48,6 @@ static const uint8_t alloc_regs[] = {RBP, R12, R13, R14, R15, R9, R10, R11};
 static void emit_exit_lookup(struct tctx *t)
 {
     struct emit *e = &t->e;
-    emit_writeback(t, t->dirty);
     unsigned k = t->j->next_site++ % JIT_EXIT_SITES;
     int32_t site = OFF(jit_exit_site) + (int32_t)(k * sizeof(struct jit_exit_site));
     int32_t fetch = OFF(tlb_fetch);
@@ -90,8 +91,8 @@ static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
 {
     struct emit *e = &t->e;
     if ((target & ~0xfffull) != t->page) {
+        emit_writeback(t, t->dirty);     /* first: it may store instret */
         x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)count);
-        /* emit_exit_lookup writes the registers back */
         x_mov_ri(e, RCX, target);
         x_store(e, RCX, RBX, OFF(pc));
         emit_exit_lookup(t);
@@ -105,13 +106,14 @@ static void emit_exit(struct tctx *t, uint64_t target, unsigned count)
     if (!loop)
         emit_writeback(t, t->dirty);
     /* instret += count, compared from the register (no reload of the
-     * store just made); a loop keeps it in a register of its own, which
-     * takes the load out of the chain from one iteration to the next. */
+     * store just made); a loop keeps it in a register of its own, stored
+     * only when the loop is left (emit_writeback). */
     int count_reg = loop ? t->instret_reg : RAX;
     if (!loop)
         x_load(e, RAX, RBX, OFF(instret));
     x_alu_ri(e, ALU_ADD, true, count_reg, (int32_t)count);
-    x_store(e, count_reg, RBX, OFF(instret));
+    if (!loop)
+        x_store(e, RAX, RBX, OFF(instret));
     x_alu_rm(e, ALU_CMP, true, count_reg, RBX, OFF(jit_limit));
     uint8_t *slot = NULL;
     if (self) {
@@ -379,6 +381,7 @@ static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn
         x_store(e, RCX, RBX, OFF(pc));
         x_mov_ri(e, RAX, next);
         st_x(t, RAX, d->rd);
+        emit_writeback(t, t->dirty);     /* first: it may store instret */
         x_alu_mi(e, ALU_ADD, RBX, OFF(instret), (int32_t)(count + 1));
         emit_exit_lookup(t);   /* rcx: the target */
         return true;
@@ -485,8 +488,8 @@ static uint64_t find_loop_end(struct tctx *t, uint64_t pc, const uint8_t *host_p
 }
 
 /* Chooses the guest registers held in host registers: the ones the
- * block's integer instructions name most often (at least twice), found by
- * decoding ahead the way jit_translate will. */
+ * block's integer instructions name most often (at least twice, or once in
+ * a loop), found by decoding ahead the way jit_translate will. */
 static void regalloc_block(struct tctx *t, uint64_t pc, const uint8_t *host_page)
 {
     unsigned uses[32] = {0};
@@ -521,7 +524,8 @@ static void regalloc_block(struct tctx *t, uint64_t pc, const uint8_t *host_page
         for (unsigned r = 1; r < 32; r++)
             if (uses[r] > uses[best])
                 best = r;
-        if (uses[best] < 2)
+        /* In a loop one use already pays: the load happens once. */
+        if (uses[best] < (t->loop_end ? 1u : 2u))
             break;
         t->host[best] = (int8_t)alloc_regs[n];
         t->allocated |= 1u << best;

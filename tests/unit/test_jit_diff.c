@@ -289,22 +289,34 @@ static void gen_smc(unsigned later_room)
 }
 
 /* A counted loop whose body is one block that branches to itself:
- * x31 = 1..8; loop: 1..3 ALU operations or loads; x31 -= 1; bnez x31, loop. */
+ * x31 = 1..8; loop: 1..4 ALU operations, loads and stores, instructions
+ * through C (minstret reads among them: the loop holds instret in a host
+ * register) or conditional branches out of the loop (side exits);
+ * x31 -= 1; bnez x31, loop. */
 static void gen_loop(void)
 {
     add(i_type((int32_t)(1 + below(8)), 0, 0, 31, 0x13), 4);      /* addi x31, x0, n */
-    unsigned head = nseq;
-    for (unsigned i = 1 + below(3); i > 0; i--) {
-        if (below(3))
-            gen_alu();
-        else
-            gen_mem();
+    unsigned head = nseq, exits[4], nexits = 0;
+    static const unsigned bf3[] = {0, 1, 4, 5, 6, 7};
+    for (unsigned i = 1 + below(4); i > 0; i--) {
+        switch (below(6)) {
+        case 0: case 1: gen_alu(); break;
+        case 2: case 3: gen_mem(); break;
+        case 4: gen_fallback(); break;
+        default:        /* to just past the loop, fixed below */
+            exits[nexits++] = nseq;
+            seq[nseq++] = (struct gen){.len = 4, .fix = FIX_BRANCH,
+                                       .bits = b_type(0, reg(), reg(), bf3[below(6)])};
+            break;
+        }
     }
     add(i_type(-1, 31, 0, 31, 0x13), 4);                           /* addi x31, x31, -1 */
     int32_t back = 0;
     for (unsigned i = head; i < nseq; i++)
         back -= (int32_t)seq[i].len;
     add(b_type(back, 0, 31, 1), 4);                                /* bne x31, x0, head */
+    for (unsigned i = 0; i < nexits; i++)
+        seq[exits[i]].target = nseq;
 }
 
 static void gen_control(unsigned n)
@@ -343,7 +355,7 @@ static uint64_t generate(unsigned n)
         else if (k < 50) gen_rvc();
         else if (k < 72) gen_mem();
         else if (k < 88) gen_control(n);
-        else if (k < 94) gen_fallback();
+        else if (k < 92) gen_fallback();
         else if (k < 96) gen_loop();
         else gen_smc(n - nseq);
         group_end(first);
