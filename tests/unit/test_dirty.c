@@ -9,18 +9,7 @@
 #include "cpu/hart.h"
 #include "machine/machine.h"
 #include "mem/bus.h"
-
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 /* Minimal RV64 encoders for the handful of instructions the test needs. */
 static uint32_t enc_i(uint32_t op, uint32_t rd, uint32_t f3, uint32_t rs1, int32_t imm)

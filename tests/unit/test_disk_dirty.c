@@ -11,18 +11,7 @@
 #include <string.h>
 
 #include "backend/disk_dirty.h"
-
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 /* A disk in memory; its lock makes each read and write atomic. `during`,
  * if set, runs inside the next write, before its data lands: a reader

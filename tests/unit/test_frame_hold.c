@@ -6,18 +6,7 @@
 
 #include "backend/frame_hold.h"
 #include "backend/output_gate.h"
-
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 static char sent[64];
 static size_t nsent;

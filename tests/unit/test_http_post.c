@@ -13,18 +13,7 @@
 #include "machine/vclock.h"
 #include "migrate/arbiter_etcd.h"
 #include "migrate/http_post.h"
-
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 struct fake {
     int listen_fd;

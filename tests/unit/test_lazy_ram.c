@@ -16,18 +16,7 @@
 #include <unistd.h>
 
 #include "migrate/lazy_ram.h"
-
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 #define PAGES 4096ull
 #define PAGE LAZY_RAM_PAGE

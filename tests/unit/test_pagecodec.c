@@ -12,18 +12,7 @@
 
 #include "migrate/pagecodec.h"
 #include "migrate/stream.h"
-
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 #define PAGE 4096
 

@@ -16,17 +16,7 @@
 #include "ctl/request.h"
 #include "machine/vclock.h"
 #include "migrate/stream.h"
-
-static int checks, failures;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 struct peer {
     int fd;

@@ -4,18 +4,7 @@
 #include <stdio.h>
 
 #include "migrate/progress.h"
-
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 #define MS 1000000ull
 #define NEAR(a, b) ((a) > (b) * 0.99 && (a) < (b) * 1.01)

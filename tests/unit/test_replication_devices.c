@@ -42,18 +42,7 @@
 #include "dev/virtio_net.h"
 #include "mem/bus.h"
 #include "tap_lan.h"
-
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 #define RAM_BASE 0x80000000ull
 #define RAM_SIZE (8ull << 20)

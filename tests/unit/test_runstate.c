@@ -13,19 +13,7 @@
 #include <unistd.h>
 
 #include "machine/machine.h"
-
-/* Atomic: a waiter thread checks too (test_jobs). */
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        __atomic_fetch_add(&checks, 1, __ATOMIC_RELAXED);  \
-        if (!(cond)) {                                     \
-            __atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED); \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"   /* atomic counters: a waiter thread checks too (test_jobs) */
 
 static struct machine m;
 

@@ -8,18 +8,7 @@
 
 #include "cpu/hart.h"
 #include "machine/machine.h"
-
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 #define ECALL 0x00000073u
 #define CSRW_STIMECMP_A0 0x14d51073u /* csrw stimecmp, a0 */
