@@ -26,7 +26,7 @@ import threading
 import time
 
 import harness
-from replication import SERVICE_PORT, _ns_prefix, check_request_log
+from replication import AWAIT_ACK, SERVICE_PORT, _ns_prefix, check_request_log
 
 STRIDE = 1_000_000
 
@@ -35,7 +35,7 @@ STRIDE = 1_000_000
 # {"event":"final","c":K,"error":..,"sent":[...],"retrans":R,"rto_us":U}.
 # A line on stdin (or its end) stops every connection after its request in
 # flight; "info\n" prints {"event":"info","c":K,"retrans":R,"rto_us":U}.
-CLIENT = r"""
+CLIENT = AWAIT_ACK + r"""
 import json, socket, struct, sys, threading, time
 addr, port, nconn = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 limit, req_timeout = float(sys.argv[4]), float(sys.argv[5])
@@ -72,26 +72,7 @@ def conn(k):
         t0 = time.monotonic()
         s.sendall(("%d %s\n" % (n, payload(n))).encode())
         sent.append(n)
-        while error is None:
-            if b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                if line != b"ACK %d" % n:
-                    error = "request %d: unexpected answer %r" % (n, line[:80])
-                break
-            if time.monotonic() - t0 > req_timeout:
-                error = "request %d: no ACK within %.0f s" % (n, req_timeout)
-                break
-            try:
-                chunk = s.recv(4096)
-            except socket.timeout:
-                continue
-            except OSError as e:
-                error = "request %d: connection error: %s" % (n, e)
-                break
-            if not chunk:
-                error = "request %d: the guest closed the connection" % n
-                break
-            buf += chunk
+        buf, error = await_ack(s, n, buf, t0, req_timeout)
         if error is None:
             say(event="ack", c=k, n=n, t=time.monotonic(), sent=t0)
     retrans, rto = tcp_info(s)

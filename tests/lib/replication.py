@@ -283,6 +283,32 @@ def payload(n):
     return "req%d-%08x" % (n, (n * 2654435761) % (1 << 32))
 
 
+# Part of the client scripts (CLIENT here, multiclient.CLIENT), which run
+# as `python -c`: waits on socket s (with a short timeout set) for the line
+# "ACK n", buf holding the bytes already received; returns (buf, error),
+# error None once it came, else why not (a wrong answer, no ACK within
+# req_timeout of t0, the connection lost or closed).
+AWAIT_ACK = r"""
+def await_ack(s, n, buf, t0, req_timeout):
+    while True:
+        if b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            if line == b"ACK %d" % n:
+                return buf, None
+            return buf, "request %d: unexpected answer %r" % (n, line[:80])
+        if time.monotonic() - t0 > req_timeout:
+            return buf, "request %d: no ACK within %.0f s" % (n, req_timeout)
+        try:
+            chunk = s.recv(4096)
+        except socket.timeout:
+            continue
+        except OSError as e:
+            return buf, "request %d: connection error: %s" % (n, e)
+        if not chunk:
+            return buf, "request %d: the guest closed the connection" % n
+        buf += chunk
+"""
+
 # The client: argv = addr port connect_timeout request_timeout. Sends
 # "N PAYLOAD\n" for N = 1, 2, ... one after another, each after the ACK of
 # the previous one. Prints JSON lines: {"event": "connected"},
@@ -290,7 +316,7 @@ def payload(n):
 # ...} when told to stop (a line on stdin or its end: it finishes the
 # request in flight first) or on an error (connection lost, wrong answer,
 # no ACK within request_timeout). Times are CLOCK_MONOTONIC.
-CLIENT = r"""
+CLIENT = AWAIT_ACK + r"""
 import json, socket, sys, threading, time
 addr, port, limit, req_timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 def say(**kw):
@@ -324,27 +350,7 @@ while not stop.is_set() and error is None:
     s.sendall(("%d %s\n" % (n, payload(n))).encode())
     say(event="sent", n=n)
     t0 = time.monotonic()
-    while error is None:
-        if b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            if line == b"ACK %d" % n:
-                break
-            error = "request %d: unexpected answer %r" % (n, line[:80])
-            break
-        if time.monotonic() - t0 > req_timeout:
-            error = "request %d: no ACK within %.0f s" % (n, req_timeout)
-            break
-        try:
-            chunk = s.recv(4096)
-        except socket.timeout:
-            continue
-        except OSError as e:
-            error = "request %d: connection error: %s" % (n, e)
-            break
-        if not chunk:
-            error = "request %d: the guest closed the connection" % n
-            break
-        buf += chunk
+    buf, error = await_ack(s, n, buf, t0, req_timeout)
     if error is None:
         acked = n
         rtt = time.monotonic() - t0

@@ -216,6 +216,24 @@ class LanNbdServer:
 # The scenario
 # --------------------------------------------------------------------------
 
+def start_service_and_client(vm, topo, workdir, stack):
+    """Starts the demo's request service in the guest and its client in the
+    client namespace (closed with `stack`); returns the client once it is
+    connected and has its first answer."""
+    vm.run(f"( {demo.SERVICE} ) </dev/null >/dev/null 2>&1 & echo service started")
+    port = demo.SERVICE_PORT
+    vm.run(f"for i in $(seq 20); do netstat -ltn | grep -q ':{port} ' && break; "
+           f"sleep 1; done; netstat -ltn | grep -q ':{port} '", timeout=40)
+    client = demo.Client(topo, workdir)
+    stack.callback(client.close)
+    deadline = time.monotonic() + harness.scaled(40)
+    while not client.connected.wait(0.2):
+        assert not client.done.is_set() and time.monotonic() < deadline, (
+            f"client: {client.trouble() or 'could not connect'}")
+    client.wait_lines(1, timeout=harness.scaled(20))
+    return client
+
+
 def migrate_between_hosts(storage):
     """storage: "file" (shared image path) or "nbd" (qemu-nbd in client)."""
     netns.require()
@@ -259,18 +277,7 @@ def migrate_between_hosts(storage):
         md = Memdirty(src, *MEMDIRTY)
         src.run("mkdir -p /mnt/data && mount -t ext4 /dev/vda /mnt/data")
         src.run(f"( {DISK_LOOP} ) </dev/null >{DISK_LOG} 2>&1 & echo disk loop started")
-        src.run(f"( {demo.SERVICE} ) </dev/null >/dev/null 2>&1 & echo service started")
-        port = demo.SERVICE_PORT
-        src.run(f"for i in $(seq 20); do netstat -ltn | grep -q ':{port} ' && break; "
-                f"sleep 1; done; netstat -ltn | grep -q ':{port} '", timeout=40)
-
-        client = demo.Client(topo, workdir)
-        stack.callback(client.close)
-        deadline = time.monotonic() + harness.scaled(40)
-        while not client.connected.wait(0.2):
-            assert not client.done.is_set() and time.monotonic() < deadline, (
-                f"client: {client.trouble() or 'could not connect'}")
-        client.wait_lines(1, timeout=harness.scaled(20))
+        client = start_service_and_client(src, topo, workdir, stack)
 
         # Destination on host-b, same disk.
         dst = IncomingVM(["--net", f"tap={topo.TAP}", "--drive", drive],

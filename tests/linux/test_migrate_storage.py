@@ -68,7 +68,6 @@ def _load_hosts():
 
 
 hosts = _load_hosts()
-demo = hosts.demo
 
 BOOT_TIMEOUT = 120
 MIGRATION_PORT = 4445
@@ -136,17 +135,7 @@ def test_copy_storage_between_hosts():
         src.run("dd if=/dev/urandom of=/mnt/data/random bs=1M count=4 2>/dev/null && sync && "
                 "sha256sum /mnt/data/random > /tmp/random.sum && echo ok", timeout=120)
         src.run(f"( {hosts.DISK_LOOP} ) </dev/null >{hosts.DISK_LOG} 2>&1 & echo disk loop started")
-        src.run(f"( {demo.SERVICE} ) </dev/null >/dev/null 2>&1 & echo service started")
-        port = demo.SERVICE_PORT
-        src.run(f"for i in $(seq 20); do netstat -ltn | grep -q ':{port} ' && break; "
-                f"sleep 1; done; netstat -ltn | grep -q ':{port} '", timeout=40)
-        client = demo.Client(topo, workdir)
-        stack.callback(client.close)
-        deadline = time.monotonic() + harness.scaled(40)
-        while not client.connected.wait(0.2):
-            assert not client.done.is_set() and time.monotonic() < deadline, (
-                f"client: {client.trouble() or 'could not connect'}")
-        client.wait_lines(1, timeout=harness.scaled(20))
+        client = hosts.start_service_and_client(src, topo, workdir, stack)
 
         # host-b: no image yet, only the name for it.
         assert not os.path.exists(dst_img)
