@@ -24,6 +24,11 @@
 #include "transport/transport.h"
 
 #define INITIAL_ROUNDS 3
+/* While the standby takes the whole RAM in, it may fall silent longer than
+ * an epoch's acknowledgement may take (a loaded host, a standby writing its
+ * disk image): each round has a deadline for the whole of it, so a silence
+ * up to this long is waited out. */
+#define INITIAL_SILENCE_MS 10000
 /* Between checkpoints longer than this, a heartbeat keeps the standby
  * from mistaking a quiet primary for a dead one. */
 #define HEARTBEAT_NS (50ull * 1000 * 1000)
@@ -262,23 +267,29 @@ static int initial_copy(struct replication *r, struct stream *s, uint64_t *bitma
         bitmap[ram->dirty_words - 1] = (1ull << (ram->npages % 64)) - 1;
     if (r->storage && blockcopy_start(r->storage, err) < 0)
         return -1;
-    for (int round = 0; round < INITIAL_ROUNDS; round++) {
+    int silence_ms = s->timeout_ms, rc = 0;
+    if (s->timeout_ms >= 0 && s->timeout_ms < INITIAL_SILENCE_MS)
+        s->timeout_ms = INITIAL_SILENCE_MS;
+    for (int round = 0; round < INITIAL_ROUNDS && rc == 0; round++) {
         struct page_counters c = {0};
         /* A standby reading a trickle must not hold this thread forever. */
         stream_deadline(s, "initial copy round", stream_copy_deadline_ms(ram->size, 0));
         if (mstate_put_pages(s, m, bitmap, &c, 0, NULL, err) < 0 ||
             (r->storage && blockcopy_put_blocks(r->storage, s, 0, NULL, err) < 0) ||
-            stream_flush(s, err) < 0)
-            return -1;
+            stream_flush(s, err) < 0) {
+            rc = -1;
+            break;
+        }
         if (r->storage)
             blockcopy_harvest(r->storage);
         /* Records go straight to the socket from here on only under
          * send_lock; the heartbeat thread starts after the bulk copy. */
         if (dirty_reader_harvest(&r->reader, bitmap, err) < 0)
-            return -1;
+            rc = -1;
     }
+    s->timeout_ms = silence_ms;
     stream_deadline(s, NULL, 0);
-    return 0;
+    return rc < 0 ? -1 : 0;
 }
 
 /* Sleeps until the epoch ends at `next` (CLOCK_MONOTONIC ns), unless asked
