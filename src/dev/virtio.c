@@ -207,7 +207,7 @@ int virtq_pop(struct virtio_dev *dev, unsigned q, struct virtq_req *req)
         (dev->s.status & VIRTIO_STATUS_NEEDS_RESET))
         goto out;
     uint16_t avail_idx;
-    if (!guest_read(dev, vq->avail + 2, &avail_idx, 2)) {
+    if (bus_dma_read_u16(dev->bus, vq->avail + 2, &avail_idx, NULL) < 0) {   /* never torn */
         virtio_fail(dev, "available ring outside RAM");
         rc = -1;
         goto out;
@@ -294,14 +294,14 @@ void virtq_push_batch(struct virtio_dev *dev, unsigned q, const struct virtq_use
     /* The elements must be visible before the index that publishes them. */
     __atomic_thread_fence(__ATOMIC_RELEASE);
     vq->used_idx = (uint16_t)(vq->used_idx + n);
-    bus_dma_write(dev->bus, vq->used + 2, &vq->used_idx, 2, NULL);
+    bus_dma_write_u16(dev->bus, vq->used + 2, vq->used_idx, NULL);   /* never torn */
     /* A driver busy polling the ring (Linux's NAPI, virtblk_done) sets
      * NO_INTERRUPT in the available ring's flags. Read them only after the
      * index is out: the driver clears the flag and then rereads the used
      * index, so one of us always sees the other's write. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     uint16_t avail_flags = 0;
-    bool quiet = guest_read(dev, vq->avail, &avail_flags, 2) &&
+    bool quiet = bus_dma_read_u16(dev->bus, vq->avail, &avail_flags, NULL) == 0 &&
                  (avail_flags & VRING_AVAIL_F_NO_INTERRUPT);
     pthread_mutex_unlock(&dev->lock);
     if (!quiet)

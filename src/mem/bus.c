@@ -73,6 +73,33 @@ bool bus_store(struct bus *bus, uint64_t paddr, unsigned size, uint64_t value)
     return true;
 }
 
+int bus_dma_write_u16(struct bus *bus, uint64_t gpa, uint16_t value, struct error *err)
+{
+    if (gpa & 1)
+        return bus_dma_write(bus, gpa, &value, 2, err);
+    if (!ram_contains(&bus->ram, gpa, 2))
+        return error_set(err, "DMA write of 2 bytes at 0x%llx is outside guest RAM",
+                         (unsigned long long)gpa);
+    TSAN_GUEST_RAM_BEGIN();
+    __atomic_store_n((uint16_t *)ram_host(&bus->ram, gpa), value, __ATOMIC_RELEASE);
+    TSAN_GUEST_RAM_END();
+    ram_mark_dirty(&bus->ram, gpa, 2);
+    return 0;
+}
+
+int bus_dma_read_u16(struct bus *bus, uint64_t gpa, uint16_t *value, struct error *err)
+{
+    if (gpa & 1)
+        return bus_dma_read(bus, gpa, value, 2, err);
+    if (!ram_contains(&bus->ram, gpa, 2))
+        return error_set(err, "DMA read of 2 bytes at 0x%llx is outside guest RAM",
+                         (unsigned long long)gpa);
+    TSAN_GUEST_RAM_BEGIN();
+    *value = __atomic_load_n((const uint16_t *)ram_host(&bus->ram, gpa), __ATOMIC_ACQUIRE);
+    TSAN_GUEST_RAM_END();
+    return 0;
+}
+
 int bus_dma_read(struct bus *bus, uint64_t gpa, void *dst, size_t len, struct error *err)
 {
     if (!ram_contains(&bus->ram, gpa, len))

@@ -53,4 +53,14 @@ bool bus_store(struct bus *bus, uint64_t paddr, unsigned size, uint64_t value);
 int bus_dma_read(struct bus *bus, uint64_t gpa, void *dst, size_t len, struct error *err);
 int bus_dma_write(struct bus *bus, uint64_t gpa, const void *src, size_t len, struct error *err);
 
+/* A 16-bit field the guest reads or writes at the same time as the device
+ * (a virtqueue's ring index): one access, never torn. memcpy promises no
+ * such thing (glibc 2.36 happens to store two bytes as one word, but a
+ * bytewise copy would let a vCPU on another thread see used->idx jump by
+ * 256 at a carry: 0x00ff -> 0x01ff -> 0x0100). Release/acquire: the ring
+ * entries are visible before the index that publishes them. An odd
+ * address (a broken driver's ring) is copied bytewise. */
+int bus_dma_write_u16(struct bus *bus, uint64_t gpa, uint16_t value, struct error *err);
+int bus_dma_read_u16(struct bus *bus, uint64_t gpa, uint16_t *value, struct error *err);
+
 #endif
