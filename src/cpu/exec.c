@@ -471,6 +471,7 @@ void hart_exec_insn(struct hart *h, uint32_t insn)
     uint64_t next = pc + d.len;
     switch (d.op) {
     case OP_NOP: break;
+    case OP_FENCE: __atomic_thread_fence(__ATOMIC_SEQ_CST); break;
     case OP_LUI: x[d.rd] = (uint64_t)imm; break;
     case OP_AUIPC: x[d.rd] = pc + (uint64_t)imm; break;
     case OP_JAL: x[d.rd] = next; next = pc + (uint64_t)imm; break;
@@ -545,7 +546,7 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
         L(MUL), L(MULH), L(MULHSU), L(MULHU), L(DIV), L(DIVU), L(REM), L(REMU),
         L(ADDW), L(SUBW), L(SLLW), L(SRLW), L(SRAW),
         L(MULW), L(DIVW), L(DIVUW), L(REMW), L(REMUW),
-        L(FENCE_I), L(AMO), L(SYSTEM), L(FP), L(FLW), L(FLD), L(FSW), L(FSD), L(CBO),
+        L(FENCE_I), L(AMO), L(SYSTEM), L(FP), L(FLW), L(FLD), L(FSW), L(FSD), L(CBO), L(FENCE),
         [OP_BITMANIP_FIRST ... OP_BITMANIP_LAST] = &&do_BITMANIP,
 #undef L
     };
@@ -676,6 +677,7 @@ uint64_t hart_run(struct hart *h, uint64_t budget)
         illegal(h, d->raw);
         TRAPPED();
     do_NOP: NEXT();
+    do_FENCE: __atomic_thread_fence(__ATOMIC_SEQ_CST); NEXT();   /* icache.c: why */
     do_LUI: x[d->rd] = (uint64_t)imm; NEXT();
     do_AUIPC: x[d->rd] = pc + (uint64_t)imm; NEXT();
     do_JAL: x[d->rd] = pc + d->len; JUMP(pc + (uint64_t)imm);

@@ -158,6 +158,22 @@ static uint8_t decode_bitmanip(uint32_t insn)
     }
 }
 
+/* Whether a FENCE orders earlier stores (or device output) before later
+ * loads (or device input): `fence rw,rw` (Linux's smp_mb and virtio_mb),
+ * `fence w,r`, `fence iorw,iorw`... The host (x86) keeps every other order
+ * by itself but lets a load pass an earlier store, so these need a real
+ * barrier now that harts and devices run on threads of their own: a guest
+ * that clears a ring's "no interrupt" flag, fences and rereads the used
+ * index could otherwise miss a completion the device published meanwhile
+ * (and wait for an interrupt that never comes). FENCE.TSO (fm = 1000)
+ * orders no store before a load. */
+static bool fence_orders_store_load(uint32_t insn)
+{
+    unsigned fm = insn >> 28, pred = (insn >> 24) & 15, succ = (insn >> 20) & 15;
+    enum { FENCE_I = 8, FENCE_O = 4, FENCE_R = 2, FENCE_W = 1 };
+    return fm != 8 && (pred & (FENCE_O | FENCE_W)) && (succ & (FENCE_I | FENCE_R));
+}
+
 /* The operation of a 32-bit instruction, or OP_ILLEGAL. Operations that
  * only write rd become OP_NOP when rd is x0. */
 static uint8_t decode_op(uint32_t insn, int32_t *imm)
@@ -247,7 +263,9 @@ static uint8_t decode_op(uint32_t insn, int32_t *imm)
             bool cbo = ((insn >> 7) & 31) == 0 && (fn == 0 || fn == 1 || fn == 2 || fn == 4);
             return cbo ? OP_CBO : OP_ILLEGAL;
         }
-        return f3 == 0 ? OP_NOP : f3 == 1 ? OP_FENCE_I : OP_ILLEGAL;
+        if (f3 == 0)
+            return fence_orders_store_load(insn) ? OP_FENCE : OP_NOP;
+        return f3 == 1 ? OP_FENCE_I : OP_ILLEGAL;
     case 0x2f: return OP_AMO;
     case 0x73: return OP_SYSTEM;
     case 0x07:

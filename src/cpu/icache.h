@@ -74,6 +74,7 @@ enum decoded_op {
     OP_FENCE_I, OP_AMO, OP_SYSTEM, OP_FP,
     OP_FLW, OP_FLD, OP_FSW, OP_FSD,   /* FP loads/stores: no rounding, fast path */
     OP_CBO,                           /* Zicbom/Zicboz cbo.*: exec_generic */
+    OP_FENCE,                         /* a FENCE ordering stores before later loads */
     /* Zba, Zbb, Zbs, Zicond: pure register writes, all executed by
      * cpu_bitmanip() (imm is the shift amount of the immediate forms). */
     OP_SH1ADD, OP_SH2ADD, OP_SH3ADD, OP_ADD_UW, OP_SH1ADD_UW, OP_SH2ADD_UW, OP_SH3ADD_UW,

@@ -359,6 +359,9 @@ static bool translate_one(struct tctx *t, const struct decoded *d, uint32_t insn
     switch (d->op) {
     case OP_NOP:
         break;
+    case OP_FENCE:      /* a store-to-load barrier (icache.c) */
+        x_u8(e, 0x0f); x_u8(e, 0xae); x_u8(e, 0xf0);   /* mfence */
+        break;
     case OP_LUI:
         x_mov_ri(e, dst_x(t, d->rd), (uint64_t)(int64_t)d->imm);
         st_x(t, dst_x(t, d->rd), d->rd);
