@@ -206,8 +206,10 @@ static void jit_protect_page(struct hart *h, uint64_t ppage)
 {
     struct ram *ram = &h->bus->ram;
     uint64_t page = (ppage - ram->base) >> RAM_PAGE_SHIFT;
-    if (!__atomic_load_n(&ram->jit_code[page], __ATOMIC_RELAXED))
-        __atomic_store_n(&ram->jit_code[page], 1, __ATOMIC_SEQ_CST);
+    /* The map's pointer too: another hart's jit_create may publish it. */
+    uint8_t *map = __atomic_load_n(&ram->jit_code, __ATOMIC_ACQUIRE);
+    if (!__atomic_load_n(&map[page], __ATOMIC_RELAXED))
+        __atomic_store_n(&map[page], 1, __ATOMIC_SEQ_CST);
     for (unsigned i = 0; i < TLB_SIZE; i++)
         if (h->tlb_write[i].tag != TLB_INVALID && h->tlb_write[i].paddr_page == ppage)
             h->tlb_write[i].tag = TLB_INVALID;

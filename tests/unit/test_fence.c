@@ -34,6 +34,7 @@ static struct machine m;
 static bool use_jit;
 static unsigned barrier_count;  /* both threads pass a barrier when it reaches 2n */
 static uint64_t both_zero;      /* rounds where neither hart saw the other's store */
+static uint64_t loaded[2];      /* each hart's load, written by its thread before barrier 2 */
 static unsigned rounds_done;
 
 static uint32_t enc_i(uint32_t op, uint32_t rd, uint32_t f3, uint32_t rs1, int32_t imm)
@@ -83,8 +84,9 @@ static void *runner(void *arg)
         if (__atomic_load_n(&rounds_done, __ATOMIC_SEQ_CST) == round)
             break;              /* out of time: both stop at the same round */
         use_jit ? jit_run(h, 4) : hart_run(h, 4);
-        barrier(&generation);   /* both loads done */
-        if (id == 0 && m.harts[0].x[A3] == 0 && m.harts[1].x[A3] == 0)
+        loaded[id] = h->x[A3];
+        barrier(&generation);   /* both loads done; read before the next barrier 1 */
+        if (id == 0 && loaded[0] == 0 && loaded[1] == 0)
             both_zero++;
     }
     return NULL;
