@@ -18,6 +18,7 @@
 #include "machine/machine.h"
 #include "mem/bus.h"
 #include "check.h"
+#include "harts.h"
 
 #define RAM_SIZE (1u << 20)
 #define CODE 0x0000ull          /* hart i's program at CODE + i * 0x1000 */
@@ -36,16 +37,6 @@ static unsigned barrier_count;  /* both threads pass a barrier when it reaches 2
 static uint64_t both_zero;      /* rounds where neither hart saw the other's store */
 static uint64_t loaded[2];      /* each hart's load, written by its thread before barrier 2 */
 static unsigned rounds_done;
-
-static uint32_t enc_i(uint32_t op, uint32_t rd, uint32_t f3, uint32_t rs1, int32_t imm)
-{
-    return ((uint32_t)imm & 0xfff) << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op;
-}
-static uint32_t enc_s(uint32_t op, uint32_t f3, uint32_t rs1, uint32_t rs2, int32_t imm)
-{
-    uint32_t u = (uint32_t)imm;
-    return ((u >> 5) & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | (u & 0x1f) << 7 | op;
-}
 
 static uint64_t *word(uint64_t off) { return (uint64_t *)(m.bus.ram.host + off); }
 
@@ -122,15 +113,8 @@ static uint64_t litmus(uint32_t middle)
 
 int main(void)
 {
-    struct error err;
-    if (ram_init(&m.bus.ram, MEMMAP_RAM_BASE, RAM_SIZE, &err) < 0) {
-        printf("FAIL: %s\n", err.msg);
+    if (unit_harts_init(&m, 2, RAM_SIZE) < 0)
         return 1;
-    }
-    m.nharts = 2;
-    vclock_init(&m.clock);
-    for (unsigned i = 0; i < 2; i++)
-        hart_init(&m.harts[i], i, &m, &m.bus);
     for (int engine = 0; engine < 2; engine++) {
         use_jit = engine == 1;
         const char *name = use_jit ? "translator" : "interpreter";

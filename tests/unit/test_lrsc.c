@@ -15,16 +15,8 @@
 #include "machine/machine.h"
 #include "mem/bus.h"
 #include "check.h"
+#include "harts.h"
 
-static uint32_t enc_i(uint32_t op, uint32_t rd, uint32_t f3, uint32_t rs1, int32_t imm)
-{
-    return ((uint32_t)imm & 0xfff) << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op;
-}
-static uint32_t enc_s(uint32_t op, uint32_t f3, uint32_t rs1, uint32_t rs2, int32_t imm)
-{
-    uint32_t u = (uint32_t)imm;
-    return ((u >> 5) & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | (u & 0x1f) << 7 | op;
-}
 static uint32_t enc_amo(uint32_t f5, uint32_t f3, uint32_t rd, uint32_t rs1, uint32_t rs2)
 {
     return f5 << 27 | rs2 << 20 | rs1 << 15 | f3 << 12 | rd << 7 | 0x2f;
@@ -152,17 +144,10 @@ static void run_cases(void)
 
 int main(void)
 {
-    struct error err;
-    if (ram_init(&m.bus.ram, MEMMAP_RAM_BASE, RAM_SIZE, &err) < 0) {
-        printf("FAIL: %s\n", err.msg);
+    if (unit_harts_init(&m, 2, RAM_SIZE) < 0)
         return 1;
-    }
-    m.nharts = 2;
-    vclock_init(&m.clock);
-    for (unsigned i = 0; i < 2; i++) {
-        hart_init(&m.harts[i], i, &m, &m.bus);
+    for (unsigned i = 0; i < 2; i++)
         m.harts[i].mstatus |= 1ull << 13; /* FS = Initial: fsd allowed */
-    }
 
     for (int engine = 0; engine < 2; engine++) {
         use_jit = engine == 1;
