@@ -4,6 +4,15 @@
  * fsflags. */
 #include "cpu/jit_emit.h"
 
+/* test dword [rbx+mstatus], MSTATUS_FS; the returned jz goes to `off`. */
+static uint8_t *emit_fs_off_check(struct emit *e)
+{
+    x_u8(e, 0xf7);
+    x_modrm_mem(e, 0, RBX, OFF(mstatus));
+    x_u32(e, (uint32_t)MSTATUS_FS);
+    return x_jcc(e, CC_E);
+}
+
 /* frflags rd (csrrs rd, fflags, x0) and fsflags rd, rs (csrrw rd,
  * fflags, rs) inline while mstatus.FS is on (csr.c's rules: FS off is an
  * illegal instruction, a write makes FS dirty); anything else, or FS
@@ -17,10 +26,7 @@ void jit_emit_fflags_csr(struct tctx *t, const struct decoded *d, uint32_t insn,
         jit_emit_fallback(t, d, insn, pc, done);
         return;
     }
-    x_u8(e, 0xf7);                                  /* test dword [mstatus], FS */
-    x_modrm_mem(e, 0, RBX, OFF(mstatus));
-    x_u32(e, (uint32_t)MSTATUS_FS);
-    uint8_t *off = x_jcc(e, CC_E);
+    uint8_t *off = emit_fs_off_check(e);
     if (f3 == 1)
         ld_x(t, RCX, rs1);
     x_u8(e, 0x0f); x_u8(e, 0xb6);                   /* movzx eax, byte [fflags] */
@@ -69,15 +75,6 @@ static void emit_fp_direct(struct tctx *t, const struct decoded *d, uint64_t pc,
     if (!e->overflow)
         x_patch(ok, e->p);
     emit_reload(t);                         /* FMV.X.D, FCVT, compares write x[rd] */
-}
-
-/* test dword [rbx+mstatus], MSTATUS_FS; the returned jz goes to `off`. */
-static uint8_t *emit_fs_off_check(struct emit *e)
-{
-    x_u8(e, 0xf7);
-    x_modrm_mem(e, 0, RBX, OFF(mstatus));
-    x_u32(e, (uint32_t)MSTATUS_FS);
-    return x_jcc(e, CC_E);
 }
 
 /* SSE2 scalar double op xmm0, [rbx+disp] (F2 0F opc). */
