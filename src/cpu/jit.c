@@ -367,9 +367,8 @@ uint64_t jit_run(struct hart *h, uint64_t budget)
 const uint8_t *jit_next(struct hart *h, unsigned site)
 {
     struct jit *j = h->jit;
-    if (unlikely(h->instret >= __atomic_load_n(&h->jit_limit, __ATOMIC_RELAXED) ||
-                 __atomic_load_n(&h->interrupt_check, __ATOMIC_RELAXED) ||
-                 __atomic_load_n(h->kick, __ATOMIC_RELAXED)))
+    /* A kick or a pending interrupt has set the limit to 0 (hart_end_jit_run). */
+    if (unlikely(h->instret >= __atomic_load_n(&h->jit_limit, __ATOMIC_RELAXED)))
         return NULL;
     if (unlikely(__atomic_load_n(&h->bus->ram.jit_code_gen, __ATOMIC_ACQUIRE) != j->code_gen ||
                  (h->icache && h->icache->epoch != j->icache_epoch)))
